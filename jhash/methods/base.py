@@ -1,0 +1,55 @@
+"""The contract every method module in ``jhash.methods`` fulfils (big_vision / scenic style).
+
+A method is a module ``jhash.methods.<name>`` looked up by name with :func:`jhash.methods.get`.
+It composes shared parts (``jhash.models``, ``jhash.losses``, ``jhash.search``) and exposes:
+
+``build_model(config, info: DatasetInfo) -> flax.linen.Module``
+    The network. It is called as ``model.apply(variables, images, train=bool, mutable=[...])`` and
+    returns a ``dict[str, Array]`` of outputs (features, relaxed codes, logits, ...). Batch-norm
+    statistics live in the ``batch_stats`` collection; dropout / random erasing use the ``dropout`` rng.
+
+``loss(outputs, batch, config, aux) -> (scalar, dict[str, scalar])``
+    The training objective on one batch (``batch`` follows :mod:`jhash.data.info`). ``aux`` is the
+    method's extra training state (``None`` for most; DVHN keeps B, W, U there). Pure and jittable.
+
+``encode(outputs, config) -> dict[str, Array]``
+    Test-time codes from the outputs of ``train=False``: code name -> ``{0,1}``/``±1`` or real array
+    ``[B, L]`` (packed afterwards with ``jhash.search.pack_codes``). The code named ``"id"`` is the one
+    exhaustive search and ReID metrics use; multi-code methods add more (``"l32"``..., ``"attr"``).
+
+``SEARCH: str``
+    Which search evaluates the method: ``"exhaustive"``, ``"coarse_to_fine"`` or ``"attribute_first"``.
+
+Optional hooks:
+
+``init_aux(config, info, num_train) -> pytree`` and
+``update_aux(aux, train_outputs, config) -> pytree``
+    Extra state updated outside the gradient step (DVHN's discrete W-/B-steps on the cached outputs
+    of the whole training set, run every ``config.method.aux_every`` epochs). Checkpointed with the model.
+
+``fit_search(codes_by_name, pids, config) -> dict``
+    Search parameters fitted on the validation split after training (CtF thresholds, the AFR window w),
+    saved with the checkpoint and passed to the search at evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+import jax
+
+Array = jax.Array
+Outputs = Mapping[str, Array]
+Batch = Mapping[str, Any]
+
+
+class MethodModule(Protocol):
+    """Static type of a method module (for type checkers; modules are duck-typed at run time)."""
+
+    SEARCH: str
+
+    def build_model(self, config: Any, info: Any) -> Any: ...
+
+    def loss(self, outputs: Outputs, batch: Batch, config: Any, aux: Any) -> tuple[Array, dict[str, Array]]: ...
+
+    def encode(self, outputs: Outputs, config: Any) -> dict[str, Array]: ...
