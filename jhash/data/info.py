@@ -28,7 +28,7 @@ class DatasetInfo:
     """Static facts about a prepared dataset used to size heads and choose a protocol."""
 
     name: str
-    num_classes: int  # training identities
+    num_classes: int  # training identities (0 for an evaluation-only dataset)
     image_size: tuple[int, int]  # (height, width) the pipeline resizes to
     protocol: str = "market"  # 'market' | 'vehicleid' | 'cuhk03' (see jhash.metrics)
     num_attributes: int = 0
@@ -38,8 +38,8 @@ class DatasetInfo:
     num_train_images: int = 0
 
     def __post_init__(self):
-        if self.num_classes <= 0:
-            raise ValueError(f"DatasetInfo.num_classes must be > 0, got {self.num_classes}")
+        if self.num_classes < 0:
+            raise ValueError(f"DatasetInfo.num_classes must be >= 0, got {self.num_classes}")
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
             raise ValueError(f"DatasetInfo.image_size must be (height, width) > 0, got {self.image_size}")
         if self.attribute_names and len(self.attribute_names) != self.num_attributes:
