@@ -1,0 +1,38 @@
+"""jhash.search: packed binary codes and exact Hamming search, pure functions over arrays.
+
+Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch read the same bytes).
+
+- :func:`pack_codes`, :func:`unpack_codes`, :func:`as_words` — packing and the ``uint32`` word view.
+- :func:`hamming_distance` — all-pairs distances ``[nq, ng]`` (XOR + popcount).
+- :func:`hamming_topk` — exact top-k ordered by ``(distance, gallery index)``, streamed over the gallery;
+  ``backend="xla"`` (any device) or ``"native"`` (fused C++ CPU kernel), ``"auto"`` picks.
+- :func:`hamming_rank`, :func:`counting_argsort` — full stable ranking by counting sort, O(ng) per query.
+- :func:`select_bits`, :func:`top_weight_bits` — bit subsets for bit-scalable codes (DRSCH).
+- :func:`sharded_hamming_topk` — the gallery sharded over a ``jax.sharding.Mesh``; equals ``hamming_topk``.
+- :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
+- :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
+"""
+
+from jhash.search.bits import select_bits, top_weight_bits
+from jhash.search.dto import fit_thresholds, pair_distance_histograms
+from jhash.search.faiss_export import to_faiss
+from jhash.search.hamming import hamming_distance, hamming_topk
+from jhash.search.packing import as_words, pack_codes, unpack_codes
+from jhash.search.ranking import counting_argsort, hamming_rank
+from jhash.search.sharded import sharded_hamming_topk
+
+__all__ = [
+    "pack_codes",
+    "unpack_codes",
+    "as_words",
+    "hamming_distance",
+    "hamming_topk",
+    "hamming_rank",
+    "counting_argsort",
+    "select_bits",
+    "top_weight_bits",
+    "sharded_hamming_topk",
+    "to_faiss",
+    "fit_thresholds",
+    "pair_distance_histograms",
+]

@@ -1,0 +1,206 @@
+"""Distance Threshold Optimisation (DTO) for coarse-to-fine search.
+
+Wang et al., "Faster Person Re-Identification", ECCV 2020, eqs. 6-8 (cleaned in
+``shared/notes/methods.md`` §4). For one code length ``l`` and a validation split of *training*
+identities (never the test split), let ``R(t)`` be the fraction of relevant pairs (same identity) whose
+Hamming distance is ``<= t`` and ``N(t)`` the same fraction of non-relevant pairs. Keeping the candidates
+within distance ``t`` then has recall ``R(t)`` and precision ``R(t) / (R(t) + rho N(t))`` with
+``rho = n_neg / n_pos`` the class ratio, so
+
+    F_beta(t) = (1 + beta^2) R(t) / (beta^2 + R(t) + rho N(t))                      (eq. 8)
+
+and DTO chooses ``t* = argmax_{t in {0..l}} F_beta(t)`` exactly over the ``l + 1`` integer thresholds.
+The paper models ``R`` and ``N`` by Gaussian CDFs fitted to the two distance populations (eq. 6-7);
+``model="empirical"`` uses the measured CDFs instead (it equals a brute-force count over pairs).
+
+Pair statistics are accumulated as histograms of integer distances, block by block, so a large
+validation set never materialises its pair list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, Mapping, Sequence, Union
+
+import numpy as np
+
+from jhash.search.hamming import hamming_distance
+
+Rho = Union[float, Literal["ratio"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PairHistograms:
+    """Counts of integer Hamming distances ``0..num_bits`` over unordered pairs ``i < j``."""
+
+    positive: np.ndarray  # int64 [num_bits + 1], pairs with the same identity
+    negative: np.ndarray  # int64 [num_bits + 1], pairs with different identities
+
+    @property
+    def num_bits(self) -> int:
+        return int(self.positive.shape[0] - 1)
+
+
+def _check_codes_and_pids(packed_codes, pids) -> tuple[np.ndarray, np.ndarray]:
+    codes = np.asarray(packed_codes)
+    labels = np.asarray(pids)
+    if codes.ndim != 2 or codes.dtype != np.uint8:
+        raise ValueError(
+            f"packed_codes must be a uint8 array [n, L/8] (see jhash.search.pack_codes), "
+            f"got dtype {codes.dtype} and shape {codes.shape}"
+        )
+    if labels.ndim != 1 or labels.shape[0] != codes.shape[0]:
+        raise ValueError(
+            f"pids must be a 1-D array with one identity per code ({codes.shape[0]}), got shape {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"pids must be integers, got dtype {labels.dtype}")
+    if codes.shape[0] < 2:
+        raise ValueError(f"packed_codes must hold at least 2 codes to form pairs, got {codes.shape[0]}")
+    return codes, labels
+
+
+def pair_distance_histograms(packed_codes, pids, *, block_size: int = 1024) -> PairHistograms:
+    """Histograms of Hamming distances of relevant and non-relevant pairs ``i < j`` (streamed).
+
+    Memory is ``O(block_size * n)`` for one block of the distance matrix; the pair list is never built.
+    """
+    codes, labels = _check_codes_and_pids(packed_codes, pids)
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    n, num_bits = codes.shape[0], codes.shape[1] * 8
+    positive = np.zeros(num_bits + 1, np.int64)
+    negative = np.zeros(num_bits + 1, np.int64)
+    for start in range(0, n - 1, block_size):
+        stop = min(start + block_size, n - 1)
+        # rows start..stop-1 against columns start+1..n-1; keep only j > i
+        dist = np.asarray(hamming_distance(codes[start:stop], codes[start + 1 :]))
+        rows = np.arange(start, stop)[:, None]
+        cols = np.arange(start + 1, n)[None, :]
+        upper = cols > rows
+        same = labels[start:stop, None] == labels[None, start + 1 :]
+        positive += np.bincount(dist[upper & same], minlength=num_bits + 1)
+        negative += np.bincount(dist[upper & ~same], minlength=num_bits + 1)
+    if positive.sum() == 0:
+        raise ValueError("pids: no two codes share an identity, so there are no relevant pairs to fit")
+    if negative.sum() == 0:
+        raise ValueError("pids: all codes share one identity, so there are no non-relevant pairs to fit")
+    return PairHistograms(positive=positive, negative=negative)
+
+
+def _normal_cdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    if std <= 0:
+        return (x >= mean).astype(np.float64)
+    z = (x - mean) / (std * math.sqrt(2.0))
+    return 0.5 * (1.0 + np.vectorize(math.erf)(z))
+
+
+def histogram_moments(hist: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the distances counted by ``hist`` (eq. 6: Gaussian fit)."""
+    counts = np.asarray(hist, np.float64)
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("hist must count at least one pair")
+    values = np.arange(counts.shape[0], dtype=np.float64)
+    mean = float((counts * values).sum() / total)
+    var = float((counts * (values - mean) ** 2).sum() / total)
+    return mean, math.sqrt(var)
+
+
+def cumulative_fractions(
+    hists: PairHistograms, model: Literal["gaussian", "empirical"] = "gaussian"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(R(t), N(t))`` for ``t = 0..num_bits``: fraction of relevant / non-relevant pairs within ``t``.
+
+    ``gaussian`` evaluates the fitted normal CDF at ``t + 0.5`` (continuity correction for integer
+    distances, eq. 7); ``empirical`` is the measured cumulative histogram.
+    """
+    t = np.arange(hists.num_bits + 1, dtype=np.float64)
+    if model == "empirical":
+        r = np.cumsum(hists.positive) / hists.positive.sum()
+        n = np.cumsum(hists.negative) / hists.negative.sum()
+    elif model == "gaussian":
+        r = _normal_cdf(t + 0.5, *histogram_moments(hists.positive))
+        n = _normal_cdf(t + 0.5, *histogram_moments(hists.negative))
+    else:
+        raise ValueError(f"model must be 'gaussian' or 'empirical', got {model!r}")
+    return r, n
+
+
+def f_beta_curve(recall: np.ndarray, neg_fraction: np.ndarray, *, beta: float = 2.0, rho: float = 1.0) -> np.ndarray:
+    """``F_beta(t) = (1 + beta^2) R(t) / (beta^2 + R(t) + rho N(t))`` for every threshold (eq. 8)."""
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if rho < 0:
+        raise ValueError(f"rho must be >= 0, got {rho}")
+    recall = np.asarray(recall, np.float64)
+    neg_fraction = np.asarray(neg_fraction, np.float64)
+    return (1.0 + beta**2) * recall / (beta**2 + recall + rho * neg_fraction)
+
+
+def optimal_threshold(
+    hists: PairHistograms,
+    *,
+    beta: float = 2.0,
+    rho: Rho = 1.0,
+    model: Literal["gaussian", "empirical"] = "gaussian",
+) -> int:
+    """The integer threshold ``t*`` in ``[0, num_bits]`` maximising ``F_beta`` (smallest on ties).
+
+    ``rho=1`` reproduces the public implementation (light-reid); ``rho="ratio"`` weights non-relevant
+    pairs by the measured class ratio ``n_neg / n_pos``, i.e. the true precision.
+    """
+    if isinstance(rho, str):
+        if rho != "ratio":
+            raise ValueError(f"rho must be a number >= 0 or 'ratio', got {rho!r}")
+        rho_value = float(hists.negative.sum()) / float(hists.positive.sum())
+    else:
+        rho_value = float(rho)
+    recall, neg_fraction = cumulative_fractions(hists, model)
+    return int(np.argmax(f_beta_curve(recall, neg_fraction, beta=beta, rho=rho_value)))
+
+
+def fit_thresholds(
+    codes_by_name: Mapping[str, np.ndarray],
+    pids,
+    *,
+    order: Sequence[str] | None = None,
+    beta: float = 2.0,
+    rho: Rho = 1.0,
+    model: Literal["gaussian", "empirical"] = "gaussian",
+    block_size: int = 1024,
+) -> dict[str, int]:
+    """DTO for a code pyramid: one threshold per code length except the longest (CtF eqs. 6-8).
+
+    Args:
+      codes_by_name: packed codes (uint8 ``[n, L/8]``) of the *validation* split, one entry per level
+        (e.g. ``{"l32": ..., "l128": ..., "l512": ..., "l2048": ...}``), all for the same images.
+      pids: identities ``[n]`` of those images.
+      order: level names from shortest to longest; default sorts by code length.
+      beta, rho, model: see :func:`optimal_threshold`.
+
+    Returns:
+      ``{name: threshold}`` for every level but the longest (which ranks the final candidates).
+    """
+    if not codes_by_name:
+        raise ValueError("codes_by_name must hold at least two code levels, got none")
+    names = list(order) if order is not None else sorted(codes_by_name, key=lambda k: np.asarray(codes_by_name[k]).shape[-1])
+    missing = [name for name in names if name not in codes_by_name]
+    if missing:
+        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
+    if len(names) < 2:
+        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    n = np.asarray(codes_by_name[names[0]]).shape[0]
+    for name in names:
+        if np.asarray(codes_by_name[name]).shape[0] != n:
+            raise ValueError(
+                f"codes_by_name[{name!r}] has {np.asarray(codes_by_name[name]).shape[0]} codes, expected {n} "
+                f"(every level must encode the same images)"
+            )
+    return {
+        name: optimal_threshold(
+            pair_distance_histograms(codes_by_name[name], pids, block_size=block_size), beta=beta, rho=rho, model=model
+        )
+        for name in names[:-1]
+    }

@@ -1,0 +1,35 @@
+"""Export packed codes to faiss (optional extra ``jhash[faiss]``).
+
+jhash packs codes in ``np.packbits`` order, the byte layout faiss binary indexes read, so the export is a copy
+into the index; ``IndexBinaryFlat.search`` then returns the same exact Hamming distances as
+:func:`jhash.search.hamming_topk`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from jhash.search.packing import check_packed
+
+__all__ = ["to_faiss"]
+
+
+def to_faiss(packed_gallery: Any) -> Any:
+    """Build a ``faiss.IndexBinaryFlat`` over ``packed_gallery`` (``uint8 [ng, L/8]``, ``ng >= 1``).
+
+    Raises:
+      ImportError: faiss is not installed (``pip install 'jhash[faiss]'``).
+      ValueError: the gallery is not non-empty packed uint8 codes of rank 2.
+    """
+    g = check_packed(packed_gallery, "packed_gallery", allow_empty=False)
+    try:
+        import faiss
+    except ImportError as e:
+        raise ImportError(
+            "to_faiss needs faiss, an optional dependency of jhash: pip install 'jhash[faiss]' "
+            "(installs faiss-cpu)") from e
+    index = faiss.IndexBinaryFlat(8 * int(g.shape[1]))
+    index.add(np.ascontiguousarray(np.asarray(g)))
+    return index

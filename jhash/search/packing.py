@@ -1,0 +1,154 @@
+"""Bit packing of binary codes, and the input checks shared by the search functions.
+
+Codes at rest are packed bits: ``uint8 [n, L/8]`` in ``np.packbits`` order (``bitorder="big"``: bit 0 of
+a code is the most significant bit of byte 0), so faiss (``IndexBinaryFlat``) and usearch read the same
+bytes. Inside JAX, packed rows are viewed as ``uint32`` words (:func:`as_words`) for
+``lax.population_count``; the Hamming distance is ``d_H(b_i, b_j) = popcount(b_i XOR b_j)``, which for
+±1 codes equals ``(L - b_i^T b_j) / 2``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["pack_codes", "unpack_codes", "as_words"]
+
+# Bit weights of the 8 bits of a byte in np.packbits (big-endian bit) order.
+_BIT_SHIFTS = np.arange(7, -1, -1, dtype=np.uint8)
+
+
+def _is_tracer(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _as_array(x: Any, name: str) -> Any:
+    """Numpy or JAX array view of ``x`` (lists are converted); never copies a JAX array to the host."""
+    if isinstance(x, (jax.Array, np.ndarray)) or _is_tracer(x):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - any conversion failure is bad input
+        raise ValueError(f"{name} must be an array, got {type(x).__name__}") from e
+
+
+def check_packed(x: Any, name: str, *, allow_empty: bool = True) -> jax.Array:
+    """Validate packed codes: rank 2, dtype uint8, at least one byte per code. Returns a JAX array."""
+    x = _as_array(x, name)
+    if x.ndim != 2:
+        raise ValueError(
+            f"{name} must be packed codes of rank 2 [n, L/8] (uint8, see pack_codes); got shape {tuple(x.shape)}"
+        )
+    if x.dtype != np.uint8:
+        raise ValueError(
+            f"{name} must have dtype uint8 (packed bits, see pack_codes); got dtype {x.dtype}"
+        )
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has 0 bytes per code; expected codes of at least 8 bits")
+    if not allow_empty and x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 codes); expected at least one code")
+    return jnp.asarray(x)
+
+
+def check_pair(q: Any, g: Any) -> tuple[jax.Array, jax.Array]:
+    """Validate a query / gallery pair of packed codes of the same length; the gallery must be non-empty."""
+    q = check_packed(q, "q")
+    g = check_packed(g, "g", allow_empty=False)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(
+            f"code lengths differ: q has {q.shape[1]} bytes per code ({8 * q.shape[1]} bits) but g has "
+            f"{g.shape[1]} bytes ({8 * g.shape[1]} bits); expected the same code length L"
+        )
+    return q, g
+
+
+def check_k(k: Any, ng: int, name: str = "k") -> int:
+    """Validate a top-k size: an integer with 1 <= k <= ng."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive Python int, got {k!r}")
+    k = int(k)
+    if k <= 0:
+        raise ValueError(f"{name} must be >= 1, got {name}={k}")
+    if k > ng:
+        raise ValueError(f"{name}={k} exceeds the gallery size ng={ng}; expected 1 <= {name} <= ng")
+    return k
+
+
+@jax.jit
+def _pack_bits(bits: jax.Array) -> jax.Array:
+    n, L = bits.shape
+    b = bits.astype(jnp.uint8).reshape(n, L // 8, 8) << jnp.asarray(_BIT_SHIFTS)
+    # The 8 shifted bits are disjoint, so their sum is their bitwise OR (no overflow).
+    return b.sum(axis=-1, dtype=jnp.uint8)
+
+
+def pack_codes(x: Any) -> jax.Array:
+    """Pack binary codes ``x [n, L]`` into ``uint8 [n, L/8]`` in ``np.packbits`` (big-endian bit) order.
+
+    Bit ``j`` of a code is ``1`` iff ``x[i, j] > 0``: this reads ``{0,1}`` integers, booleans, ``±1``
+    codes and real-valued network outputs alike (sign thresholding, ``b = sgn(u)`` with ``sgn(0) -> 0``).
+
+    Args:
+      x: numpy or JAX array of rank 2 ``[n, L]`` (bool, integer or floating). A single code must be given
+        as ``x[None]`` (rank 1 is rejected rather than guessed). ``L`` must be a positive multiple of 8.
+
+    Returns:
+      ``jax.Array`` ``uint8 [n, L/8]``, byte-identical to ``np.packbits(x > 0, axis=1)``.
+
+    Raises:
+      ValueError: wrong rank, ``L`` not a positive multiple of 8, a non-numeric dtype, or NaN values
+        (NaN is only detected on concrete arrays; under ``jit`` a NaN packs to bit 0).
+    """
+    x = _as_array(x, "x")
+    if x.ndim != 2:
+        raise ValueError(
+            f"x must be codes of rank 2 [n, L]; got shape {tuple(x.shape)} (use x[None] for a single code)"
+        )
+    dt = np.dtype(x.dtype)
+    if not (dt == np.bool_ or np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
+        raise ValueError(f"x must have a bool, integer or floating dtype; got dtype {dt}")
+    L = int(x.shape[1])
+    if L == 0 or L % 8:
+        raise ValueError(f"code length L={L} (x.shape[1]) must be a positive multiple of 8")
+    if np.issubdtype(dt, np.floating) and not _is_tracer(x):
+        has_nan = np.isnan(x).any() if isinstance(x, np.ndarray) else bool(jnp.isnan(x).any())
+        if has_nan:
+            raise ValueError("x contains NaN; expected real-valued codes without NaN (bit = x > 0)")
+    return _pack_bits(jnp.asarray(x) > 0)
+
+
+@jax.jit
+def _unpack_bits(packed: jax.Array) -> jax.Array:
+    n, nb = packed.shape
+    bits = (packed[:, :, None] >> jnp.asarray(_BIT_SHIFTS)) & jnp.uint8(1)
+    return bits.reshape(n, 8 * nb)
+
+
+def unpack_codes(packed: Any, *, signed: bool = False) -> jax.Array:
+    """Inverse of :func:`pack_codes`: ``uint8 [n, L/8]`` -> bits ``[n, L]``.
+
+    Returns ``{0,1}`` as ``uint8`` by default, or ``±1`` as ``int8`` with ``signed=True``
+    (``b = 2·bit - 1``). ``unpack_codes(pack_codes(x))`` equals ``x > 0``.
+    """
+    packed = check_packed(packed, "packed")
+    bits = _unpack_bits(packed)
+    if signed:
+        return bits.astype(jnp.int8) * jnp.int8(2) - jnp.int8(1)
+    return bits
+
+
+def as_words(packed: jax.Array) -> jax.Array:
+    """View packed codes ``uint8 [n, B]`` as ``uint32 [n, ceil(B/4)]`` words for ``lax.population_count``.
+
+    When ``B`` is not a multiple of 4 the rows are padded with zero bytes; since the same padding is applied
+    to queries and gallery, ``0 XOR 0`` adds nothing to any Hamming distance. The byte order inside a word
+    is irrelevant for popcounts of XORs. Works under ``jit`` (no validation here: see the public callers).
+    """
+    n, nb = packed.shape
+    pad = (-nb) % 4
+    if pad:
+        packed = jnp.pad(packed, ((0, 0), (0, pad)))
+    return jax.lax.bitcast_convert_type(packed.reshape(n, (nb + pad) // 4, 4), jnp.uint32)
