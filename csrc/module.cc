@@ -1,0 +1,179 @@
+// CPython extension `jhash.search._jhash_native`: the exact Hamming top-k
+// kernel as an XLA FFI handler (PyCapsule, for jax.ffi.register_ffi_target)
+// plus a buffer-protocol entry point for NumPy arrays and a few introspection
+// helpers. Plain Python C API (no pybind/nanobind dependency).
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+#include <string>
+
+#include "topk.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+namespace jhn = jhash_native;
+
+// ----------------------------------------------------------- FFI handler --
+// Operands: q u8[nq, nbytes], g u8[ng, nbytes]; attributes: k, num_threads
+// (<= 0: default), isa (0 auto, 1 baseline, 2 avx2, 3 avx512); results:
+// dist s32[nq, k], idx s32[nq, k].
+static ffi::Error TopkImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
+                           int64_t k, int64_t num_threads, int64_t isa,
+                           ffi::ResultBuffer<ffi::S32> dist,
+                           ffi::ResultBuffer<ffi::S32> idx) {
+  const auto qd = q.dimensions();
+  const auto gd = g.dimensions();
+  if (qd.size() != 2 || gd.size() != 2)
+    return ffi::Error::InvalidArgument("jhash_hamming_topk: q and g must be rank 2");
+  if (qd[1] != gd[1])
+    return ffi::Error::InvalidArgument("jhash_hamming_topk: q and g code widths differ");
+  const auto dd = dist->dimensions();
+  if (dd.size() != 2 || dd[0] != qd[0] || dd[1] != k)
+    return ffi::Error::InvalidArgument("jhash_hamming_topk: bad result shape");
+  const char* err = jhn::hamming_topk(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1], k,
+                                     (int)num_threads, (int)isa, dist->typed_data(),
+                                     idx->typed_data());
+  if (err) return ffi::Error::InvalidArgument(std::string("jhash_hamming_topk: ") + err);
+  return ffi::Error::Success();
+}
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JhashHammingTopk, TopkImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("num_threads")
+                                  .Attr<int64_t>("isa")
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>());
+
+// --------------------------------------------------------------- Python --
+static PyObject* py_topk_capsule(PyObject*, PyObject*) {
+  return PyCapsule_New(reinterpret_cast<void*>(&JhashHammingTopk), nullptr, nullptr);
+}
+
+// topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)
+// q, g: C-contiguous byte buffers; out_*: writable C-contiguous int32 buffers
+// of nq * k elements. Shapes are validated by the Python wrapper; sizes are
+// re-checked here. Releases the GIL while computing.
+static PyObject* py_topk_into(PyObject*, PyObject* args) {
+  PyObject *qo, *go, *do_, *io;
+  long long nbytes, k;
+  int num_threads, isa;
+  if (!PyArg_ParseTuple(args, "OOLLOOii", &qo, &go, &nbytes, &k, &do_, &io, &num_threads, &isa))
+    return nullptr;
+  if (nbytes < 1) {
+    PyErr_SetString(PyExc_ValueError, "nbytes must be >= 1");
+    return nullptr;
+  }
+  Py_buffer qb, gb, db, ib;
+  if (PyObject_GetBuffer(qo, &qb, PyBUF_C_CONTIGUOUS) < 0) return nullptr;
+  if (PyObject_GetBuffer(go, &gb, PyBUF_C_CONTIGUOUS) < 0) {
+    PyBuffer_Release(&qb);
+    return nullptr;
+  }
+  if (PyObject_GetBuffer(do_, &db, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&gb);
+    return nullptr;
+  }
+  if (PyObject_GetBuffer(io, &ib, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&db);
+    return nullptr;
+  }
+  const char* err = nullptr;
+  const int64_t nq = qb.len / nbytes, ng = gb.len / nbytes;
+  if (qb.len % nbytes || gb.len % nbytes) {
+    err = "buffer sizes are not multiples of nbytes";
+  } else if (db.len != (Py_ssize_t)(nq * k * 4) || ib.len != (Py_ssize_t)(nq * k * 4)) {
+    err = "output buffers must hold nq * k int32";
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    err = jhn::hamming_topk((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes, k,
+                           num_threads, isa, (int32_t*)db.buf, (int32_t*)ib.buf);
+    Py_END_ALLOW_THREADS
+  }
+  PyBuffer_Release(&qb);
+  PyBuffer_Release(&gb);
+  PyBuffer_Release(&db);
+  PyBuffer_Release(&ib);
+  if (err) {
+    PyErr_SetString(PyExc_ValueError, err);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject* py_isa_supported(PyObject*, PyObject* args) {
+  int isa;
+  if (!PyArg_ParseTuple(args, "i", &isa)) return nullptr;
+  return PyBool_FromLong(jhn::isa_supported(isa));
+}
+
+static PyObject* py_isa_error(PyObject*, PyObject* args) {
+  int isa;
+  if (!PyArg_ParseTuple(args, "i", &isa)) return nullptr;
+  const char* e = jhn::isa_selftest_error(isa);
+  if (!e) Py_RETURN_NONE;
+  return PyUnicode_FromString(e);
+}
+
+static PyObject* py_default_isa(PyObject*, PyObject*) { return PyLong_FromLong(jhn::default_isa()); }
+
+static PyObject* py_default_num_threads(PyObject*, PyObject*) {
+  return PyLong_FromLong(jhn::default_num_threads());
+}
+
+static PyObject* py_kernel_name(PyObject*, PyObject* args) {
+  int isa;
+  long long nbytes;
+  if (!PyArg_ParseTuple(args, "iL", &isa, &nbytes)) return nullptr;
+  if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
+  if (nbytes < 1 || !jhn::isa_supported(isa)) Py_RETURN_NONE;
+  return PyUnicode_FromString(jhn::kernel_name(isa, nbytes));
+}
+
+static PyObject* py_build_info(PyObject*, PyObject*) {
+#if defined(__clang__)
+  const char* compiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  const char* compiler = "gcc " __VERSION__;
+#else
+  const char* compiler = "unknown";
+#endif
+#if defined(JHASH_X86_DISPATCH)
+  const int x86 = 1;
+#else
+  const int x86 = 0;
+#endif
+#if defined(JHASH_FFI_HEADERS_JAXLIB)
+  const char* headers = JHASH_FFI_HEADERS_JAXLIB;
+#else
+  const char* headers = "";
+#endif
+  return Py_BuildValue("{s:s,s:O,s:s}", "compiler", compiler, "x86_dispatch",
+                       x86 ? Py_True : Py_False, "ffi_headers_jaxlib", headers);
+}
+
+static PyMethodDef kMethods[] = {
+    {"topk_capsule", py_topk_capsule, METH_NOARGS, "PyCapsule of the XLA FFI top-k handler."},
+    {"topk_into", py_topk_into, METH_VARARGS,
+     "topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)"},
+    {"isa_supported", py_isa_supported, METH_VARARGS,
+     "isa_supported(isa) -> bool (CPU support and self-test passed)."},
+    {"isa_error", py_isa_error, METH_VARARGS, "isa_error(isa) -> why an ISA is unusable, or None."},
+    {"default_isa", py_default_isa, METH_NOARGS, "ISA used when isa=0."},
+    {"default_num_threads", py_default_num_threads, METH_NOARGS,
+     "Threads used when num_threads<=0."},
+    {"kernel_name", py_kernel_name, METH_VARARGS, "kernel_name(isa, nbytes) -> str"},
+    {"build_info", py_build_info, METH_NOARGS, "Compiler and dispatch info."},
+    {nullptr, nullptr, 0, nullptr}};
+
+static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_jhash_native",
+                                     "jhash native CPU kernels (exact Hamming top-k).", -1,
+                                     kMethods};
+
+PyMODINIT_FUNC PyInit__jhash_native(void) { return PyModule_Create(&kModule); }

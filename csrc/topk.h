@@ -1,0 +1,82 @@
+// jhash native CPU kernels: exact Hamming top-k over bit-packed codes.
+//
+// Layout: codes are rows of `nbytes` bytes (np.packbits order; byte order is
+// irrelevant for Hamming distance). The result for each query is the k
+// gallery rows with the smallest (distance, gallery index) keys, in that
+// order.
+//
+// The selection structure (per query, per gallery chunk) is a threshold T
+// with a histogram of the accepted distances and an append buffer of packed
+// keys ((uint64)distance << 32 | index). A row is accepted iff d < T, where T
+// is the smallest distance t with #accepted(d <= t) >= k: because rows are
+// scanned in increasing index order, a later row with d == T always loses the
+// tie. T only decreases, so the hot loop is "compute d, compare with a
+// register, rarely branch". When the buffer fills up it is compacted to the k
+// smallest keys (nth_element), so memory stays O(k) per query.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace jhash_native {
+
+struct QState {
+  int32_t T;       // accept iff d < T
+  int32_t below;   // number of buffered keys with d < T
+  int64_t n;       // number of buffered keys
+  uint32_t* hist;  // [max_dist + 1] counts of buffered distances (valid for d <= T)
+  uint64_t* buf;   // [cap] packed keys
+};
+
+struct SelCtx {
+  int64_t k;
+  int64_t cap;  // buffer capacity (>= k, or >= the chunk length)
+};
+
+// Cold path: record (d, j) for one query; returns the new threshold.
+int32_t accept_key(QState* s, const SelCtx* ctx, int32_t d, int64_t j);
+
+// A scan kernel: queries q[0..nq) (rows of nbytes) against gallery rows
+// [j0, j1) of g, updating st[0..nq).
+typedef void (*ScanFn)(const uint8_t* q, int64_t nq, int64_t nbytes,
+                       const uint8_t* g, int64_t j0, int64_t j1, QState* st,
+                       const SelCtx* ctx);
+// Distance of one pair (used by the self-test).
+typedef int32_t (*DistFn)(const uint8_t* a, const uint8_t* b, int64_t nbytes);
+
+enum Isa : int { ISA_AUTO = 0, ISA_BASELINE = 1, ISA_AVX2 = 2, ISA_AVX512 = 3 };
+
+struct KernelSet {
+  ScanFn scan;
+  DistFn dist;
+  const char* name;  // human-readable kernel variant, e.g. "avx2-mula-mixed(32B)"
+};
+
+// Per-ISA kernel selection for a code width (defined in kernels_*.cc).
+namespace baseline { KernelSet select(int64_t nbytes); }
+#if defined(JHASH_X86_DISPATCH)
+namespace avx2 { KernelSet select(int64_t nbytes); }
+namespace avx512 { KernelSet select(int64_t nbytes); }
+#endif
+
+// ISA support on this CPU (compiled-in and reported by the CPU/OS).
+bool isa_supported(int isa);
+// The ISA used for ISA_AUTO (the best supported one that passed its
+// self-test; JHASH_NATIVE_ISA=baseline|avx2|avx512 lowers it).
+int default_isa();
+const char* isa_name(int isa);
+// Self-test failure message for an ISA, or nullptr if it passed / not run.
+const char* isa_selftest_error(int isa);
+// Threads used when num_threads <= 0 (JHASH_NUM_THREADS, else the CPUs this
+// process may run on).
+int default_num_threads();
+const char* kernel_name(int isa, int64_t nbytes);
+
+// Exact top-k. Returns nullptr on success, else a static error message.
+// Requirements (checked): nq >= 0, 1 <= k <= ng < 2^31, nbytes >= 1.
+const char* hamming_topk(const uint8_t* q, int64_t nq, const uint8_t* g,
+                         int64_t ng, int64_t nbytes, int64_t k,
+                         int num_threads, int isa, int32_t* out_dist,
+                         int32_t* out_idx);
+
+}  // namespace jhash_native

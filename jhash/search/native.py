@@ -1,0 +1,311 @@
+"""Native CPU kernel for exact Hamming top-k, callable from JAX (also inside ``jit``).
+
+The kernel (``csrc/``, built by the package's normal ``pip install`` as the
+optional extension ``jhash.search._jhash_native``) fuses the XOR/popcount
+distance and the top-k selection into a single pass over the gallery:
+
+* the gallery is cut into L1-sized tiles; every query of a block is scanned
+  against a tile while it is hot, so the gallery is read from memory once per
+  block of up to 256 queries;
+* per query the selection keeps a threshold ``T`` (a row enters only if its
+  distance is ``< T``), a histogram of accepted distances (distances are small
+  integers in ``[0, L]``) and a small key buffer, so the hot loop is "distance,
+  compare with a register" and the result is exact and ordered by
+  ``(distance, gallery index)``;
+* popcount: AVX2 nibble-LUT (Mula) and scalar ``POPCNT`` interleaved on x86-64
+  with AVX2, AVX-512 ``VPOPCNTQ`` where available, a portable fallback
+  elsewhere; the instruction set is chosen at run time (one binary runs on every
+  CPU) after a self-test against a reference;
+* threads: ``std::thread`` over gallery chunks and query blocks
+  (``JHASH_NUM_THREADS`` or ``num_threads=``; default: the CPUs this process may
+  use).
+
+It is exposed to JAX as the XLA FFI custom call ``jhash_hamming_topk`` (CPU
+platform only). Use :func:`hamming_topk`; ``jhash.search.hamming_topk(...,
+backend="native")`` dispatches here.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "is_available",
+    "unavailable_reason",
+    "hamming_topk",
+    "hamming_topk_numpy",
+    "available_isas",
+    "info",
+]
+
+FFI_TARGET = "jhash_hamming_topk"
+_ISAS = {"auto": 0, "baseline": 1, "avx2": 2, "avx512": 3}
+_ISA_NAMES = {v: k for k, v in _ISAS.items()}
+_MAX_ROWS = 2**31 - 1
+
+_ext: Any = None
+_reason: str | None = None
+_checked = False
+_registered = False
+_lock = threading.Lock()
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def _build_error_text() -> str | None:
+    import importlib.resources
+
+    try:
+        f = importlib.resources.files("jhash.search").joinpath("_jhash_native_build_error.txt")
+        if f.is_file():
+            return f.read_text(encoding="utf-8").strip()
+    except Exception:  # noqa: BLE001 - best effort
+        return None
+    return None
+
+
+def _check() -> None:
+    global _ext, _reason, _checked
+    if _checked:
+        return
+    with _lock:
+        if _checked:
+            return
+        try:
+            from jhash.search import _jhash_native as ext  # type: ignore[attr-defined]
+        except ImportError as exc:
+            why = _build_error_text()
+            _reason = (
+                "the native extension jhash.search._jhash_native is not built "
+                f"({exc})"
+                + (f"; build error: {why}" if why else "")
+                + ". It is compiled by `pip install -e .` when a C++17 compiler "
+                "(GCC or Clang) and the jaxlib headers are available."
+            )
+            _checked = True
+            return
+        try:
+            import jaxlib
+
+            built = ext.build_info().get("ffi_headers_jaxlib") or ""
+            if built and _version_tuple(jaxlib.__version__) < _version_tuple(built):
+                _reason = (
+                    f"the native extension was built against the XLA FFI headers of jaxlib "
+                    f"{built} but jaxlib {jaxlib.__version__} is running; reinstall jhash "
+                    "(pip install -e .) to rebuild it"
+                )
+                _checked = True
+                return
+            ext.default_isa()  # runs the kernel self-test of the chosen ISA
+            if not ext.isa_supported(_ISAS["baseline"]):
+                _reason = f"native kernel self-test failed: {ext.isa_error(_ISAS['baseline'])}"
+                _checked = True
+                return
+        except Exception as exc:  # noqa: BLE001
+            _reason = f"the native extension failed to initialise: {exc!r}"
+            _checked = True
+            return
+        _ext = ext
+        _checked = True
+
+
+def is_available() -> bool:
+    """True if the compiled kernel is importable and passed its self-test."""
+    _check()
+    return _ext is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`is_available` is False (None when it is available)."""
+    _check()
+    return None if _ext is not None else _reason
+
+
+def _require() -> Any:
+    if not is_available():
+        raise RuntimeError(f"jhash native kernel unavailable: {unavailable_reason()}")
+    return _ext
+
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    ext = _require()
+    with _lock:
+        if _registered:
+            return
+        import jax
+
+        jax.ffi.register_ffi_target(FFI_TARGET, ext.topk_capsule(), platform="cpu")
+        _registered = True
+
+
+def available_isas() -> list[str]:
+    """Instruction sets usable on this CPU (supported and self-tested), best last."""
+    ext = _require()
+    return [name for name, v in _ISAS.items() if v and ext.isa_supported(v)]
+
+
+def info() -> dict:
+    """Build and dispatch information: chosen ISA, threads, compiler, kernel per width."""
+    ext = _require()
+    d = dict(ext.build_info())
+    isa = ext.default_isa()
+    d.update(
+        isa=_ISA_NAMES[isa],
+        available_isas=available_isas(),
+        num_threads=ext.default_num_threads(),
+        kernels={bits: ext.kernel_name(isa, bits // 8) for bits in (64, 128, 256, 512, 1024, 2048)},
+    )
+    return d
+
+
+def _isa_code(isa: str | None) -> int:
+    if isa is None:
+        return 0
+    if isa not in _ISAS:
+        raise ValueError(f"isa: expected one of {sorted(_ISAS)}, got {isa!r}")
+    code = _ISAS[isa]
+    if code and not _require().isa_supported(code):
+        raise ValueError(
+            f"isa: {isa!r} is not usable on this CPU ({_ext.isa_error(code)}); "
+            f"available: {available_isas()}"
+        )
+    return code
+
+
+def _threads(num_threads: int | None) -> int:
+    if num_threads is None:
+        return 0
+    if isinstance(num_threads, bool):
+        raise ValueError(f"num_threads: expected a positive int or None, got {num_threads!r}")
+    try:
+        n = operator.index(num_threads)
+    except TypeError:
+        raise ValueError(
+            f"num_threads: expected a positive int or None, got {num_threads!r}"
+        ) from None
+    if n < 1:
+        raise ValueError(f"num_threads: expected a positive int or None, got {n}")
+    return n
+
+
+def _validate(q: Any, g: Any, k: Any) -> tuple[Any, Any, int, int, int, int]:
+    """Checks shapes/dtypes (works on numpy arrays, jax arrays and tracers)."""
+    if not hasattr(q, "shape") or not hasattr(q, "dtype"):
+        q = np.asarray(q)
+    if not hasattr(g, "shape") or not hasattr(g, "dtype"):
+        g = np.asarray(g)
+    for name, a in (("q", q), ("g", g)):
+        if len(a.shape) != 2:
+            raise ValueError(
+                f"{name}: expected packed codes of rank 2 [n, L/8] (uint8), got shape {tuple(a.shape)}"
+            )
+        if np.dtype(a.dtype) != np.uint8:
+            raise ValueError(
+                f"{name}: expected dtype uint8 (bit-packed codes from pack_codes), got {a.dtype}"
+            )
+    nq, wq = int(q.shape[0]), int(q.shape[1])
+    ng, wg = int(g.shape[0]), int(g.shape[1])
+    if wq < 1:
+        raise ValueError(f"q: code width must be at least 1 byte, got shape {tuple(q.shape)}")
+    if wq != wg:
+        raise ValueError(
+            f"g: code length mismatch: q has {8 * wq} bits ({wq} bytes) per code, "
+            f"g has {8 * wg} bits ({wg} bytes)"
+        )
+    if ng < 1:
+        raise ValueError("g: the gallery is empty (0 rows); expected at least k rows")
+    if ng > _MAX_ROWS:
+        raise ValueError(
+            f"g: {ng} gallery rows exceed the native kernel's int32 index range "
+            f"(at most {_MAX_ROWS}); split the gallery and merge the per-part top-k"
+        )
+    if isinstance(k, bool) or isinstance(k, (float, np.floating)):
+        raise ValueError(f"k: expected a positive int, got {k!r}")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise ValueError(f"k: expected a positive int (static), got {k!r}") from None
+    if k < 1:
+        raise ValueError(f"k: expected k >= 1, got {k}")
+    if k > ng:
+        raise ValueError(f"k: expected k <= number of gallery rows ({ng}), got {k}")
+    return q, g, nq, ng, wq, k
+
+
+def hamming_topk(
+    q: Any,
+    g: Any,
+    k: int,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> tuple[Any, Any]:
+    """Exact Hamming top-k of packed codes on the CPU, as a JAX operation.
+
+    Args:
+      q: uint8 ``[nq, L/8]`` packed query codes (numpy or jax array, or a tracer
+        inside ``jax.jit``). Any positive byte width is accepted.
+      g: uint8 ``[ng, L/8]`` packed gallery codes, ``1 <= ng < 2**31``.
+      k: number of neighbours, ``1 <= k <= ng`` (a static Python int).
+      num_threads: worker threads (default: ``JHASH_NUM_THREADS`` or every CPU
+        this process may use).
+      isa: force an instruction set ("baseline", "avx2", "avx512"); default: the
+        best available.
+
+    Returns:
+      ``(distances, indices)``, both int32 ``[nq, k]`` jax arrays, each row
+      ordered by (distance, gallery index) — exactly the first k entries of a
+      stable sort of the distances.
+
+    Runs through the XLA FFI custom call ``jhash_hamming_topk`` on the CPU
+    platform (usable inside ``jit``; under ``vmap`` it loops sequentially).
+    """
+    q, g, nq, ng, _, k = _validate(q, g, k)
+    nt = _threads(num_threads)
+    isa_code = _isa_code(isa)
+    _register()
+    import jax
+    import jax.numpy as jnp
+
+    out = (
+        jax.ShapeDtypeStruct((nq, k), jnp.int32),
+        jax.ShapeDtypeStruct((nq, k), jnp.int32),
+    )
+    call = jax.ffi.ffi_call(FFI_TARGET, out, vmap_method="sequential")
+    dist, idx = call(q, g, k=np.int64(k), num_threads=np.int64(nt), isa=np.int64(isa_code))
+    return dist, idx
+
+
+def hamming_topk_numpy(
+    q: Any,
+    g: Any,
+    k: int,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Same as :func:`hamming_topk` on numpy arrays, without JAX (releases the GIL)."""
+    q, g, nq, _, w, k = _validate(q, g, k)
+    nt = _threads(num_threads)
+    isa_code = _isa_code(isa)
+    ext = _require()
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    g = np.ascontiguousarray(g, dtype=np.uint8)
+    dist = np.empty((nq, k), dtype=np.int32)
+    idx = np.empty((nq, k), dtype=np.int32)
+    if nq:
+        ext.topk_into(q, g, w, k, dist, idx, nt, isa_code)
+    return dist, idx

@@ -1,0 +1,233 @@
+"""Tests of the native CPU top-k kernel (jhash.search.native) against a numpy reference.
+
+The reference is written from the definition: Hamming distance = number of
+differing bits (per-byte popcount table), top-k = the first k entries of a
+stable sort of the distances (ties broken by gallery index).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jhash.search import native
+
+if not native.is_available():
+    pytest.skip(f"native kernel unavailable: {native.unavailable_reason()}", allow_module_level=True)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+ISAS = native.available_isas()
+
+
+def ref_distances(q: np.ndarray, g: np.ndarray) -> np.ndarray:
+    d = np.zeros((q.shape[0], g.shape[0]), dtype=np.int64)
+    for i in range(q.shape[0]):
+        d[i] = POPCOUNT8[np.bitwise_xor(q[i][None, :], g)].sum(axis=1)
+    return d
+
+
+def ref_topk(q: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    d = ref_distances(q, g)
+    idx = np.empty((q.shape[0], k), dtype=np.int64)
+    dist = np.empty((q.shape[0], k), dtype=np.int64)
+    for i in range(q.shape[0]):
+        order = sorted(range(g.shape[0]), key=lambda j: (d[i, j], j))[:k]
+        idx[i] = order
+        dist[i] = d[i, order]
+    return dist, idx
+
+
+def random_codes(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
+
+
+def tied_codes(rng: np.random.Generator, q: np.ndarray, n: int) -> np.ndarray:
+    """Gallery rows that are copies of few patterns (many exact ties)."""
+    base = np.concatenate([q[:2], random_codes(rng, 3, q.shape[1])])
+    g = base[rng.integers(0, base.shape[0], size=n)].copy()
+    flip = rng.random(n) < 0.3
+    g[flip, 0] ^= np.uint8(1)
+    return g
+
+
+def check(q, g, k, **kw):
+    want_d, want_i = ref_topk(q, g, k)
+    got_d, got_i = native.hamming_topk_numpy(q, g, k, **kw)
+    np.testing.assert_array_equal(got_d, want_d)
+    np.testing.assert_array_equal(got_i, want_i)
+    return got_d, got_i
+
+
+# 1, 2, 3, 5 ... bytes: widths that are not a multiple of 8 bytes, plus the
+# compile-time widths and the vector paths (32, 64, 96, 128, 256 bytes) and
+# runtime-width vector paths (160, 320 bytes).
+WIDTHS_BITS = [8, 16, 24, 40, 56, 64, 72, 128, 200, 256, 264, 512, 768, 1024, 1280, 2048, 2560]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bits", WIDTHS_BITS)
+def test_random_codes_match_reference(isa, bits):
+    rng = np.random.default_rng(bits)
+    q = random_codes(rng, 5, bits // 8)
+    g = random_codes(rng, 203, bits // 8)  # not a multiple of 8 rows
+    check(q, g, 17, isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bits", [16, 24, 256, 2048])
+def test_heavily_tied_codes_match_reference(isa, bits):
+    rng = np.random.default_rng(100 + bits)
+    q = random_codes(rng, 6, bits // 8)
+    g = tied_codes(rng, q, 300)
+    d, i = check(q, g, 40, isa=isa)
+    assert (np.diff(d, axis=1) == 0).sum() > 0  # the test really has ties
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_k_one_and_k_all(isa):
+    rng = np.random.default_rng(7)
+    q = random_codes(rng, 4, 4)
+    g = tied_codes(rng, q, 61)
+    check(q, g, 1, isa=isa)
+    d, i = check(q, g, 61, isa=isa)
+    for row in i:  # k = ng returns a permutation of the gallery
+        assert sorted(row.tolist()) == list(range(61))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_order_is_distance_then_index(isa):
+    rng = np.random.default_rng(3)
+    q = random_codes(rng, 8, 2)
+    g = random_codes(rng, 500, 2)  # 16-bit codes: distances in [0, 16], many ties
+    d, i = native.hamming_topk_numpy(q, g, 100, isa=isa)
+    full = ref_distances(q, g)
+    for r in range(q.shape[0]):
+        assert np.array_equal(full[r, i[r]], d[r])  # returned index has returned distance
+        keys = list(zip(d[r].tolist(), i[r].tolist()))
+        assert keys == sorted(keys)
+        assert len(set(i[r].tolist())) == 100
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_adversarial_decreasing_distances_compaction(isa):
+    """Each new row beats all previous ones: every row is accepted and the
+    per-query buffer is compacted many times."""
+    rng = np.random.default_rng(11)
+    nbytes = 128  # 1024-bit codes, distances 1024 .. 0
+    q = random_codes(rng, 1, nbytes)
+    bits = np.unpackbits(q[0])
+    rows = []
+    for d in range(1024, -1, -1):
+        flipped = bits.copy()
+        flipped[:d] ^= 1
+        rows.append(np.packbits(flipped))
+    g = np.stack(rows)
+    q2 = np.concatenate([q, random_codes(rng, 2, nbytes)])
+    check(q2, g, 5, isa=isa)
+    check(q2, g, 300, isa=isa)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+def test_threads_chunks_and_query_blocks(threads):
+    """Gallery split into chunks (merged per query) and > 256 queries (several query blocks)."""
+    rng = np.random.default_rng(5)
+    q = random_codes(rng, 3, 3)
+    g = random_codes(rng, 20000, 3)
+    check(q, g, 25, num_threads=threads)
+    q = random_codes(rng, 300, 4)
+    g = tied_codes(rng, q, 150)
+    check(q, g, 9, num_threads=threads)
+
+
+def test_jax_entry_point_matches_numpy_and_works_in_jit():
+    rng = np.random.default_rng(9)
+    q = random_codes(rng, 6, 32)
+    g = tied_codes(rng, q, 257)
+    want_d, want_i = ref_topk(q, g, 20)
+    d, i = native.hamming_topk(q, g, 20)
+    assert d.dtype == jnp.int32 and i.dtype == jnp.int32 and d.shape == (6, 20)
+    np.testing.assert_array_equal(np.asarray(d), want_d)
+    np.testing.assert_array_equal(np.asarray(i), want_i)
+
+    @jax.jit
+    def f(a, b):
+        dist, idx = native.hamming_topk(a, b, 20)
+        return dist + 0, idx  # composed with other XLA ops
+
+    d2, i2 = f(jnp.asarray(q), jnp.asarray(g))
+    np.testing.assert_array_equal(np.asarray(d2), want_d)
+    np.testing.assert_array_equal(np.asarray(i2), want_i)
+
+    # vmap over a batch of query sets (sequential loop over the custom call)
+    qb = np.stack([q, q[::-1]])
+    db, ib = jax.vmap(lambda a: native.hamming_topk(a, g, 20))(qb)
+    np.testing.assert_array_equal(np.asarray(db[1]), want_d[::-1])
+    np.testing.assert_array_equal(np.asarray(ib[1]), want_i[::-1])
+
+
+def test_zero_queries():
+    g = np.zeros((5, 4), np.uint8)
+    d, i = native.hamming_topk_numpy(np.zeros((0, 4), np.uint8), g, 3)
+    assert d.shape == (0, 3) and i.shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    "q, g, k, match",
+    [
+        (np.zeros((2, 4), np.int32), np.zeros((5, 4), np.uint8), 1, "q: expected dtype uint8"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 4), np.float32), 1, "g: expected dtype uint8"),
+        (np.zeros((4,), np.uint8), np.zeros((5, 4), np.uint8), 1, "q: expected packed codes of rank 2"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 4, 1), np.uint8), 1, "g: expected packed codes of rank 2"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 3), np.uint8), 1, "g: code length mismatch"),
+        (np.zeros((2, 0), np.uint8), np.zeros((5, 0), np.uint8), 1, "q: code width"),
+        (np.zeros((2, 4), np.uint8), np.zeros((0, 4), np.uint8), 1, "g: the gallery is empty"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 4), np.uint8), 0, "k: expected k >= 1"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 4), np.uint8), 6, "k: expected k <= number"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 4), np.uint8), True, "k: expected a positive int"),
+        (np.zeros((2, 4), np.uint8), np.zeros((5, 4), np.uint8), 2.0, "k: expected a positive int"),
+    ],
+)
+def test_bad_input(q, g, k, match):
+    with pytest.raises(ValueError, match=match):
+        native.hamming_topk(q, g, k)
+    with pytest.raises(ValueError, match=match):
+        native.hamming_topk_numpy(q, g, k)
+
+
+def test_bad_options():
+    q = np.zeros((2, 4), np.uint8)
+    with pytest.raises(ValueError, match="isa"):
+        native.hamming_topk(q, q, 1, isa="sse9")
+    with pytest.raises(ValueError, match="num_threads"):
+        native.hamming_topk_numpy(q, q, 1, num_threads=0)
+
+
+def test_info_reports_dispatch():
+    inf = native.info()
+    assert inf["isa"] in inf["available_isas"]
+    assert inf["num_threads"] >= 1
+    assert "baseline" in native.available_isas()
+
+
+def test_bench_quick_reports_identical_distances():
+    env = dict(os.environ, JHASH_NUM_THREADS="2")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "search.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "identical distances: yes" in proc.stdout, proc.stdout
+    assert "identical distances: NO" not in proc.stdout, proc.stdout
