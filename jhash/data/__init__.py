@@ -101,9 +101,11 @@ class ReidSource:
     (no image is read). Also provides ``__getitems__`` for batched reads (grain uses it).
     """
 
-    def __init__(self, source, *, split: str, pids=None, camids=None):
+    def __init__(self, source, *, split: str, pids=None, camids=None, ignore_pids=None):
         self._source = source
         self.split = split
+        # pids that are never training classes (junk, distractors); dataset-specific (pid 0 is real on MSMT17)
+        self.ignore_pids = (-1, 0) if ignore_pids is None else tuple(int(p) for p in ignore_pids)
         self._pids = None if pids is None else np.asarray(pids, np.int32)
         self._camids = None if camids is None else np.asarray(camids, np.int32)
 
@@ -172,5 +174,11 @@ def load(name: str, split: str, *, data_dir, manual_dir=None, config=None) -> tu
         )
     md = (builder.info.metadata or {}).get("splits", {}).get(split, {})
     src = builder.as_data_source(split=split)
-    source = ReidSource(src, split=split, pids=md.get("pids"), camids=md.get("camids"))
+    source = ReidSource(
+        src,
+        split=split,
+        pids=md.get("pids"),
+        camids=md.get("camids"),
+        ignore_pids=(builder.info.metadata or {}).get("ignore_pids"),
+    )
     return source, dataset_info(builder)

@@ -1,0 +1,146 @@
+"""Input pipeline throughput: decoded + augmented training images per second, for 256x128 JPEGs.
+
+Renders a set of 256x128 pedestrians with the synthetic renderer, stores them as a TFDS ArrayRecord
+dataset (``synthetic_reid`` with a custom config), then times :func:`jhash.data.pipeline.train_loader`
+(P x K = 16 x 4 batches, default augmentation: decode, flip, pad + crop, normalise, random erasing)
+with 0, 1 and 2 worker processes, and full passes of the evaluation loader (decode + normalise).
+Worker start-up is excluded (the clock starts after the first batch); each setting reports the
+median of ``--repeats`` runs and its ratio to the first worker count (0 by default).
+
+    .venv/bin/python bench/input_pipeline.py            # full run (~1-2 min)
+    .venv/bin/python bench/input_pipeline.py --quick    # smoke run (seconds)
+
+Prints one JSON line per measurement and a table; ``--json FILE`` also writes them to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jhash import data  # noqa: E402
+from jhash.data import pipeline  # noqa: E402
+
+SIZE = (256, 128)
+
+
+def build_source(data_dir: str, num_ids: int):
+    """A TFDS-prepared set of 256x128 JPEGs (train split: ~7.3 images per identity)."""
+    config = {"base": "default", "image_size": SIZE, "num_train_ids": num_ids, "num_val_ids": 1,
+              "num_test_ids": 2, "num_distractors": 0, "num_junk": 0}
+    t = time.perf_counter()
+    data.prepare("synthetic_reid", data_dir=data_dir, config=config)
+    built = time.perf_counter() - t
+    src, info = data.load("synthetic_reid", "train", data_dir=data_dir, config=config)
+    return src, info, built
+
+
+def _rates(it, batches: int, repeats: int) -> tuple[list[float], list[float], int]:
+    """Images per wall-clock second and per CPU second of this process (all its threads), over
+    ``repeats`` runs of ``batches`` batches each (after the first batch)."""
+    rates, cpu_rates, n_total = [], [], 0
+    for _ in range(repeats):
+        n, t, c = 0, time.perf_counter(), time.process_time()
+        for _ in range(batches):
+            n += len(next(it)["image"])
+        rates.append(n / (time.perf_counter() - t))
+        cpu_rates.append(n / max(time.process_time() - c, 1e-9))
+        n_total += n
+    return rates, cpu_rates, n_total
+
+
+def time_train(src, info, workers: int, batches: int, repeats: int, prefetch: int) -> dict:
+    it = pipeline.train_loader(src, info, batch_p=16, batch_k=4, image_size=SIZE, seed=0,
+                               num_workers=workers, prefetch=prefetch)
+    try:
+        t0 = time.perf_counter()
+        first = next(it)  # includes starting the workers
+        startup = time.perf_counter() - t0
+        rates, cpu_rates, n = _rates(it, batches, repeats)
+    finally:
+        it.close()
+    assert first["image"].shape == (64, *SIZE, 3)
+    out = {"loader": "train", "workers": workers, "images": n, "images_per_s": round(statistics.median(rates), 1),
+           "runs": [round(r, 1) for r in rates], "startup_s": round(startup, 2)}
+    if workers == 0:  # all the work is in this process: a load-independent per-core figure
+        out["images_per_cpu_s"] = round(statistics.median(cpu_rates), 1)
+    return out
+
+
+def time_eval(src, workers: int, repeats: int, prefetch: int) -> dict:
+    """Full passes of the evaluation loader over the split (each timed after its first batch)."""
+    loader = pipeline.eval_loader(src, batch_size=64, image_size=SIZE, num_workers=workers, prefetch=prefetch)
+    rates, startups, n_total = [], [], 0
+    for _ in range(repeats):
+        it = iter(loader)
+        t0 = time.perf_counter()
+        next(it)
+        startups.append(time.perf_counter() - t0)
+        n, t = 0, time.perf_counter()
+        for b in it:
+            n += len(b["image"])
+        rates.append(n / (time.perf_counter() - t))
+        n_total += n
+    return {"loader": "eval", "workers": workers, "images": n_total,
+            "images_per_s": round(statistics.median(rates), 1),
+            "runs": [round(r, 1) for r in rates], "startup_s": round(statistics.median(startups), 2)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a smoke run: few images and batches")
+    ap.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
+    ap.add_argument("--batches", type=int, default=None, help="timed batches per run (default 15; quick 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per setting (default 3; quick 1)")
+    ap.add_argument("--prefetch", type=int, default=2)
+    ap.add_argument("--data-dir", default=None, help="where to keep the generated JPEG dataset (default: temp)")
+    ap.add_argument("--json", default=None, help="also write the results to this file")
+    args = ap.parse_args(argv)
+    batches = args.batches or (2 if args.quick else 15)
+    repeats = args.repeats or (1 if args.quick else 3)
+    num_ids = 20 if args.quick else 300
+
+    tmp = None
+    data_dir = args.data_dir
+    if data_dir is None:
+        tmp = data_dir = tempfile.mkdtemp(prefix="jhash-bench-")
+    try:
+        src, info, built = build_source(data_dir, num_ids)
+        print(f"# {len(src)} JPEGs of {SIZE[0]}x{SIZE[1]} (prepared in {built:.1f} s); "
+              f"{os.cpu_count()} CPUs; python {platform.python_version()}", flush=True)
+        results = []
+        for w in (int(x) for x in args.workers.split(",")):
+            for r in (time_train(src, info, w, batches, repeats, args.prefetch),
+                      time_eval(src, w, repeats, args.prefetch)):
+                print(json.dumps(r), flush=True)
+                results.append(r)
+        ref = {r["loader"]: r["images_per_s"] for r in results if r["workers"] == results[0]["workers"]}
+        print(f"\nmedian of {repeats} run(s) of {batches} batches of 64; ratio vs {results[0]['workers']} workers; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        for r in results:
+            if "images_per_cpu_s" in r:
+                print(f"train, 0 workers: {r['images_per_cpu_s']:.0f} images per CPU second of this process")
+        print("loader  workers  images/s   ratio  (startup s)")
+        for r in results:
+            ratio = r["images_per_s"] / ref[r["loader"]]
+            print(f"{r['loader']:<7} {r['workers']:>7}  {r['images_per_s']:>8.0f}  {ratio:>6.2f}  ({r['startup_s']})")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"image_size": SIZE, "num_images": len(src), "results": results}, f, indent=1)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
