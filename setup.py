@@ -1,8 +1,8 @@
 """Build script for jhash's optional native CPU kernel.
 
 Everything else about the package lives in pyproject.toml. This file only
-declares the C++ extension ``jhash.search._jhash_native`` (exact Hamming top-k
-exposed to JAX through the XLA FFI). It is *optional*: without a C++17
+declares the C++ extension ``jhash.search._jhash_native`` (exact Hamming top-k,
+dense and gathered Hamming distances, exposed to JAX through the XLA FFI). It is *optional*: without a C++17
 compiler or the XLA FFI headers (shipped in the ``jaxlib`` wheel, which
 ``[build-system] requires`` pulls into the isolated build environment) the
 install still succeeds, ``jhash.search.native.is_available()`` is False and
@@ -26,7 +26,7 @@ ERROR_FILE = "_jhash_native_build_error.txt"
 CSRC = "csrc"
 SOURCES = [
     os.path.join(CSRC, f)
-    for f in ("module.cc", "topk.cc", "kernels_baseline.cc", "kernels_x86.cc")
+    for f in ("module.cc", "topk.cc", "distance.cc", "kernels_baseline.cc", "kernels_x86.cc")
 ]
 
 

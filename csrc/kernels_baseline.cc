@@ -17,5 +17,10 @@ KernelSet select(int64_t nbytes) {
   return select_scalar(nbytes, names);
 }
 
+DistKernels select_dist(int64_t nbytes) {
+  static const char* const names[] = {"scalar-fixed", "scalar-runtime"};
+  return select_dist_scalar(nbytes, names);
+}
+
 }  // namespace baseline
 }  // namespace jhash_native

@@ -393,3 +393,331 @@ static int32_t dist512_fn(const uint8_t* a, const uint8_t* b, int64_t) {
   return dist512_fixed<Z>(qz, b);
 }
 #endif  // JH_USE_AVX512
+
+// ======================================================= distance kernels --
+// Dense and gathered distances (see topk.h, DistKernels). They reuse the
+// per-pair building blocks above; only the "what happens with d" differs:
+// the distance is stored instead of compared with a selection threshold.
+
+// Prefetch the cache lines of a gallery row (gathered rows are random reads).
+static JH_INLINE void prefetch_row(const uint8_t* p, int64_t nbytes) {
+  for (int64_t o = 0; o < nbytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
+// How far ahead (in candidates) gathered rows are prefetched: random rows
+// come from DRAM (~100 ns), far longer than one distance takes.
+static constexpr int64_t kPrefetchAhead = 32;
+
+// Prefetch the rows of the valid candidates ix[t0, t1).
+static JH_INLINE void prefetch_cands(const uint8_t* g, int64_t ng, int64_t nbytes,
+                                     const int32_t* ix, int64_t t0, int64_t t1) {
+  for (int64_t u = t0; u < t1; ++u) {
+    const int32_t j = ix[u];
+    if (j >= 0 && j < ng) prefetch_row(g + (int64_t)j * nbytes, nbytes);
+  }
+}
+
+template <int B>
+static void dense_scalar_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
+                               const uint8_t* g, int64_t j0, int64_t j1,
+                               int32_t* out, int64_t ldo) {
+  (void)nbytes;
+  for (int64_t i = 0; i < nq; ++i) {
+    const QWords<B> qw(q + i * B);
+    int32_t* o = out + i * ldo;
+    const uint8_t* p = g + j0 * B;
+    for (int64_t j = j0; j < j1; ++j, p += B) o[j] = qw.dist(p);
+  }
+}
+
+static void dense_scalar_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
+                            const uint8_t* g, int64_t j0, int64_t j1,
+                            int32_t* out, int64_t ldo) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * nbytes;
+    int32_t* o = out + i * ldo;
+    const uint8_t* p = g + j0 * nbytes;
+    for (int64_t j = j0; j < j1; ++j, p += nbytes) o[j] = dist_rt(qi, p, nbytes);
+  }
+}
+
+// Gathered rows of one query: out[t] = d(q, g[idx[t]]) for 0 <= idx[t] < ng,
+// else `pad`.
+template <int B>
+static void gather_scalar_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
+                                const uint8_t* g, int64_t ng, const int32_t* idx,
+                                int64_t c, int32_t* out, int32_t pad) {
+  (void)nbytes;
+  for (int64_t i = 0; i < nq; ++i) {
+    const QWords<B> qw(q + i * B);
+    const int32_t* ix = idx + i * c;
+    int32_t* o = out + i * c;
+    prefetch_cands(g, ng, B, ix, 0, c < kPrefetchAhead ? c : kPrefetchAhead);
+    for (int64_t t = 0; t < c; ++t) {
+      if (t + kPrefetchAhead < c) prefetch_cands(g, ng, B, ix, t + kPrefetchAhead, t + kPrefetchAhead + 1);
+      const int32_t j = ix[t];
+      o[t] = (j >= 0 && j < ng) ? qw.dist(g + (int64_t)j * B) : pad;
+    }
+  }
+}
+
+static void gather_scalar_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
+                             const uint8_t* g, int64_t ng, const int32_t* idx,
+                             int64_t c, int32_t* out, int32_t pad) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * nbytes;
+    const int32_t* ix = idx + i * c;
+    int32_t* o = out + i * c;
+    prefetch_cands(g, ng, nbytes, ix, 0, c < kPrefetchAhead ? c : kPrefetchAhead);
+    for (int64_t t = 0; t < c; ++t) {
+      if (t + kPrefetchAhead < c) prefetch_cands(g, ng, nbytes, ix, t + kPrefetchAhead, t + kPrefetchAhead + 1);
+      const int32_t j = ix[t];
+      o[t] = (j >= 0 && j < ng) ? dist_rt(qi, g + (int64_t)j * nbytes, nbytes) : pad;
+    }
+  }
+}
+
+static DistKernels select_dist_scalar(int64_t nbytes, const char* const* names) {
+  switch (nbytes) {
+#define JH_CASE(b)                                                                  \
+  case b:                                                                           \
+    return DistKernels{&dense_scalar_fixed<b>, &gather_scalar_fixed<b>, names[0]};
+    JH_CASE(1) JH_CASE(2) JH_CASE(3) JH_CASE(4) JH_CASE(5) JH_CASE(6) JH_CASE(7)
+    JH_CASE(8) JH_CASE(12) JH_CASE(16) JH_CASE(24) JH_CASE(32) JH_CASE(48)
+    JH_CASE(64) JH_CASE(96) JH_CASE(128) JH_CASE(256)
+#undef JH_CASE
+    default:
+      return DistKernels{&dense_scalar_rt, &gather_scalar_rt, names[1]};
+  }
+}
+
+#if JH_USE_AVX2
+// 8 pairs (q, ptr[u]) -> 8 int32 distances (V 256-bit vectors per code).
+template <int V>
+static JH_INLINE __m256i dist8p(const __m256i* qv, const uint8_t* const* ptr) {
+  __m256i s[8];
+#pragma GCC unroll 8
+  for (int u = 0; u < 8; ++u) s[u] = pair_sad<V>(qv, ptr[u]);
+  return reduce8(s);
+}
+
+// Runtime V: per-qword sums of popcount(q ^ p) over V 256-bit vectors.
+static JH_INLINE __m256i pair_sad_rt(const uint8_t* q, const uint8_t* p, int64_t V) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i total = zero;
+  for (int64_t v0 = 0; v0 < V; v0 += 31) {
+    const int64_t v1 = (v0 + 31 < V) ? v0 + 31 : V;
+    __m256i acc = zero;
+    for (int64_t v = v0; v < v1; ++v) {
+      const __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(q + 32 * v)),
+                                         _mm256_loadu_si256((const __m256i*)(p + 32 * v)));
+      acc = _mm256_add_epi8(acc, mula_bytes(x));
+    }
+    total = _mm256_add_epi64(total, _mm256_sad_epu8(acc, zero));
+  }
+  return total;
+}
+
+// reduce8 packs with unsigned 16-bit saturation: exact while every distance
+// is < 32768, i.e. codes of at most 4095 bytes; wider codes use per-pair sums.
+static constexpr int64_t kReduce8MaxBytes = 4095;
+
+static JH_INLINE __m256i dist8p_rt(const uint8_t* q, const uint8_t* const* ptr, int64_t V) {
+  __m256i s[8];
+  for (int u = 0; u < 8; ++u) s[u] = pair_sad_rt(q, ptr[u], V);
+  return reduce8(s);
+}
+
+// NV queries on the vector path and NS (0 or 1) on the scalar path over the
+// same 8 gallery rows (as scan_group), storing the distances.
+template <int V, int NV, int NS>
+static JH_INLINE void dense_group(const uint8_t* q, const uint8_t* g, int64_t j0,
+                                  int64_t j1, int32_t* out, int64_t ldo) {
+  static_assert(NS == 0 || NS == 1, "at most one scalar query per group");
+  constexpr int B = 32 * V;
+  __m256i qv[NV > 0 ? NV : 1][V];
+  for (int a = 0; a < NV; ++a)
+    for (int v = 0; v < V; ++v)
+      qv[a][v] = _mm256_loadu_si256((const __m256i*)(q + a * B + 32 * v));
+  int64_t j = j0;
+  const uint8_t* p = g + j0 * B;
+  const uint8_t* ptr[8];
+  if constexpr (NS == 1) {
+    const QWords<B> qs(q + NV * B);
+    int32_t* os = out + NV * ldo;
+    for (; j + 8 <= j1; j += 8, p += 8 * B) {
+      for (int u = 0; u < 8; ++u) ptr[u] = p + u * B;
+#pragma GCC unroll 4
+      for (int a = 0; a < NV; ++a)
+        _mm256_storeu_si256((__m256i*)(out + a * ldo + j), dist8p<V>(qv[a], ptr));
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) os[j + u] = qs.dist(p + u * B);
+    }
+  } else {
+    for (; j + 8 <= j1; j += 8, p += 8 * B) {
+      for (int u = 0; u < 8; ++u) ptr[u] = p + u * B;
+#pragma GCC unroll 4
+      for (int a = 0; a < NV; ++a)
+        _mm256_storeu_si256((__m256i*)(out + a * ldo + j), dist8p<V>(qv[a], ptr));
+    }
+  }
+  for (; j < j1; ++j, p += B)
+    for (int a = 0; a < NV + NS; ++a) out[a * ldo + j] = dist_fixed<B>(q + a * B, p);
+}
+
+template <int V, int NV, int NS>
+static void dense_avx2_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
+                             const uint8_t* g, int64_t j0, int64_t j1,
+                             int32_t* out, int64_t ldo) {
+  (void)nbytes;
+  constexpr int B = 32 * V, G = NV + NS;
+  int64_t i = 0;
+  for (; i + G <= nq; i += G) dense_group<V, NV, NS>(q + i * B, g, j0, j1, out + i * ldo, ldo);
+  for (; i < nq; ++i) dense_group<V, 1, 0>(q + i * B, g, j0, j1, out + i * ldo, ldo);
+}
+
+static void dense_avx2_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
+                          const uint8_t* g, int64_t j0, int64_t j1,
+                          int32_t* out, int64_t ldo) {
+  const int64_t V = nbytes / 32;
+  const bool vec8 = nbytes <= kReduce8MaxBytes;
+  const uint8_t* ptr[8];
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * nbytes;
+    int32_t* o = out + i * ldo;
+    int64_t j = j0;
+    const uint8_t* p = g + j0 * nbytes;
+    if (vec8) {
+      for (; j + 8 <= j1; j += 8, p += 8 * nbytes) {
+        for (int u = 0; u < 8; ++u) ptr[u] = p + u * nbytes;
+        _mm256_storeu_si256((__m256i*)(o + j), dist8p_rt(qi, ptr, V));
+      }
+    }
+    for (; j < j1; ++j, p += nbytes) o[j] = dist_avx2_rt_fn(qi, p, nbytes);
+  }
+}
+
+// Gathered rows, 8 candidates at a time; padding / out-of-range candidates
+// are computed against the query itself (valid memory) and then replaced by
+// `pad` with a blend.
+template <int V>
+static void gather_avx2_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
+                              const uint8_t* g, int64_t ng, const int32_t* idx,
+                              int64_t c, int32_t* out, int32_t pad) {
+  (void)nbytes;
+  constexpr int B = 32 * V;
+  const __m256i padv = _mm256_set1_epi32(pad);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i last = _mm256_set1_epi32((int32_t)(ng - 1));  // ng - 1 >= -1
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * B;
+    __m256i qv[V];
+    for (int v = 0; v < V; ++v) qv[v] = _mm256_loadu_si256((const __m256i*)(qi + 32 * v));
+    const int32_t* ix = idx + i * c;
+    int32_t* o = out + i * c;
+    int64_t t = 0;
+    const uint8_t* ptr[8];
+    prefetch_cands(g, ng, B, ix, 0, c < kPrefetchAhead ? c : kPrefetchAhead);
+    for (; t + 8 <= c; t += 8) {
+      {
+        const int64_t t0 = t + kPrefetchAhead, t1 = t0 + 8 < c ? t0 + 8 : c;
+        if (t0 < t1) prefetch_cands(g, ng, B, ix, t0, t1);
+      }
+      for (int u = 0; u < 8; ++u) {
+        const int32_t j = ix[t + u];
+        ptr[u] = (j >= 0 && j < ng) ? g + (int64_t)j * B : qi;
+      }
+      const __m256i jv = _mm256_loadu_si256((const __m256i*)(ix + t));
+      // invalid = j < 0 or j >= ng  <=>  !(0 <= j < ng)
+      const __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(zero, jv),
+                                          _mm256_cmpgt_epi32(jv, last));
+      const __m256i d = dist8p<V>(qv, ptr);
+      _mm256_storeu_si256((__m256i*)(o + t), _mm256_blendv_epi8(d, padv, bad));
+    }
+    for (; t < c; ++t) {
+      const int32_t j = ix[t];
+      o[t] = (j >= 0 && j < ng) ? dist_fixed<B>(qi, g + (int64_t)j * B) : pad;
+    }
+  }
+}
+
+static void gather_avx2_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
+                           const uint8_t* g, int64_t ng, const int32_t* idx,
+                           int64_t c, int32_t* out, int32_t pad) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * nbytes;
+    const int32_t* ix = idx + i * c;
+    int32_t* o = out + i * c;
+    prefetch_cands(g, ng, nbytes, ix, 0, c < kPrefetchAhead ? c : kPrefetchAhead);
+    for (int64_t t = 0; t < c; ++t) {
+      if (t + kPrefetchAhead < c) prefetch_cands(g, ng, nbytes, ix, t + kPrefetchAhead, t + kPrefetchAhead + 1);
+      const int32_t j = ix[t];
+      o[t] = (j >= 0 && j < ng) ? dist_avx2_rt_fn(qi, g + (int64_t)j * nbytes, nbytes) : pad;
+    }
+  }
+}
+#endif  // JH_USE_AVX2
+
+#if JH_USE_AVX512
+template <int Z>
+static void dense_avx512_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
+                               const uint8_t* g, int64_t j0, int64_t j1,
+                               int32_t* out, int64_t ldo) {
+  (void)nbytes;
+  constexpr int B = 64 * Z;
+  for (int64_t i = 0; i < nq; ++i) {
+    __m512i qz[Z];
+    for (int z = 0; z < Z; ++z) qz[z] = _mm512_loadu_si512((const void*)(q + i * B + 64 * z));
+    int32_t* o = out + i * ldo;
+    const uint8_t* p = g + j0 * B;
+    for (int64_t j = j0; j < j1; ++j, p += B) o[j] = dist512_fixed<Z>(qz, p);
+  }
+}
+
+static void dense_avx512_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
+                            const uint8_t* g, int64_t j0, int64_t j1,
+                            int32_t* out, int64_t ldo) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * nbytes;
+    int32_t* o = out + i * ldo;
+    const uint8_t* p = g + j0 * nbytes;
+    for (int64_t j = j0; j < j1; ++j, p += nbytes) o[j] = dist_avx512_rt_fn(qi, p, nbytes);
+  }
+}
+
+template <int Z>
+static void gather_avx512_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
+                                const uint8_t* g, int64_t ng, const int32_t* idx,
+                                int64_t c, int32_t* out, int32_t pad) {
+  (void)nbytes;
+  constexpr int B = 64 * Z;
+  for (int64_t i = 0; i < nq; ++i) {
+    __m512i qz[Z];
+    for (int z = 0; z < Z; ++z) qz[z] = _mm512_loadu_si512((const void*)(q + i * B + 64 * z));
+    const int32_t* ix = idx + i * c;
+    int32_t* o = out + i * c;
+    prefetch_cands(g, ng, B, ix, 0, c < kPrefetchAhead ? c : kPrefetchAhead);
+    for (int64_t t = 0; t < c; ++t) {
+      if (t + kPrefetchAhead < c) prefetch_cands(g, ng, B, ix, t + kPrefetchAhead, t + kPrefetchAhead + 1);
+      const int32_t j = ix[t];
+      o[t] = (j >= 0 && j < ng) ? dist512_fixed<Z>(qz, g + (int64_t)j * B) : pad;
+    }
+  }
+}
+
+static void gather_avx512_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
+                             const uint8_t* g, int64_t ng, const int32_t* idx,
+                             int64_t c, int32_t* out, int32_t pad) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const uint8_t* qi = q + i * nbytes;
+    const int32_t* ix = idx + i * c;
+    int32_t* o = out + i * c;
+    prefetch_cands(g, ng, nbytes, ix, 0, c < kPrefetchAhead ? c : kPrefetchAhead);
+    for (int64_t t = 0; t < c; ++t) {
+      if (t + kPrefetchAhead < c) prefetch_cands(g, ng, nbytes, ix, t + kPrefetchAhead, t + kPrefetchAhead + 1);
+      const int32_t j = ix[t];
+      o[t] = (j >= 0 && j < ng) ? dist_avx512_rt_fn(qi, g + (int64_t)j * nbytes, nbytes) : pad;
+    }
+  }
+}
+#endif  // JH_USE_AVX512

@@ -56,6 +56,32 @@ KernelSet select(int64_t nbytes) {
   return select_scalar(nbytes, names);
 }
 
+DistKernels select_dist(int64_t nbytes) {
+  // Same variants per width as the top-k scan (the distance work is the same).
+  switch (nbytes) {
+    case 32:
+      return DistKernels{&dense_avx2_fixed<1, 1, 1>, &gather_avx2_fixed<1>, "avx2-mula+popcnt-interleaved"};
+    case 64:
+      return DistKernels{&dense_avx2_fixed<2, 1, 0>, &gather_avx2_fixed<2>, "avx2-mula"};
+    case 96:
+      return DistKernels{&dense_avx2_fixed<3, 1, 0>, &gather_avx2_fixed<3>, "avx2-mula"};
+    case 128:
+      return DistKernels{&dense_avx2_fixed<4, 1, 0>, &gather_avx2_fixed<4>, "avx2-mula"};
+    case 192:
+      return DistKernels{&dense_avx2_fixed<6, 1, 0>, &gather_avx2_fixed<6>, "avx2-mula"};
+    case 256:
+      return DistKernels{&dense_avx2_fixed<8, 1, 0>, &gather_avx2_fixed<8>, "avx2-mula"};
+    case 512:
+      return DistKernels{&dense_avx2_fixed<16, 1, 0>, &gather_avx2_fixed<16>, "avx2-mula"};
+    default:
+      break;
+  }
+  if (nbytes % 32 == 0 && nbytes >= 64)
+    return DistKernels{&dense_avx2_rt, &gather_avx2_rt, "avx2-mula-runtime"};
+  static const char* const names[] = {"popcnt-fixed", "popcnt-runtime"};
+  return select_dist_scalar(nbytes, names);
+}
+
 }  // namespace avx2
 }  // namespace jhash_native
 
@@ -103,6 +129,29 @@ KernelSet select(int64_t nbytes) {
     return KernelSet{&scan_avx2_rt, &dist_avx2_rt_fn, "avx2-mula-runtime"};
   static const char* const names[] = {"popcnt-fixed", "popcnt-runtime"};
   return select_scalar(nbytes, names);
+}
+
+DistKernels select_dist(int64_t nbytes) {
+  switch (nbytes) {
+    case 64:
+      return DistKernels{&dense_avx512_fixed<1>, &gather_avx512_fixed<1>, "avx512-vpopcntq"};
+    case 128:
+      return DistKernels{&dense_avx512_fixed<2>, &gather_avx512_fixed<2>, "avx512-vpopcntq"};
+    case 256:
+      return DistKernels{&dense_avx512_fixed<4>, &gather_avx512_fixed<4>, "avx512-vpopcntq"};
+    case 512:
+      return DistKernels{&dense_avx512_fixed<8>, &gather_avx512_fixed<8>, "avx512-vpopcntq"};
+    default:
+      break;
+  }
+  if (nbytes % 64 == 0)
+    return DistKernels{&dense_avx512_rt, &gather_avx512_rt, "avx512-vpopcntq-runtime"};
+  if (nbytes == 32)
+    return DistKernels{&dense_avx2_fixed<1, 1, 1>, &gather_avx2_fixed<1>, "avx2-mula+popcnt-interleaved"};
+  if (nbytes % 32 == 0)
+    return DistKernels{&dense_avx2_rt, &gather_avx2_rt, "avx2-mula-runtime"};
+  static const char* const names[] = {"popcnt-fixed", "popcnt-runtime"};
+  return select_dist_scalar(nbytes, names);
 }
 
 }  // namespace avx512

@@ -1,5 +1,5 @@
-// CPython extension `jhash.search._jhash_native`: the exact Hamming top-k
-// kernel as an XLA FFI handler (PyCapsule, for jax.ffi.register_ffi_target)
+// CPython extension `jhash.search._jhash_native`: the exact Hamming top-k,
+// dense distance and gathered distance kernels as XLA FFI handlers (PyCapsule, for jax.ffi.register_ffi_target)
 // plus a buffer-protocol entry point for NumPy arrays and a few introspection
 // helpers. Plain Python C API (no pybind/nanobind dependency).
 #define PY_SSIZE_T_CLEAN
@@ -48,9 +48,184 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JhashHammingTopk, TopkImpl,
                                   .Ret<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>());
 
+// Operands: q u8[nq, nbytes], g u8[ng, nbytes]; attributes: num_threads,
+// isa; result: dist s32[nq, ng].
+static ffi::Error DistanceImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
+                               int64_t num_threads, int64_t isa,
+                               ffi::ResultBuffer<ffi::S32> dist) {
+  const auto qd = q.dimensions();
+  const auto gd = g.dimensions();
+  if (qd.size() != 2 || gd.size() != 2)
+    return ffi::Error::InvalidArgument("jhash_hamming_distance: q and g must be rank 2");
+  if (qd[1] != gd[1])
+    return ffi::Error::InvalidArgument("jhash_hamming_distance: q and g code widths differ");
+  const auto dd = dist->dimensions();
+  if (dd.size() != 2 || dd[0] != qd[0] || dd[1] != gd[0])
+    return ffi::Error::InvalidArgument("jhash_hamming_distance: bad result shape");
+  const char* err = jhn::hamming_distance(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1],
+                                          (int)num_threads, (int)isa, dist->typed_data());
+  if (err) return ffi::Error::InvalidArgument(std::string("jhash_hamming_distance: ") + err);
+  return ffi::Error::Success();
+}
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JhashHammingDistance, DistanceImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Attr<int64_t>("num_threads")
+                                  .Attr<int64_t>("isa")
+                                  .Ret<ffi::Buffer<ffi::S32>>());
+
+// Operands: q u8[nq, nbytes], g u8[ng, nbytes], idx s32[nq, c]; attributes:
+// num_threads, isa; result: dist s32[nq, c] (8 * nbytes + 1 where idx is
+// outside [0, ng)).
+static ffi::Error GatherImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
+                             ffi::Buffer<ffi::S32> idx, int64_t num_threads, int64_t isa,
+                             ffi::ResultBuffer<ffi::S32> dist) {
+  const auto qd = q.dimensions();
+  const auto gd = g.dimensions();
+  const auto id = idx.dimensions();
+  if (qd.size() != 2 || gd.size() != 2 || id.size() != 2)
+    return ffi::Error::InvalidArgument("jhash_hamming_distance_gather: q, g, idx must be rank 2");
+  if (qd[1] != gd[1])
+    return ffi::Error::InvalidArgument("jhash_hamming_distance_gather: q and g code widths differ");
+  if (id[0] != qd[0])
+    return ffi::Error::InvalidArgument("jhash_hamming_distance_gather: idx must have nq rows");
+  const auto dd = dist->dimensions();
+  if (dd.size() != 2 || dd[0] != id[0] || dd[1] != id[1])
+    return ffi::Error::InvalidArgument("jhash_hamming_distance_gather: bad result shape");
+  const char* err = jhn::hamming_distance_gather(q.typed_data(), qd[0], g.typed_data(), gd[0],
+                                                 qd[1], idx.typed_data(), id[1], (int)num_threads,
+                                                 (int)isa, dist->typed_data());
+  if (err) return ffi::Error::InvalidArgument(std::string("jhash_hamming_distance_gather: ") + err);
+  return ffi::Error::Success();
+}
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JhashHammingDistanceGather, GatherImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Attr<int64_t>("num_threads")
+                                  .Attr<int64_t>("isa")
+                                  .Ret<ffi::Buffer<ffi::S32>>());
+
 // --------------------------------------------------------------- Python --
 static PyObject* py_topk_capsule(PyObject*, PyObject*) {
   return PyCapsule_New(reinterpret_cast<void*>(&JhashHammingTopk), nullptr, nullptr);
+}
+
+static PyObject* py_distance_capsule(PyObject*, PyObject*) {
+  return PyCapsule_New(reinterpret_cast<void*>(&JhashHammingDistance), nullptr, nullptr);
+}
+
+static PyObject* py_gather_capsule(PyObject*, PyObject*) {
+  return PyCapsule_New(reinterpret_cast<void*>(&JhashHammingDistanceGather), nullptr, nullptr);
+}
+
+// distance_into(q, g, nbytes, out, num_threads, isa): out holds nq * ng int32.
+static PyObject* py_distance_into(PyObject*, PyObject* args) {
+  PyObject *qo, *go, *oo;
+  long long nbytes;
+  int num_threads, isa;
+  if (!PyArg_ParseTuple(args, "OOLOii", &qo, &go, &nbytes, &oo, &num_threads, &isa)) return nullptr;
+  if (nbytes < 1) {
+    PyErr_SetString(PyExc_ValueError, "nbytes must be >= 1");
+    return nullptr;
+  }
+  Py_buffer qb, gb, ob;
+  if (PyObject_GetBuffer(qo, &qb, PyBUF_C_CONTIGUOUS) < 0) return nullptr;
+  if (PyObject_GetBuffer(go, &gb, PyBUF_C_CONTIGUOUS) < 0) {
+    PyBuffer_Release(&qb);
+    return nullptr;
+  }
+  if (PyObject_GetBuffer(oo, &ob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&gb);
+    return nullptr;
+  }
+  const char* err = nullptr;
+  const int64_t nq = qb.len / nbytes, ng = gb.len / nbytes;
+  if (qb.len % nbytes || gb.len % nbytes) {
+    err = "buffer sizes are not multiples of nbytes";
+  } else if (ob.len != (Py_ssize_t)(nq * ng * 4)) {
+    err = "output buffer must hold nq * ng int32";
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    err = jhn::hamming_distance((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes,
+                                num_threads, isa, (int32_t*)ob.buf);
+    Py_END_ALLOW_THREADS
+  }
+  PyBuffer_Release(&qb);
+  PyBuffer_Release(&gb);
+  PyBuffer_Release(&ob);
+  if (err) {
+    PyErr_SetString(PyExc_ValueError, err);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+// gather_into(q, g, nbytes, idx, c, out, num_threads, isa): idx and out hold
+// nq * c int32.
+static PyObject* py_gather_into(PyObject*, PyObject* args) {
+  PyObject *qo, *go, *io, *oo;
+  long long nbytes, c;
+  int num_threads, isa;
+  if (!PyArg_ParseTuple(args, "OOLOLOii", &qo, &go, &nbytes, &io, &c, &oo, &num_threads, &isa))
+    return nullptr;
+  if (nbytes < 1 || c < 0) {
+    PyErr_SetString(PyExc_ValueError, "nbytes must be >= 1 and c >= 0");
+    return nullptr;
+  }
+  Py_buffer qb, gb, ib, ob;
+  if (PyObject_GetBuffer(qo, &qb, PyBUF_C_CONTIGUOUS) < 0) return nullptr;
+  if (PyObject_GetBuffer(go, &gb, PyBUF_C_CONTIGUOUS) < 0) {
+    PyBuffer_Release(&qb);
+    return nullptr;
+  }
+  if (PyObject_GetBuffer(io, &ib, PyBUF_C_CONTIGUOUS) < 0) {
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&gb);
+    return nullptr;
+  }
+  if (PyObject_GetBuffer(oo, &ob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&ib);
+    return nullptr;
+  }
+  const char* err = nullptr;
+  const int64_t nq = qb.len / nbytes, ng = gb.len / nbytes;
+  if (qb.len % nbytes || gb.len % nbytes) {
+    err = "buffer sizes are not multiples of nbytes";
+  } else if (ib.len != (Py_ssize_t)(nq * c * 4) || ob.len != (Py_ssize_t)(nq * c * 4)) {
+    err = "idx and output buffers must hold nq * c int32";
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    err = jhn::hamming_distance_gather((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng,
+                                       nbytes, (const int32_t*)ib.buf, c, num_threads, isa,
+                                       (int32_t*)ob.buf);
+    Py_END_ALLOW_THREADS
+  }
+  PyBuffer_Release(&qb);
+  PyBuffer_Release(&gb);
+  PyBuffer_Release(&ib);
+  PyBuffer_Release(&ob);
+  if (err) {
+    PyErr_SetString(PyExc_ValueError, err);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
+  int isa;
+  long long nbytes;
+  if (!PyArg_ParseTuple(args, "iL", &isa, &nbytes)) return nullptr;
+  if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
+  if (nbytes < 1 || !jhn::isa_supported(isa)) Py_RETURN_NONE;
+  return PyUnicode_FromString(jhn::dist_kernel_name(isa, nbytes));
 }
 
 // topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)
@@ -162,6 +337,16 @@ static PyMethodDef kMethods[] = {
     {"topk_capsule", py_topk_capsule, METH_NOARGS, "PyCapsule of the XLA FFI top-k handler."},
     {"topk_into", py_topk_into, METH_VARARGS,
      "topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)"},
+    {"distance_capsule", py_distance_capsule, METH_NOARGS,
+     "PyCapsule of the XLA FFI dense distance handler."},
+    {"gather_capsule", py_gather_capsule, METH_NOARGS,
+     "PyCapsule of the XLA FFI gathered distance handler."},
+    {"distance_into", py_distance_into, METH_VARARGS,
+     "distance_into(q, g, nbytes, out, num_threads, isa)"},
+    {"gather_into", py_gather_into, METH_VARARGS,
+     "gather_into(q, g, nbytes, idx, c, out, num_threads, isa)"},
+    {"dist_kernel_name", py_dist_kernel_name, METH_VARARGS,
+     "dist_kernel_name(isa, nbytes) -> str (dense / gather kernel variant)"},
     {"isa_supported", py_isa_supported, METH_VARARGS,
      "isa_supported(isa) -> bool (CPU support and self-test passed)."},
     {"isa_error", py_isa_error, METH_VARARGS, "isa_error(isa) -> why an ISA is unusable, or None."},
@@ -173,7 +358,7 @@ static PyMethodDef kMethods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_jhash_native",
-                                     "jhash native CPU kernels (exact Hamming top-k).", -1,
+                                     "jhash native CPU kernels (exact Hamming top-k, dense and gathered distances).", -1,
                                      kMethods};
 
 PyMODINIT_FUNC PyInit__jhash_native(void) { return PyModule_Create(&kModule); }

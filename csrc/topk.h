@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace jhash_native {
 
@@ -52,11 +53,28 @@ struct KernelSet {
   const char* name;  // human-readable kernel variant, e.g. "avx2-mula-mixed(32B)"
 };
 
+// Dense distances: out[i * ldo + j] = d(q_i, g_j) for queries q[0..nq) and
+// gallery rows j in [j0, j1) (out points at query 0's row, column 0).
+typedef void (*DenseFn)(const uint8_t* q, int64_t nq, int64_t nbytes,
+                        const uint8_t* g, int64_t j0, int64_t j1, int32_t* out,
+                        int64_t ldo);
+// Gathered distances: out[i * c + t] = d(q_i, g_{idx[i * c + t]}) when
+// 0 <= idx < ng, else `pad`.
+typedef void (*GatherFn)(const uint8_t* q, int64_t nq, int64_t nbytes,
+                         const uint8_t* g, int64_t ng, const int32_t* idx,
+                         int64_t c, int32_t* out, int32_t pad);
+
+struct DistKernels {
+  DenseFn dense;
+  GatherFn gather;
+  const char* name;
+};
+
 // Per-ISA kernel selection for a code width (defined in kernels_*.cc).
-namespace baseline { KernelSet select(int64_t nbytes); }
+namespace baseline { KernelSet select(int64_t nbytes); DistKernels select_dist(int64_t nbytes); }
 #if defined(JHASH_X86_DISPATCH)
-namespace avx2 { KernelSet select(int64_t nbytes); }
-namespace avx512 { KernelSet select(int64_t nbytes); }
+namespace avx2 { KernelSet select(int64_t nbytes); DistKernels select_dist(int64_t nbytes); }
+namespace avx512 { KernelSet select(int64_t nbytes); DistKernels select_dist(int64_t nbytes); }
 #endif
 
 // ISA support on this CPU (compiled-in and reported by the CPU/OS).
@@ -72,11 +90,37 @@ const char* isa_selftest_error(int isa);
 int default_num_threads();
 const char* kernel_name(int isa, int64_t nbytes);
 
+// Runs fn(arg, thread id, item) for item in [0, nitems) on up to nthreads
+// threads (the calling thread included); items are handed out dynamically.
+void run_parallel(int nthreads, int64_t nitems, void (*fn)(void*, int, int64_t), void* arg);
+
 // Exact top-k. Returns nullptr on success, else a static error message.
 // Requirements (checked): nq >= 0, 1 <= k <= ng < 2^31, nbytes >= 1.
 const char* hamming_topk(const uint8_t* q, int64_t nq, const uint8_t* g,
                          int64_t ng, int64_t nbytes, int64_t k,
                          int num_threads, int isa, int32_t* out_dist,
                          int32_t* out_idx);
+
+// Dense distance matrix out[nq, ng] (row-major int32). Returns nullptr on
+// success, else a static error message. Requirements (checked): nq, ng >= 0,
+// ng < 2^31, nbytes >= 1.
+const char* hamming_distance(const uint8_t* q, int64_t nq, const uint8_t* g,
+                             int64_t ng, int64_t nbytes, int num_threads,
+                             int isa, int32_t* out);
+
+// Gathered distances out[nq, c] = d(q_i, g[idx[i, t]]); entries of idx that
+// are negative or >= ng give gather_pad(nbytes) = 8 * nbytes + 1 (one more
+// than the largest possible distance).
+const char* hamming_distance_gather(const uint8_t* q, int64_t nq,
+                                    const uint8_t* g, int64_t ng,
+                                    int64_t nbytes, const int32_t* idx,
+                                    int64_t c, int num_threads, int isa,
+                                    int32_t* out);
+inline int32_t gather_pad(int64_t nbytes) { return (int32_t)(8 * nbytes + 1); }
+
+const char* dist_kernel_name(int isa, int64_t nbytes);
+// Self-test of an ISA's dense / gather kernels (run by the ISA self-test in
+// topk.cc, so a kernel is never used unverified); "" when they pass.
+std::string distance_selftest(int isa);
 
 }  // namespace jhash_native

@@ -3,7 +3,10 @@
 Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch read the same bytes).
 
 - :func:`pack_codes`, :func:`unpack_codes`, :func:`as_words` — packing and the ``uint32`` word view.
-- :func:`hamming_distance` — all-pairs distances ``[nq, ng]`` (XOR + popcount).
+- :func:`hamming_distance` — all-pairs distances ``[nq, ng]`` (XOR + popcount); ``backend="auto"`` uses the
+  native C++ kernel on the CPU.
+- :func:`hamming_distance_gather` — distances to per-query candidate lists ``[nq, c]`` (re-ranking; entries
+  ``< 0`` are padding and get ``L + 1``).
 - :func:`hamming_topk` — exact top-k ordered by ``(distance, gallery index)``, streamed over the gallery;
   ``backend="xla"`` (any device) or ``"native"`` (fused C++ CPU kernel), ``"auto"`` picks.
 - :func:`hamming_rank`, :func:`counting_argsort` — full stable ranking by counting sort, O(ng) per query.
@@ -11,12 +14,22 @@ Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch r
 - :func:`sharded_hamming_topk` — the gallery sharded over a ``jax.sharding.Mesh``; equals ``hamming_topk``.
 - :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
 - :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
+- :func:`coarse_to_fine_topk`, :func:`coarse_to_fine_rank` — CtF search over a code pyramid.
 """
 
 from jhash.search.bits import select_bits, top_weight_bits
+from jhash.search.coarse_to_fine import (
+    CoarseToFineIndex,
+    CtFTopK,
+    coarse_to_fine_distances,
+    coarse_to_fine_key_blocks,
+    coarse_to_fine_rank,
+    coarse_to_fine_topk,
+    ctf_offsets,
+)
 from jhash.search.dto import fit_thresholds, pair_distance_histograms
 from jhash.search.faiss_export import to_faiss
-from jhash.search.hamming import hamming_distance, hamming_topk
+from jhash.search.hamming import hamming_distance, hamming_distance_gather, hamming_topk
 from jhash.search.packing import as_words, pack_codes, unpack_codes
 from jhash.search.ranking import counting_argsort, hamming_rank
 from jhash.search.sharded import sharded_hamming_topk
@@ -26,6 +39,7 @@ __all__ = [
     "unpack_codes",
     "as_words",
     "hamming_distance",
+    "hamming_distance_gather",
     "hamming_topk",
     "hamming_rank",
     "counting_argsort",
@@ -34,5 +48,12 @@ __all__ = [
     "sharded_hamming_topk",
     "to_faiss",
     "fit_thresholds",
+    "CoarseToFineIndex",
+    "CtFTopK",
+    "coarse_to_fine_distances",
+    "coarse_to_fine_key_blocks",
+    "coarse_to_fine_rank",
+    "coarse_to_fine_topk",
+    "ctf_offsets",
     "pair_distance_histograms",
 ]

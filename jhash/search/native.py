@@ -1,4 +1,4 @@
-"""Native CPU kernel for exact Hamming top-k, callable from JAX (also inside ``jit``).
+"""Native CPU kernels for exact Hamming top-k and Hamming distances, callable from JAX (also inside ``jit``).
 
 The kernel (``csrc/``, built by the package's normal ``pip install`` as the
 optional extension ``jhash.search._jhash_native``) fuses the XOR/popcount
@@ -23,6 +23,24 @@ distance and the top-k selection into a single pass over the gallery:
 It is exposed to JAX as the XLA FFI custom call ``jhash_hamming_topk`` (CPU
 platform only). Use :func:`hamming_topk`; ``jhash.search.hamming_topk(...,
 backend="native")`` dispatches here.
+
+Two more kernels share the popcount code, the ISA dispatch (and self-test) and
+the threading:
+
+* :func:`hamming_distance` -- the dense ``int32 [nq, ng]`` matrix
+  ``d_H(q_i, g_j) = popcount(q_i XOR g_j)`` (FFI target
+  ``jhash_hamming_distance``; the gallery is tiled so it is read from memory
+  once per block of 64 queries, threads split queries and gallery);
+* :func:`hamming_distance_gather` -- ``int32 [nq, c]`` distances from each
+  query to its own candidate list ``candidates [nq, c]`` of gallery indices,
+  the re-ranking step of coarse-to-fine / attribute-first search (FFI target
+  ``jhash_hamming_distance_gather``; gathered rows are prefetched). Candidate
+  entries ``< 0`` are padding and get the sentinel distance
+  :func:`padding_distance` ``= L + 1`` (``L = 8 * q.shape[1]`` bits), larger
+  than every real distance.
+
+``jhash.search.hamming_distance`` / ``hamming_distance_gather`` dispatch here
+with ``backend="native"`` (and ``"auto"`` on the CPU).
 """
 
 from __future__ import annotations
@@ -38,11 +56,18 @@ __all__ = [
     "unavailable_reason",
     "hamming_topk",
     "hamming_topk_numpy",
+    "hamming_distance",
+    "hamming_distance_numpy",
+    "hamming_distance_gather",
+    "hamming_distance_gather_numpy",
+    "padding_distance",
     "available_isas",
     "info",
 ]
 
 FFI_TARGET = "jhash_hamming_topk"
+FFI_TARGET_DISTANCE = "jhash_hamming_distance"
+FFI_TARGET_GATHER = "jhash_hamming_distance_gather"
 _ISAS = {"auto": 0, "baseline": 1, "avx2": 2, "avx512": 3}
 _ISA_NAMES = {v: k for k, v in _ISAS.items()}
 _MAX_ROWS = 2**31 - 1
@@ -148,6 +173,8 @@ def _register() -> None:
         import jax
 
         jax.ffi.register_ffi_target(FFI_TARGET, ext.topk_capsule(), platform="cpu")
+        jax.ffi.register_ffi_target(FFI_TARGET_DISTANCE, ext.distance_capsule(), platform="cpu")
+        jax.ffi.register_ffi_target(FFI_TARGET_GATHER, ext.gather_capsule(), platform="cpu")
         _registered = True
 
 
@@ -167,6 +194,9 @@ def info() -> dict:
         available_isas=available_isas(),
         num_threads=ext.default_num_threads(),
         kernels={bits: ext.kernel_name(isa, bits // 8) for bits in (64, 128, 256, 512, 1024, 2048)},
+        distance_kernels={
+            bits: ext.dist_kernel_name(isa, bits // 8) for bits in (64, 128, 256, 512, 1024, 2048)
+        },
     )
     return d
 
@@ -201,8 +231,8 @@ def _threads(num_threads: int | None) -> int:
     return n
 
 
-def _validate(q: Any, g: Any, k: Any) -> tuple[Any, Any, int, int, int, int]:
-    """Checks shapes/dtypes (works on numpy arrays, jax arrays and tracers)."""
+def _validate_codes(q: Any, g: Any) -> tuple[Any, Any, int, int, int]:
+    """Checks packed code shapes/dtypes (numpy arrays, jax arrays and tracers); ``g`` may be empty."""
     if not hasattr(q, "shape") or not hasattr(q, "dtype"):
         q = np.asarray(q)
     if not hasattr(g, "shape") or not hasattr(g, "dtype"):
@@ -225,13 +255,19 @@ def _validate(q: Any, g: Any, k: Any) -> tuple[Any, Any, int, int, int, int]:
             f"g: code length mismatch: q has {8 * wq} bits ({wq} bytes) per code, "
             f"g has {8 * wg} bits ({wg} bytes)"
         )
-    if ng < 1:
-        raise ValueError("g: the gallery is empty (0 rows); expected at least k rows")
     if ng > _MAX_ROWS:
         raise ValueError(
             f"g: {ng} gallery rows exceed the native kernel's int32 index range "
-            f"(at most {_MAX_ROWS}); split the gallery and merge the per-part top-k"
+            f"(at most {_MAX_ROWS}); split the gallery and merge the per-part results"
         )
+    return q, g, nq, ng, wq
+
+
+def _validate(q: Any, g: Any, k: Any) -> tuple[Any, Any, int, int, int, int]:
+    """Checks shapes/dtypes and k (works on numpy arrays, jax arrays and tracers)."""
+    q, g, nq, ng, wq = _validate_codes(q, g)
+    if ng < 1:
+        raise ValueError("g: the gallery is empty (0 rows); expected at least k rows")
     if isinstance(k, bool) or isinstance(k, (float, np.floating)):
         raise ValueError(f"k: expected a positive int, got {k!r}")
     try:
@@ -309,3 +345,136 @@ def hamming_topk_numpy(
     if nq:
         ext.topk_into(q, g, w, k, dist, idx, nt, isa_code)
     return dist, idx
+
+
+def padding_distance(code_bytes: int) -> int:
+    """The distance :func:`hamming_distance_gather` returns for padding candidates: ``L + 1``.
+
+    ``L = 8 * code_bytes`` is the code length in bits, so the sentinel is larger than every real
+    Hamming distance and sorts after all real candidates.
+    """
+    return 8 * int(code_bytes) + 1
+
+
+def hamming_distance(
+    q: Any,
+    g: Any,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> Any:
+    """All-pairs Hamming distances ``d_H(q_i, g_j) = popcount(q_i XOR g_j)`` on the CPU, as a JAX op.
+
+    Args:
+      q: uint8 ``[nq, L/8]`` packed query codes (numpy or jax array, or a tracer inside ``jax.jit``);
+        any positive byte width.
+      g: uint8 ``[ng, L/8]`` packed gallery codes, ``0 <= ng < 2**31``.
+      num_threads: worker threads (default: ``JHASH_NUM_THREADS`` or every CPU this process may use;
+        small problems run on the calling thread).
+      isa: force an instruction set ("baseline", "avx2", "avx512"); default: the best available.
+
+    Returns:
+      int32 ``[nq, ng]`` jax array. Runs through the XLA FFI custom call ``jhash_hamming_distance``
+      (CPU platform; usable inside ``jit``; under ``vmap`` it loops sequentially).
+    """
+    q, g, nq, ng, _ = _validate_codes(q, g)
+    nt = _threads(num_threads)
+    isa_code = _isa_code(isa)
+    _register()
+    import jax
+    import jax.numpy as jnp
+
+    if nq == 0 or ng == 0:
+        return jnp.zeros((nq, ng), jnp.int32)
+    call = jax.ffi.ffi_call(
+        FFI_TARGET_DISTANCE, jax.ShapeDtypeStruct((nq, ng), jnp.int32), vmap_method="sequential"
+    )
+    return call(q, g, num_threads=np.int64(nt), isa=np.int64(isa_code))
+
+
+def hamming_distance_numpy(
+    q: Any,
+    g: Any,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> np.ndarray:
+    """Same as :func:`hamming_distance` on numpy arrays, without JAX (releases the GIL)."""
+    q, g, nq, ng, w = _validate_codes(q, g)
+    nt = _threads(num_threads)
+    isa_code = _isa_code(isa)
+    ext = _require()
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    g = np.ascontiguousarray(g, dtype=np.uint8)
+    out = np.empty((nq, ng), dtype=np.int32)
+    if nq and ng:
+        ext.distance_into(q, g, w, out, nt, isa_code)
+    return out
+
+
+def hamming_distance_gather(
+    q: Any,
+    g: Any,
+    candidates: Any,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> Any:
+    """Distances from each query to its own candidate gallery rows, on the CPU, as a JAX op.
+
+    ``out[i, t] = popcount(q_i XOR g[candidates[i, t]])``; entries ``candidates[i, t] < 0`` are padding
+    and give :func:`padding_distance` ``= L + 1`` (``L = 8 * q.shape[1]``).
+
+    Args:
+      q: uint8 ``[nq, L/8]`` packed query codes (numpy, jax array or tracer).
+      g: uint8 ``[ng, L/8]`` packed gallery codes.
+      candidates: integer ``[nq, c]`` gallery indices, ``< ng`` (concrete arrays are checked:
+        ``ValueError``; inside ``jit`` an out-of-range entry is treated like padding).
+      num_threads, isa: as :func:`hamming_distance`.
+
+    Returns:
+      int32 ``[nq, c]`` jax array (FFI custom call ``jhash_hamming_distance_gather``).
+    """
+    from jhash.search.hamming import check_candidates
+
+    q, g, nq, ng, _ = _validate_codes(q, g)
+    candidates = check_candidates(candidates, nq, ng)
+    nt = _threads(num_threads)
+    isa_code = _isa_code(isa)
+    _register()
+    import jax
+    import jax.numpy as jnp
+
+    c = int(candidates.shape[1])
+    if nq == 0 or c == 0:
+        return jnp.zeros((nq, c), jnp.int32)
+    call = jax.ffi.ffi_call(
+        FFI_TARGET_GATHER, jax.ShapeDtypeStruct((nq, c), jnp.int32), vmap_method="sequential"
+    )
+    return call(q, g, candidates, num_threads=np.int64(nt), isa=np.int64(isa_code))
+
+
+def hamming_distance_gather_numpy(
+    q: Any,
+    g: Any,
+    candidates: Any,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> np.ndarray:
+    """Same as :func:`hamming_distance_gather` on numpy arrays, without JAX (releases the GIL)."""
+    from jhash.search.hamming import check_candidates
+
+    q, g, nq, ng, w = _validate_codes(q, g)
+    candidates = check_candidates(np.asarray(candidates), nq, ng)
+    nt = _threads(num_threads)
+    isa_code = _isa_code(isa)
+    ext = _require()
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    g = np.ascontiguousarray(g, dtype=np.uint8)
+    idx = np.ascontiguousarray(candidates, dtype=np.int32)
+    c = int(idx.shape[1])
+    out = np.empty((nq, c), dtype=np.int32)
+    if nq and c:
+        ext.gather_into(q, g, w, idx, c, out, nt, isa_code)
+    return out

@@ -104,10 +104,18 @@ def test_huge_k_falls_back_to_full_ranking(monkeypatch):
     np.testing.assert_array_equal(np.asarray(d), want_d)
 
 
+def hide_native_module(monkeypatch):
+    """Make ``from jhash.search import native`` raise ImportError (also when another test imported it)."""
+    import jhash.search
+
+    monkeypatch.setitem(sys.modules, "jhash.search.native", None)
+    monkeypatch.delattr(jhash.search, "native", raising=False)
+
+
 def test_backend_selection_without_native_module(monkeypatch):
     rng = np.random.default_rng(5)
     q, g = codes(rng, 2, 4), codes(rng, 50, 4)
-    monkeypatch.setitem(sys.modules, "jhash.search.native", None)  # import now raises ImportError
+    hide_native_module(monkeypatch)
     d, i = hamming_topk(q, g, 5, backend="auto")
     want_d, want_i = ref_topk(fast_ref_distance(q, g), 5)
     np.testing.assert_array_equal(np.asarray(i), want_i)
@@ -157,3 +165,81 @@ def test_streaming_memory_is_independent_of_gallery_size():
     assert mem.temp_size_in_bytes < dense / 100
     # inputs (gallery 320 MB) + outputs + temporaries stay far below 4 GiB
     assert mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes < 1 * 2**30
+
+
+# ------------------------------------------------------------------------- dense / gathered backends --
+from jhash.search import hamming_distance_gather  # noqa: E402
+from jhash.search import native  # noqa: E402
+
+BACKENDS = ["xla"] + (["native"] if native.is_available() else [])
+
+
+def ref_gather(q, g, cand):
+    """out[i, t] = differing bits of q_i and g[cand[i, t]] (bit loop); padding (< 0) -> L + 1."""
+    out = np.empty(cand.shape, np.int64)
+    for i in range(cand.shape[0]):
+        for t in range(cand.shape[1]):
+            j = cand[i, t]
+            out[i, t] = 8 * q.shape[1] + 1 if j < 0 else sum(
+                bin(int(a) ^ int(b)).count("1") for a, b in zip(q[i], g[j]))
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nbytes", [1, 3, 5, 8, 32, 33, 256, 320])
+def test_distance_backends_match_reference(backend, nbytes):
+    rng = np.random.default_rng(nbytes)
+    q, g = codes(rng, 3, nbytes), codes(rng, 11, nbytes)
+    g[4] = q[1]  # a tie at distance 0
+    d = hamming_distance(q, g, backend=backend)
+    assert d.dtype == jnp.int32 and d.shape == (3, 11)
+    np.testing.assert_array_equal(np.asarray(d), fast_ref_distance(q, g))
+    np.testing.assert_array_equal(np.asarray(d), np.asarray(hamming_distance(q, g, backend="xla")))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nbytes", [1, 3, 8, 33, 256])
+def test_gather_backends_match_reference(backend, nbytes):
+    rng = np.random.default_rng(50 + nbytes)
+    q, g = codes(rng, 4, nbytes), codes(rng, 13, nbytes)
+    g[2] = q[0]
+    cand = rng.integers(-2, 13, (4, 9)).astype(np.int64)
+    cand[0, 0] = 2
+    d = hamming_distance_gather(q, g, cand, backend=backend)
+    assert d.dtype == jnp.int32 and d.shape == (4, 9)
+    np.testing.assert_array_equal(np.asarray(d), ref_gather(q, g, cand))
+    assert (cand < 0).any() and int(d[0, 0]) == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_distance_and_gather_under_jit(backend):
+    rng = np.random.default_rng(8)
+    q, g = codes(rng, 3, 12), codes(rng, 20, 12)
+    cand = rng.integers(-1, 20, (3, 7)).astype(np.int32)
+    cand[2, 1] = 20  # out of range: cannot be checked when traced -> treated like padding
+    f = jax.jit(lambda a, b, c: (hamming_distance(a, b, backend=backend),
+                                 hamming_distance_gather(a, b, c, backend=backend)))
+    d, dg = f(jnp.asarray(q), jnp.asarray(g), jnp.asarray(cand))
+    np.testing.assert_array_equal(np.asarray(d), fast_ref_distance(q, g))
+    want = ref_gather(q, g, np.where(cand >= 20, -1, cand))
+    np.testing.assert_array_equal(np.asarray(dg), want)
+
+
+def test_gather_validation_and_backend_selection(monkeypatch):
+    q, g = np.zeros((2, 4), np.uint8), np.zeros((10, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"candidates: gallery index 10 out of range"):
+        hamming_distance_gather(q, g, np.array([[0, 10], [1, 2]]), backend="xla")
+    with pytest.raises(ValueError, match=r"candidates: expected one row per query"):
+        hamming_distance_gather(q, g, np.zeros((3, 2), np.int32))
+    with pytest.raises(ValueError, match=r"candidates: expected an integer dtype"):
+        hamming_distance_gather(q, g, np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match=r"backend must be"):
+        hamming_distance_gather(q, g, np.zeros((2, 2), np.int32), backend="cuda")
+    with pytest.raises(ValueError, match=r"backend must be"):
+        hamming_distance(q, g, backend="cuda")
+    assert hamming_distance_gather(q, g, np.zeros((2, 0), np.int32), backend="xla").shape == (2, 0)
+    hide_native_module(monkeypatch)  # native import fails: auto -> xla
+    np.testing.assert_array_equal(np.asarray(hamming_distance_gather(q, g, [[1, -1], [0, 0]])),
+                                  [[0, 33], [0, 0]])
+    with pytest.raises(RuntimeError, match=r"backend='native'"):
+        hamming_distance(q, g, backend="native")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jhash.search import native
 
@@ -231,3 +233,159 @@ def test_bench_quick_reports_identical_distances():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "identical distances: yes" in proc.stdout, proc.stdout
     assert "identical distances: NO" not in proc.stdout, proc.stdout
+
+
+# ---------------------------------------------------------------- dense and gathered distances --
+def ref_gather(q: np.ndarray, g: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """out[i, t] = differing bits of q_i and g[cand[i, t]]; padding (< 0) -> L + 1, L = 8 * bytes."""
+    out = np.empty(cand.shape, dtype=np.int64)
+    for i in range(cand.shape[0]):
+        for t in range(cand.shape[1]):
+            j = int(cand[i, t])
+            out[i, t] = 8 * q.shape[1] + 1 if j < 0 else int(POPCOUNT8[q[i] ^ g[j]].sum())
+    return out
+
+
+def padded_candidates(rng: np.random.Generator, nq: int, c: int, ng: int) -> np.ndarray:
+    cand = rng.integers(0, ng, size=(nq, c)).astype(np.int32)
+    cand[rng.random((nq, c)) < 0.25] = -1
+    cand[0, : min(c, 3)] = [-5, -(2**31), ng - 1][: min(c, 3)]
+    return cand
+
+
+# odd sizes: remainders of the 8-row vector groups and of the query groups
+DIST_WIDTHS_BITS = [8, 24, 40, 56, 64, 72, 128, 200, 256, 264, 512, 768, 1024, 1280, 2048, 2560]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bits", DIST_WIDTHS_BITS)
+def test_dense_distance_matches_reference(isa, bits):
+    rng = np.random.default_rng(1000 + bits)
+    q = random_codes(rng, 7, bits // 8)
+    g = random_codes(rng, 141, bits // 8)
+    g[::9] = q[rng.integers(0, 7, size=g[::9].shape[0])]  # some exact matches (distance 0)
+    want = ref_distances(q, g)
+    got = native.hamming_distance_numpy(q, g, isa=isa)
+    assert got.dtype == np.int32 and got.shape == (7, 141)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.asarray(native.hamming_distance(q, g, isa=isa)), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bits", DIST_WIDTHS_BITS)
+def test_gather_distance_matches_reference(isa, bits):
+    rng = np.random.default_rng(2000 + bits)
+    q = random_codes(rng, 6, bits // 8)
+    g = tied_codes(rng, q, 90)
+    cand = padded_candidates(rng, 6, 37, 90)
+    want = ref_gather(q, g, cand)
+    got = native.hamming_distance_gather_numpy(q, g, cand, isa=isa)
+    assert got.dtype == np.int32 and got.shape == (6, 37)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.asarray(native.hamming_distance_gather(q, g, cand, isa=isa)), want)
+    assert (got == 8 * (bits // 8) + 1).any() and (got == 0).any()  # padding and ties really occur
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_distance_threading_splits(threads):
+    """Large enough to run threaded: gallery chunks, several query blocks, split candidate lists."""
+    rng = np.random.default_rng(13)
+    q = random_codes(rng, 70, 32)
+    g = random_codes(rng, 3001, 32)
+    np.testing.assert_array_equal(native.hamming_distance_numpy(q, g, num_threads=threads),
+                                  ref_distances(q, g))
+    q1 = random_codes(rng, 2, 32)
+    cand = padded_candidates(rng, 2, 20000, 3001)  # > one work item per query
+    np.testing.assert_array_equal(native.hamming_distance_gather_numpy(q1, g, cand, num_threads=threads),
+                                  ref_gather(q1, g, cand))
+    q2 = random_codes(rng, 300, 32)
+    cand = padded_candidates(rng, 300, 40, 3001)  # many queries per work item
+    np.testing.assert_array_equal(native.hamming_distance_gather_numpy(q2, g, cand, num_threads=threads),
+                                  ref_gather(q2, g, cand))
+
+
+def test_distance_kernels_inside_jit_and_vmap():
+    rng = np.random.default_rng(17)
+    q = random_codes(rng, 5, 20)
+    g = tied_codes(rng, q, 40)
+    cand = padded_candidates(rng, 5, 11, 40)
+    want_d, want_g = ref_distances(q, g), ref_gather(q, g, cand)
+
+    @jax.jit
+    def f(a, b, c):
+        return native.hamming_distance(a, b) + 0, native.hamming_distance_gather(a, b, c) * 1
+
+    d, dg = f(jnp.asarray(q), jnp.asarray(g), jnp.asarray(cand))
+    assert d.dtype == jnp.int32 and dg.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(d), want_d)
+    np.testing.assert_array_equal(np.asarray(dg), want_g)
+    # traced out-of-range indices cannot be checked: they give the padding sentinel
+    bad = cand.copy()
+    bad[1, 2] = 40
+    np.testing.assert_array_equal(np.asarray(f(q, g, bad)[1])[1, 2], 8 * 20 + 1)
+    # vmap over query sets (sequential loop over the custom call)
+    db = jax.vmap(lambda a, c: native.hamming_distance_gather(a, g, c))(np.stack([q, q]), np.stack([cand, cand]))
+    np.testing.assert_array_equal(np.asarray(db[1]), want_g)
+
+
+def test_distance_empty_shapes():
+    g = np.zeros((5, 4), np.uint8)
+    assert native.hamming_distance_numpy(np.zeros((0, 4), np.uint8), g).shape == (0, 5)
+    assert native.hamming_distance(g, np.zeros((0, 4), np.uint8)).shape == (5, 0)
+    assert native.hamming_distance_gather_numpy(g, g, np.zeros((5, 0), np.int32)).shape == (5, 0)
+    assert native.hamming_distance_gather(g[:0], g, np.zeros((0, 3), np.int64)).shape == (0, 3)
+    assert native.padding_distance(4) == 33
+
+
+@pytest.mark.parametrize(
+    "cand, match",
+    [
+        (np.array([[0, 5]]), r"candidates: gallery index 5 out of range; expected indices < ng=5"),
+        (np.array([[0, 1, 2]]).astype(np.float32), r"candidates: expected an integer dtype"),
+        (np.array([0, 1]), r"candidates: expected gallery indices of rank 2"),
+        (np.zeros((2, 3), np.int32), r"candidates: expected one row per query \(1 rows\)"),
+        (np.array([[-(2**40), 0]]), r"candidates: index .* does not fit int32"),
+    ],
+)
+def test_gather_bad_candidates(cand, match):
+    q, g = np.zeros((1, 4), np.uint8), np.zeros((5, 4), np.uint8)
+    with pytest.raises(ValueError, match=match):
+        native.hamming_distance_gather(q, g, cand)
+    with pytest.raises(ValueError, match=match):
+        native.hamming_distance_gather_numpy(q, g, cand)
+
+
+def test_distance_bad_codes_and_options():
+    q = np.zeros((2, 4), np.uint8)
+    with pytest.raises(ValueError, match="g: code length mismatch"):
+        native.hamming_distance(q, np.zeros((3, 2), np.uint8))
+    with pytest.raises(ValueError, match="q: expected dtype uint8"):
+        native.hamming_distance_numpy(q.astype(np.int8), q)
+    with pytest.raises(ValueError, match="g: expected packed codes of rank 2"):
+        native.hamming_distance_gather(q, q[0], np.zeros((2, 1), np.int32))
+    with pytest.raises(ValueError, match="isa"):
+        native.hamming_distance(q, q, isa="neon")
+    with pytest.raises(ValueError, match="num_threads"):
+        native.hamming_distance_gather_numpy(q, q, np.zeros((2, 1), np.int32), num_threads=-1)
+
+
+def test_info_reports_distance_kernels():
+    assert set(native.info()["distance_kernels"]) == {64, 128, 256, 512, 1024, 2048}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 70), st.integers(0, 9), st.integers(1, 40), st.integers(0, 20),
+       st.sampled_from(ISAS), st.integers(0, 2**31 - 1))
+def test_distance_kernels_property(nbytes, nq, ng, c, isa, seed):
+    """Any width / shape / ISA: dense equals the reference, gather equals the dense entries (or L + 1)."""
+    rng = np.random.default_rng(seed)
+    q, g = random_codes(rng, nq, nbytes), random_codes(rng, ng, nbytes)
+    if nq and seed % 2:
+        g[rng.integers(0, ng)] = q[0]
+    cand = rng.integers(-3, ng, (nq, c)).astype(np.int32)
+    want = ref_distances(q, g)
+    d = native.hamming_distance_numpy(q, g, isa=isa)
+    np.testing.assert_array_equal(d, want)
+    dg = native.hamming_distance_gather_numpy(q, g, cand, isa=isa)
+    np.testing.assert_array_equal(
+        dg, np.where(cand < 0, 8 * nbytes + 1, np.take_along_axis(want, np.maximum(cand, 0), 1)))
