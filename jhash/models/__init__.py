@@ -39,6 +39,7 @@ from jhash.models.heads import (
     global_avg_pool,
     global_max_pool,
 )
+from jhash.models.pyramid import CodePyramid, PyramidLevel
 from jhash.models.registry import available_backbones, feature_dim, get_backbone
 from jhash.models.resnet import (
     STAGES,
@@ -52,6 +53,8 @@ from jhash.models.resnet import (
 from jhash.models.small_cnn import SmallCNN
 
 __all__ = [
+    "CodePyramid",
+    "PyramidLevel",
     "BNNeck",
     "BasicBlock",
     "Bottleneck",
