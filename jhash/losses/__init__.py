@@ -18,6 +18,17 @@ Regularisers (:mod:`jhash.losses.regularisers`)
     :func:`laplacian_regularizer` (DRSCH), helpers :func:`label_adjacency`, :func:`graph_laplacian`
 """
 
+from jhash.losses.attributes import attribute_codes, attribute_probabilities, binary_attribute_loss
+from jhash.losses.relaxations import (
+    RELAXATIONS,
+    dsh_regularizer,
+    hardsigmoid,
+    hardtanh,
+    relax,
+    sign_binarize,
+    sign_ste,
+    ssr_distillation_loss,
+)
 from jhash.losses.classification import multi_head_cross_entropy, softmax_cross_entropy
 from jhash.losses.distillation import (
     gram_distillation_loss,
@@ -42,6 +53,17 @@ from jhash.losses.pairwise import pairwise_likelihood_loss, quantization_loss
 from jhash.losses.regularisers import graph_laplacian, label_adjacency, laplacian_regularizer
 
 __all__ = [
+    "RELAXATIONS",
+    "relax",
+    "sign_binarize",
+    "sign_ste",
+    "hardsigmoid",
+    "hardtanh",
+    "ssr_distillation_loss",
+    "dsh_regularizer",
+    "binary_attribute_loss",
+    "attribute_codes",
+    "attribute_probabilities",
     "gram_distillation_loss",
     "mean_over_pairs",
     "probability_distillation_loss",

@@ -19,6 +19,7 @@ Backbones (:mod:`jhash.models.registry`): ``get_backbone(name, **kwargs)`` for `
   ``merge_params``, ``load_pretrained``.
 """
 
+from jhash.models.attention import AttributeGuidedAttention, aab_combine
 from jhash.models.convert import (
     ConversionError,
     convert_torchvision_googlenet,
@@ -39,6 +40,14 @@ from jhash.models.heads import (
     global_avg_pool,
     global_max_pool,
 )
+from jhash.models.pcb import (
+    PCBHead,
+    TwoBranchPCB,
+    split_bits,
+    stripe_bounds,
+    stripe_pool,
+    two_branch_backbones,
+)
 from jhash.models.pyramid import CodePyramid, PyramidLevel
 from jhash.models.registry import available_backbones, feature_dim, get_backbone
 from jhash.models.resnet import (
@@ -53,6 +62,14 @@ from jhash.models.resnet import (
 from jhash.models.small_cnn import SmallCNN
 
 __all__ = [
+    "AttributeGuidedAttention",
+    "aab_combine",
+    "PCBHead",
+    "TwoBranchPCB",
+    "split_bits",
+    "stripe_bounds",
+    "stripe_pool",
+    "two_branch_backbones",
     "CodePyramid",
     "PyramidLevel",
     "BNNeck",

@@ -15,8 +15,23 @@ Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch r
 - :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
 - :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
 - :func:`coarse_to_fine_topk`, :func:`coarse_to_fine_rank` — CtF search over a code pyramid.
+- :func:`attribute_first_topk`, :func:`fit_window` — attribute-first retrieval (AFR) and its window rule.
 """
 
+from jhash.search.attribute_first import (
+    AFRIndex,
+    WindowRule,
+    afr_keys,
+    attribute_first_ctf_distances,
+    attribute_first_distances,
+    attribute_first_rank,
+    attribute_first_topk,
+    attribute_window,
+    first_match_positions,
+    fit_window,
+    window_for_gallery,
+    window_mask,
+)
 from jhash.search.bits import select_bits, top_weight_bits
 from jhash.search.coarse_to_fine import (
     CoarseToFineIndex,
@@ -35,6 +50,18 @@ from jhash.search.ranking import counting_argsort, hamming_rank
 from jhash.search.sharded import sharded_hamming_topk
 
 __all__ = [
+    "AFRIndex",
+    "WindowRule",
+    "afr_keys",
+    "window_mask",
+    "attribute_window",
+    "attribute_first_distances",
+    "attribute_first_ctf_distances",
+    "attribute_first_rank",
+    "attribute_first_topk",
+    "first_match_positions",
+    "fit_window",
+    "window_for_gallery",
     "pack_codes",
     "unpack_codes",
     "as_words",

@@ -1,0 +1,421 @@
+"""Attribute-first fast retrieval, AFR (Jin et al. 2021, §5.1, eqs. 6-7 and the w rule of §7.5.2;
+``shared/notes/methods.md`` §5).
+
+Every image has a short attribute code (30 bits on Market-1501, packed with padding bits that are equal in
+every code) and a long ID code. For one query:
+
+1. rank the whole gallery by the attribute Hamming distance (eq. 6), ties by gallery index;
+2. keep the first ``w`` items (the *window*) and rank them by the ID distance (eq. 7), ties by gallery index;
+3. the returned ranking is the re-ranked window followed by the other items in attribute order.
+
+Equivalently each item gets an **AFR key**: its ID distance inside the window, ``D + 1 + d_attr`` outside it
+(``D`` the largest possible ID distance), and the ranking is a stable sort of the keys. With ``w`` equal to
+the gallery size AFR *is* exhaustive ID search (every key is the ID distance). The second stage can be any
+distance: Hamming on packed codes (:func:`attribute_first_distances`), Euclidean on real features
+(``metric="euclidean"``, the paper's Table 9) or coarse-to-fine keys (:func:`attribute_first_ctf_distances`).
+
+Top-k (what a search engine runs, and what is timed): :func:`attribute_first_topk` takes the exact top-``w``
+attribute neighbours with :func:`jhash.search.hamming_topk` (the native CPU kernel when available), then
+computes ID distances on the window only (a jitted gather + XOR + popcount) and keeps the top ``k``. Cost
+per query ``O(ng · |attr| + w · |id|)`` bit operations instead of ``O(ng · |id|)``.
+
+The w rule (:func:`fit_window`): the smallest ``w`` such that a true match lies among the first ``w``
+attribute neighbours for at least ``target`` (97 %) of the queries (the attribute-only rank-``w``
+accuracy), measured on validation data. Positions count every gallery item (the window holds ``w`` items,
+whatever they are), so the rule bounds exactly the fraction of queries whose window contains a match.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jhash.search.hamming import hamming_distance, hamming_topk
+
+__all__ = [
+    "AFRIndex",
+    "WindowRule",
+    "window_mask",
+    "afr_keys",
+    "attribute_window",
+    "attribute_first_distances",
+    "attribute_first_ctf_distances",
+    "attribute_first_rank",
+    "attribute_first_topk",
+    "time_topk",
+    "first_match_positions",
+    "fit_window",
+    "window_for_gallery",
+]
+
+METRICS = ("hamming", "euclidean")
+
+
+def _packed(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 2 or a.dtype != np.uint8:
+        raise ValueError(f"{name}: expected packed codes uint8 [n, L/8] (jhash.search.pack_codes), "
+                         f"got dtype {a.dtype} shape {a.shape}")
+    return a
+
+
+def _check_w(w: Any, ng: int, name: str = "w") -> int:
+    if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 1 <= int(w) <= ng:
+        raise ValueError(f"{name}: expected an int window size in [1, {ng}] (the gallery size), got {w!r}")
+    return int(w)
+
+
+def _pair(q: np.ndarray, g: np.ndarray, qn: str, gn: str) -> None:
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"{qn} and {gn} must have the same width; got {q.shape} and {g.shape}")
+
+
+@functools.partial(jax.jit, static_argnames=("n_values",))
+def _window_mask(d: jax.Array, w: jax.Array, n_values: int) -> jax.Array:
+    qb, ng = d.shape
+    hist = jnp.zeros((qb, n_values), jnp.int32).at[jnp.arange(qb)[:, None], d].add(1)
+    le = jnp.cumsum(hist, axis=1)  # items with distance <= t
+    t_star = jnp.argmax(le >= w, axis=1).astype(d.dtype)  # smallest t with >= w items at distance <= t
+    before = jnp.take_along_axis(le - hist, t_star[:, None].astype(jnp.int32), axis=1)  # items closer than t*
+    eq = d == t_star[:, None]
+    return (d < t_star[:, None]) | (eq & (jnp.cumsum(eq, axis=1, dtype=jnp.int32) <= w - before))
+
+
+def window_mask(attr_distances: Any, w: int, *, max_distance: int | None = None) -> np.ndarray:
+    """The AFR window of every query: ``bool [nq, ng]``, ``True`` for the ``w`` gallery items that come first
+    under the order ``(attribute distance, gallery index)`` (a stable sort's first ``w``).
+
+    ``attr_distances`` are non-negative integers ``<= max_distance`` (default: the matrix maximum). O(ng) per
+    query (a counting threshold, no sort).
+    """
+    d = np.asarray(attr_distances)
+    if d.ndim != 2 or not np.issubdtype(d.dtype, np.integer):
+        raise ValueError(f"attr_distances: expected an integer matrix [nq, ng], got dtype {d.dtype} shape {d.shape}")
+    w = _check_w(w, d.shape[1])
+    if d.size == 0:
+        return np.zeros(d.shape, bool)
+    if d.min() < 0:
+        raise ValueError("attr_distances: expected non-negative distances")
+    top = int(d.max()) if max_distance is None else int(max_distance)
+    return np.asarray(_window_mask(jnp.asarray(d, jnp.int32), jnp.int32(w), top + 1))
+
+
+def afr_keys(attr_distances: Any, second_keys: Any, w: int, *, second_max: float | None = None,
+             max_distance: int | None = None) -> np.ndarray:
+    """AFR keys ``[nq, ng]``: ``second_keys`` inside the window (:func:`window_mask`), ``second_max + 1 +
+    attr_distance`` outside it; a stable sort of a row is the AFR ranking.
+
+    ``second_keys``: the second-stage distances (any real dtype, smaller is closer; ties resolve by gallery
+    index). ``second_max``: an upper bound of them (default: the matrix maximum). Integer keys stay integer
+    (int16 when they fit, else int32/int64); real keys become float64.
+    """
+    a = np.asarray(attr_distances)
+    s = np.asarray(second_keys)
+    if a.shape != s.shape:
+        raise ValueError(f"attr_distances and second_keys must have the same shape; got {a.shape} and {s.shape}")
+    mask = window_mask(a, w, max_distance=max_distance)
+    top = (s.max() if s.size else 0) if second_max is None else second_max
+    if np.issubdtype(s.dtype, np.integer):
+        hi = int(top) + 1 + (int(a.max()) if a.size else 0)
+        dt = np.int16 if hi < 2**15 else (np.int32 if hi < 2**31 else np.int64)
+        return np.where(mask, s, int(top) + 1 + a).astype(dt)
+    return np.where(mask, s.astype(np.float64), float(top) + 1.0 + a.astype(np.float64))
+
+
+def attribute_window(q_attr: Any, g_attr: Any, w: int) -> np.ndarray:
+    """``bool [nq, ng]``: the window of each query for packed attribute codes (:func:`window_mask`)."""
+    q, g = _packed(q_attr, "q_attr"), _packed(g_attr, "g_attr")
+    _pair(q, g, "q_attr", "g_attr")
+    return window_mask(np.asarray(hamming_distance(q, g)), w, max_distance=8 * q.shape[1])
+
+
+def _euclidean(q: jax.Array, g: jax.Array) -> jax.Array:
+    d2 = jnp.sum(q * q, 1)[:, None] + jnp.sum(g * g, 1)[None, :] - 2.0 * (q @ g.T)
+    return jnp.sqrt(jnp.maximum(d2, 0.0))
+
+
+_euclidean_jit = jax.jit(_euclidean)
+
+
+def _blocks(n: int, block: int):
+    for s in range(0, n, block):
+        yield s, min(s + block, n)
+
+
+def attribute_first_distances(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w: int, *,
+                              metric: str = "hamming", block_size: int | None = None) -> np.ndarray:
+    """AFR keys of every (query, gallery) pair, ``[nq, ng]`` (pass as ``distances=`` to
+    :func:`jhash.metrics.reid_metrics`; a stable sort of a row is the AFR ranking).
+
+    Args:
+      q_attr, g_attr: packed attribute codes ``uint8 [n, A/8]``.
+      q_id, g_id: ``metric="hamming"``: packed ID codes ``uint8 [n, L/8]`` (keys are integers: the ID Hamming
+        distance in the window, ``L + 1 + d_attr`` outside); ``metric="euclidean"``: real features
+        ``[n, D]`` (keys float64: the Euclidean distance in the window, ``row max + 1 + d_attr`` outside).
+      w: window size, ``1 <= w <= ng``; ``w = ng`` is exhaustive search with the second-stage distance.
+      block_size: queries per block (memory ``O(block · ng)``).
+    """
+    qa, ga = _packed(q_attr, "q_attr"), _packed(g_attr, "g_attr")
+    _pair(qa, ga, "q_attr", "g_attr")
+    nq, ng = qa.shape[0], ga.shape[0]
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if metric == "hamming":
+        qi, gi = _packed(q_id, "q_id"), _packed(g_id, "g_id")
+        _pair(qi, gi, "q_id", "g_id")
+        second_max = 8 * qi.shape[1]
+    else:
+        qi, gi = np.asarray(q_id, np.float32), np.asarray(g_id, np.float32)
+        if qi.ndim != 2 or gi.ndim != 2 or qi.shape[1] != gi.shape[1]:
+            raise ValueError(f"q_id, g_id: expected real features [n, D] of the same D, got {qi.shape}, {gi.shape}")
+        second_max = None
+    if len(qi) != nq or len(gi) != ng:
+        raise ValueError(f"attribute and ID codes must describe the same images: q_attr {nq} vs q_id {len(qi)}, "
+                         f"g_attr {ng} vs g_id {len(gi)}")
+    w = _check_w(w, ng)
+    block = block_size or max(1, min(nq, (1 << 22) // max(ng, 1)))
+    amax = 8 * qa.shape[1]
+    out = None
+    for s, e in _blocks(nq, block):
+        ad = np.asarray(hamming_distance(qa[s:e], ga))
+        if metric == "hamming":
+            sd = np.asarray(hamming_distance(qi[s:e], gi))
+            keys = afr_keys(ad, sd, w, second_max=second_max, max_distance=amax)
+        else:
+            sd = np.asarray(_euclidean_jit(jnp.asarray(qi[s:e]), jnp.asarray(gi)), np.float64)
+            rowmax = sd.max(axis=1, keepdims=True) if ng else np.zeros((e - s, 1))
+            mask = window_mask(ad, w, max_distance=amax)
+            keys = np.where(mask, sd, rowmax + 1.0 + ad)
+        if out is None:
+            out = np.empty((nq, ng), keys.dtype)
+        out[s:e] = keys
+    if out is None:
+        out = np.empty((0, ng), np.int32)
+    return out
+
+
+def attribute_first_ctf_distances(q_attr: Any, g_attr: Any, q_levels: Any, g_levels: Any, thresholds: Any,
+                                  w: int, **ctf_kwargs: Any) -> np.ndarray:
+    """AFR in front of coarse-to-fine search: CtF keys (:func:`jhash.search.coarse_to_fine.coarse_to_fine_distances`)
+    inside the attribute window, ``max CtF key + 1 + d_attr`` outside. CtF keys depend on each item alone, so
+    this is exactly CtF run on every query's window."""
+    from jhash.search.coarse_to_fine import coarse_to_fine_distances
+
+    qa, ga = _packed(q_attr, "q_attr"), _packed(g_attr, "g_attr")
+    _pair(qa, ga, "q_attr", "g_attr")
+    keys = coarse_to_fine_distances(q_levels, g_levels, thresholds, **ctf_kwargs)
+    if keys.shape != (qa.shape[0], ga.shape[0]):
+        raise ValueError(f"CtF levels describe {keys.shape} pairs, attribute codes {(qa.shape[0], ga.shape[0])}")
+    ad = np.asarray(hamming_distance(qa, ga))
+    return afr_keys(ad, keys, w, max_distance=8 * qa.shape[1])
+
+
+def attribute_first_rank(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w: int, **kwargs: Any) -> np.ndarray:
+    """Full AFR rankings ``int32 [nq, ng]`` (row ``i``: every gallery index once, best first)."""
+    keys = attribute_first_distances(q_attr, g_attr, q_id, g_id, w, **kwargs)
+    return np.argsort(keys, axis=1, kind="stable").astype(np.int32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Top-k (the timed search path)
+
+_KBASE = 0x7F000000  # composite keys as float32 bit patterns KBASE - key (positive, normal, ordered)
+_KMAX = _KBASE - 0x00800000
+
+
+def _words(a: np.ndarray) -> np.ndarray:
+    nb = a.shape[1]
+    pad = (-nb) % 4
+    if pad:
+        a = np.pad(a, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(a).view(np.uint32)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "qb", "composite"))
+def _window_topk(qw: jax.Array, gw: jax.Array, win: jax.Array, *, k: int, qb: int, composite: bool):
+    nq_pad, n_words = qw.shape
+    ng = gw.shape[0]
+    w = win.shape[1]
+
+    def one(args):
+        q, idx = args  # [qb, W], [qb, w]
+        cand = gw[idx]  # [qb, w, W]
+        d = jnp.zeros(idx.shape, jnp.int32)
+        for j in range(n_words):
+            d = d + lax.population_count(q[:, None, j] ^ cand[:, :, j]).astype(jnp.int32)
+        if composite:  # one top_k over unique keys d * ng + index, encoded as ordered float32 bit patterns
+            key = d * ng + idx
+            _, pos = lax.top_k(lax.bitcast_convert_type(jnp.int32(_KBASE) - key, jnp.float32), k)
+            return jnp.take_along_axis(d, pos, 1), jnp.take_along_axis(idx, pos, 1)
+        sd, si = lax.sort((d, idx), dimension=1, num_keys=2)
+        return sd[:, :k], si[:, :k]
+
+    dist, idx = lax.map(one, (qw.reshape(nq_pad // qb, qb, n_words), win.reshape(nq_pad // qb, qb, w)))
+    return dist.reshape(nq_pad, k), idx.reshape(nq_pad, k)
+
+
+class AFRIndex(NamedTuple):
+    """A gallery prepared for :func:`attribute_first_topk` (packed attribute codes, ID code words)."""
+
+    attr: np.ndarray  # uint8 [ng, A/8]
+    id_words: jax.Array  # uint32 [ng, W]
+    id_bits: int
+
+    @classmethod
+    def build(cls, g_attr: Any, g_id: Any) -> "AFRIndex":
+        ga, gi = _packed(g_attr, "g_attr"), _packed(g_id, "g_id")
+        if len(ga) != len(gi) or len(ga) == 0:
+            raise ValueError(f"g_attr ({len(ga)}) and g_id ({len(gi)}) must describe the same non-empty gallery")
+        return cls(attr=ga, id_words=jnp.asarray(_words(gi)), id_bits=8 * gi.shape[1])
+
+
+def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int, *, backend: str = "auto",
+                         query_block_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` items of every query's AFR ranking: ``(keys int32 [nq, k], indices int32 [nq, k])``.
+
+    Keys are the AFR keys (the ID Hamming distance in the window, ``L + 1 + d_attr`` after it), so the result
+    equals the first ``k`` columns of a stable sort of :func:`attribute_first_distances`. Stage 1 is
+    :func:`jhash.search.hamming_topk` on the attribute codes (``backend`` as there), stage 2 a jitted gather +
+    popcount over the ``w`` window items of each query, ``query_block_size`` queries at a time (default:
+    about 32 MB of gathered codes per block).
+    """
+    qa, qi = _packed(q_attr, "q_attr"), _packed(q_id, "q_id")
+    if not isinstance(gallery, AFRIndex):
+        raise TypeError(f"gallery: expected an AFRIndex (AFRIndex.build(g_attr, g_id)), got {type(gallery).__name__}")
+    _pair(qa, gallery.attr, "q_attr", "gallery.attr")
+    if 8 * qi.shape[1] != gallery.id_bits or len(qa) != len(qi):
+        raise ValueError(f"q_id: expected [{len(qa)}, {gallery.id_bits // 8}] packed ID codes, got {qi.shape}")
+    ng = gallery.attr.shape[0]
+    w = _check_w(w, ng)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= ng:
+        raise ValueError(f"k: expected an int in [1, {ng}], got {k!r}")
+    nq = len(qa)
+    if nq == 0:
+        return np.zeros((0, k), np.int32), np.zeros((0, k), np.int32)
+    ad, ai = hamming_topk(qa, gallery.attr, max(w, k), backend=backend)
+    ad, ai = np.asarray(ad), np.asarray(ai)
+    kk = min(k, w)
+    n_words = int(gallery.id_words.shape[1])
+    qb = query_block_size or int(max(1, min(nq, (32 << 20) // max(1, w * n_words * 4))))
+    nq_pad = -(-nq // qb) * qb
+    win = ai[:, :w]
+    qw = _words(qi)
+    if nq_pad != nq:
+        win = np.pad(win, ((0, nq_pad - nq), (0, 0)))
+        qw = np.pad(qw, ((0, nq_pad - nq), (0, 0)))
+    composite = (gallery.id_bits + 1) * ng <= _KMAX
+    dist, idx = _window_topk(jnp.asarray(qw), gallery.id_words, jnp.asarray(win), k=kk, qb=qb, composite=composite)
+    keys, idx = np.asarray(dist)[:nq], np.asarray(idx)[:nq]
+    if k > w:  # the rest of the first k follow in attribute order
+        keys = np.concatenate([keys, gallery.id_bits + 1 + ad[:, w:k]], axis=1)
+        idx = np.concatenate([idx, ai[:, w:k]], axis=1)
+    return keys.astype(np.int32), idx.astype(np.int32)
+
+
+def time_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int = 10, **kwargs: Any) -> float:
+    """Milliseconds per query of :func:`attribute_first_topk` (after one warm-up call on a few queries)."""
+    qa, qi = np.asarray(q_attr), np.asarray(q_id)
+    attribute_first_topk(qa[:8], qi[:8], gallery, w, k, **kwargs)
+    start = time.perf_counter()
+    attribute_first_topk(qa, qi, gallery, w, k, **kwargs)
+    return 1000.0 * (time.perf_counter() - start) / max(len(qa), 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The w rule
+
+
+class WindowRule(NamedTuple):
+    """What :func:`fit_window` found."""
+
+    w: int  #: smallest window reaching the target
+    accuracy: float  #: attribute-only rank-w accuracy at that w (>= target)
+    target: float
+    num_queries: int  #: queries with at least one valid match
+    gallery_size: int  #: gallery items each query is ranked against
+
+    @property
+    def fraction(self) -> float:
+        """``w / gallery_size``: the window as a share of the gallery, to transfer to another gallery size."""
+        return self.w / max(self.gallery_size, 1)
+
+
+def first_match_positions(q_attr: Any, g_attr: Any, q_pids: Any, g_pids: Any, *, q_camids: Any = None,
+                          g_camids: Any = None, exclude_self: bool = False, block_size: int = 256) -> np.ndarray:
+    """1-based position of each query's first true match in its attribute ranking, ``int64 [nq]`` (``-1`` for
+    a query without a valid match).
+
+    A valid match has the query's identity (``>= 0``), and, when camera ids are given, another camera
+    (Market protocol). Positions count every gallery item ranked before the match under the order
+    ``(attribute distance, gallery index)``, junk included: the window must hold them too.
+    ``exclude_self=True`` (query set = gallery set, leave-one-out) removes item ``i`` from query ``i``'s gallery.
+    """
+    qa, ga = _packed(q_attr, "q_attr"), _packed(g_attr, "g_attr")
+    _pair(qa, ga, "q_attr", "g_attr")
+    qp, gp = np.asarray(q_pids).astype(np.int64), np.asarray(g_pids).astype(np.int64)
+    if qp.shape != (len(qa),) or gp.shape != (len(ga),):
+        raise ValueError(f"q_pids / g_pids: expected [{len(qa)}] and [{len(ga)}], got {qp.shape} and {gp.shape}")
+    if (q_camids is None) != (g_camids is None):
+        raise ValueError("q_camids and g_camids: give both or neither")
+    if exclude_self and len(qa) != len(ga):
+        raise ValueError("exclude_self=True needs the query set to be the gallery set (same length)")
+    nq, ng = len(qa), len(ga)
+    qc = None if q_camids is None else np.asarray(q_camids).astype(np.int64)
+    gc = None if g_camids is None else np.asarray(g_camids).astype(np.int64)
+    cols = np.arange(ng)
+    out = np.full(nq, -1, np.int64)
+    for s, e in _blocks(nq, block_size):
+        d = np.asarray(hamming_distance(qa[s:e], ga)).astype(np.int64)
+        match = (gp[None, :] == qp[s:e, None]) & (qp[s:e, None] >= 0)
+        keep = np.ones_like(match)
+        if qc is not None:
+            match &= gc[None, :] != qc[s:e, None]
+        if exclude_self:
+            keep[np.arange(e - s), np.arange(s, e)] = False
+            match &= keep
+        big = np.iinfo(np.int64).max // 4
+        dm = np.where(match, d, big).min(axis=1)
+        m = np.where(match & (d == dm[:, None]), cols[None, :], ng).min(axis=1)
+        before = ((d < dm[:, None]) | ((d == dm[:, None]) & (cols[None, :] < m[:, None]))) & keep
+        has = match.any(axis=1)
+        out[s:e] = np.where(has, before.sum(axis=1) + 1, -1)
+    return out
+
+
+def fit_window(q_attr: Any, g_attr: Any, q_pids: Any, g_pids: Any, *, target: float = 0.97, q_camids: Any = None,
+               g_camids: Any = None, exclude_self: bool = False) -> WindowRule:
+    """The w rule (§7.5.2): the smallest ``w`` whose attribute-only rank-``w`` accuracy (share of queries with
+    a true match among their first ``w`` attribute neighbours, :func:`first_match_positions`) is at least
+    ``target``. Queries without any valid match are left out.
+
+    Use a validation split (``exclude_self=True`` when its images are both queries and gallery); apply the
+    result to a gallery of another size through :attr:`WindowRule.fraction` (:func:`window_for_gallery`).
+    """
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target: expected a rank-w accuracy in (0, 1], got {target!r}")
+    pos = first_match_positions(q_attr, g_attr, q_pids, g_pids, q_camids=q_camids, g_camids=g_camids,
+                                exclude_self=exclude_self)
+    pos = np.sort(pos[pos > 0])
+    ng = len(np.asarray(g_pids)) - (1 if exclude_self else 0)
+    if len(pos) == 0:
+        raise ValueError("fit_window: no query has a valid match in the gallery (check pids / camids)")
+    need = max(1, math.ceil(float(target) * len(pos) - 1e-9))
+    w = int(pos[need - 1])
+    return WindowRule(w=w, accuracy=float(np.mean(pos <= w)), target=float(target), num_queries=int(len(pos)),
+                      gallery_size=int(ng))
+
+
+def window_for_gallery(fraction: float, gallery_size: int) -> int:
+    """``ceil(fraction · gallery_size)`` clipped to ``[1, gallery_size]``: a fitted window for another gallery."""
+    if gallery_size < 1:
+        raise ValueError(f"gallery_size: expected >= 1, got {gallery_size}")
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"fraction: expected a share of the gallery in [0, 1], got {fraction!r}")
+    return int(min(gallery_size, max(1, math.ceil(float(fraction) * gallery_size - 1e-9))))

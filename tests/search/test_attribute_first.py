@@ -1,0 +1,139 @@
+"""Attribute-first fast retrieval (Jin et al. 2021, eqs. 6-7) and the w rule, against numpy loop references."""
+
+import numpy as np
+import pytest
+
+from jhash.search import attribute_first as afr
+from jhash.search import pack_codes
+
+
+def _codes(rng, n, bits):
+    return rng.integers(0, 2, size=(n, bits)).astype(np.uint8)
+
+
+def _ham(a, b):
+    return np.array([[int(np.sum(x != y)) for y in b] for x in a])
+
+
+def _afr_ref(ad, sd, w):
+    """AFR ranking from the definition: attribute order (stable), first w re-ranked by (second, index)."""
+    out = []
+    for i in range(ad.shape[0]):
+        order = sorted(range(ad.shape[1]), key=lambda j: (ad[i, j], j))
+        win = sorted(order[:w], key=lambda j: (sd[i, j], j))
+        out.append(win + order[w:])
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    qa, ga = _codes(rng, 6, 8), _codes(rng, 120, 8)
+    qi, gi = _codes(rng, 6, 64), _codes(rng, 120, 64)
+    packed = [np.asarray(pack_codes(x)) for x in (qa, ga, qi, gi)]
+    return (qa, ga, qi, gi), packed
+
+
+@pytest.mark.parametrize("w", [1, 7, 40, 119, 120])
+def test_ranking_matches_definition(data, w):
+    (qa, ga, qi, gi), (pqa, pga, pqi, pgi) = data
+    ref = _afr_ref(_ham(qa, ga), _ham(qi, gi), w)
+    np.testing.assert_array_equal(afr.attribute_first_rank(pqa, pga, pqi, pgi, w), ref)
+    index = afr.AFRIndex.build(pga, pgi)
+    keys = afr.attribute_first_distances(pqa, pga, pqi, pgi, w)
+    for k in (1, 10, min(120, w + 3)):
+        kk, idx = afr.attribute_first_topk(pqa, pqi, index, w, k, backend="xla")
+        np.testing.assert_array_equal(idx, ref[:, :k])
+        np.testing.assert_array_equal(kk, np.take_along_axis(keys, idx, 1))
+
+
+def test_full_window_is_exhaustive_id_search(data):
+    (qa, ga, qi, gi), (pqa, pga, pqi, pgi) = data
+    keys = afr.attribute_first_distances(pqa, pga, pqi, pgi, 120)
+    np.testing.assert_array_equal(keys, _ham(qi, gi))
+    _, idx = afr.attribute_first_topk(pqa, pqi, afr.AFRIndex.build(pga, pgi), 120, 10, backend="xla")
+    np.testing.assert_array_equal(idx, np.argsort(_ham(qi, gi), axis=1, kind="stable")[:, :10])
+
+
+def test_window_mask_counts_ties_by_index():
+    d = np.array([[2, 0, 1, 1, 0, 1, 3]])
+    np.testing.assert_array_equal(afr.window_mask(d, 3), [[False, True, True, False, True, False, False]])
+    np.testing.assert_array_equal(afr.window_mask(d, 7), np.ones((1, 7), bool))
+    assert afr.window_mask(d, 1).sum() == 1 and afr.window_mask(d, 1)[0, 1]
+
+
+def test_euclidean_second_stage(data):
+    (qa, ga, _, _), (pqa, pga, _, _) = data
+    rng = np.random.default_rng(3)
+    qf, gf = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(120, 5)).astype(np.float32)
+    ed = np.sqrt(((qf[:, None] - gf[None]) ** 2).sum(-1))
+    got = afr.attribute_first_rank(pqa, pga, qf, gf, 30, metric="euclidean")
+    np.testing.assert_array_equal(got, _afr_ref(_ham(qa, ga), ed, 30))
+
+
+def test_in_front_of_coarse_to_fine(data):
+    (qa, ga, qi, gi), (pqa, pga, pqi, pgi) = data
+    short_q, short_g = np.asarray(pack_codes(qi[:, :16])), np.asarray(pack_codes(gi[:, :16]))
+    levels_q, levels_g = {"l16": short_q, "l64": pqi}, {"l16": short_g, "l64": pgi}
+    # maximal thresholds: CtF = exhaustive 64-bit search, so AFR+CtF = AFR on the 64-bit codes
+    keys = afr.attribute_first_ctf_distances(pqa, pga, levels_q, levels_g, {"l16": 16}, 25)
+    np.testing.assert_array_equal(np.argsort(keys, 1, kind="stable"), _afr_ref(_ham(qa, ga), _ham(qi, gi), 25))
+
+
+def test_w_rule_on_constructed_case():
+    # 4 queries; attribute codes place each query's true match at a known attribute-rank position
+    bits = np.zeros((4, 8), np.uint8)
+    g_bits = np.zeros((10, 8), np.uint8)
+    g_bits[:, :] = 1  # all far (distance 8) ...
+    g_pids = np.array([9, 9, 0, 9, 1, 9, 9, 2, 9, 3])
+    g_bits[0] = 0  # a non-match at distance 0: position 1 for every query
+    g_bits[2] = 0  # pid 0 at distance 0 after index 0: position 2
+    g_bits[4, :1] = 0  # pid 1 at distance 7; ranked after the two distance-0 items -> position 3
+    # pid 2 (index 7) and pid 3 (index 9) at distance 8, ties by index: positions 3 + #(d=8 before them) + 1
+    q_pids = np.array([0, 1, 2, 3])
+    pq, pg = np.asarray(pack_codes(bits)), np.asarray(pack_codes(g_bits))
+    pos = afr.first_match_positions(pq, pg, q_pids, g_pids)
+    np.testing.assert_array_equal(pos, [2, 3, 8, 10])  # d=8 order: 1,3,5,6,7,8,9 -> index 7 is 5th, 9 is 7th
+    assert afr.fit_window(pq, pg, q_pids, g_pids, target=0.5).w == 3
+    assert afr.fit_window(pq, pg, q_pids, g_pids, target=0.75).w == 8
+    r = afr.fit_window(pq, pg, q_pids, g_pids, target=0.97)
+    assert r.w == 10 and r.accuracy == 1.0 and r.num_queries == 4 and r.fraction == 1.0
+    # camera filter: a same-camera match does not count
+    pos_cam = afr.first_match_positions(pq, pg, q_pids, g_pids, q_camids=np.zeros(4, int), g_camids=np.zeros(10, int))
+    np.testing.assert_array_equal(pos_cam, [-1, -1, -1, -1])
+    with pytest.raises(ValueError, match="no query"):
+        afr.fit_window(pq, pg, q_pids, g_pids, q_camids=np.zeros(4, int), g_camids=np.zeros(10, int))
+
+
+def test_w_rule_leave_one_out_and_gallery_transfer():
+    rng = np.random.default_rng(5)
+    pids = np.repeat(np.arange(20), 3)
+    attrs = rng.integers(0, 2, size=(20, 8))[pids].astype(np.uint8)
+    p = np.asarray(pack_codes(attrs))
+    r = afr.fit_window(p, p, pids, pids, exclude_self=True)
+    assert r.gallery_size == 59 and r.w <= 59
+    # brute-force reference of the leave-one-out positions
+    d = _ham(attrs, attrs)
+    ref = []
+    for i in range(60):
+        order = [j for j in sorted(range(60), key=lambda j: (d[i, j], j)) if j != i]
+        ref.append(1 + next(k for k, j in enumerate(order) if pids[j] == pids[i]))
+    np.testing.assert_array_equal(afr.first_match_positions(p, p, pids, pids, exclude_self=True), ref)
+    assert r.w == sorted(ref)[int(np.ceil(0.97 * 60)) - 1]
+    assert afr.window_for_gallery(0.1, 1000) == 100 and afr.window_for_gallery(0.0, 50) == 1
+
+
+def test_bad_arguments(data):
+    _, (pqa, pga, pqi, pgi) = data
+    with pytest.raises(ValueError, match="w"):
+        afr.attribute_first_distances(pqa, pga, pqi, pgi, 0)
+    with pytest.raises(ValueError, match="w"):
+        afr.attribute_first_distances(pqa, pga, pqi, pgi, 121)
+    with pytest.raises(ValueError, match="q_attr"):
+        afr.attribute_first_distances(pqa.astype(np.int32), pga, pqi, pgi, 5)
+    with pytest.raises(ValueError, match="metric"):
+        afr.attribute_first_distances(pqa, pga, pqi, pgi, 5, metric="cosine")
+    with pytest.raises(TypeError, match="AFRIndex"):
+        afr.attribute_first_topk(pqa, pqi, pgi, 5, 3)
+    with pytest.raises(ValueError, match="target"):
+        afr.fit_window(pqa, pga, np.zeros(6), np.zeros(120), target=1.5)
