@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml $(wildcard setup.py) $(wildcard csrc/*)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+demo: $(STAMP)
+	rm -rf runs/demo
+	$(PY) train.py --config configs/synthetic_reid/baseline.py --workdir runs/demo
+	$(PY) evaluate.py --workdir runs/demo --compare_untrained --visualize 6 --tradeoff
+
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
