@@ -1,0 +1,220 @@
+"""AFR benchmark: attribute-first fast retrieval vs exhaustive Hamming search on a large gallery (SSR issue 7;
+the paper's Table 5 / Table 8).
+
+1. Model: trains ``configs/synthetic_reid/ssr.py`` (small CNN, two-branch PCB, 2048-bit ID codes + 34-bit
+   attribute codes) into ``--workdir`` unless it already holds a trained checkpoint.
+2. Codes: the synthetic ``default`` query / gallery / val splits are encoded with the model. The gallery is
+   grown to ``--gallery`` codes (default 500,000) with **code-level distractors**: each is the (ID, attribute)
+   code pair of a random encoded *val* image (val identities are disjoint from the test identities, so these
+   are people the model encoded, never true matches) with every ID bit flipped with probability
+   ``--id_flip`` (0.1) and every attribute bit with ``--attr_flip`` (0.03), so no two distractors coincide.
+   Distractors get pid 0 (Market protocol: ordinary negatives). Rendering and encoding 500k images is what
+   ``bench/ctf.py --rendered`` does; it takes ~25 minutes on 2 cores, so it is not the default here.
+3. The w rule on the val split (leave-one-out, target rank-w accuracy 0.97) gives ``w_fraction``;
+   the benchmark gallery uses ``w = ceil(w_fraction · ng)``.
+4. ms per query of top-10 search (median of ``--repeats`` runs over all queries, same process, interleaved)
+   and R1 / mAP (full ranking, Market protocol) for: exhaustive 2048-bit search with jhash's fastest
+   exhaustive top-k (the native kernel when built), AFR at the rule's w and at several other w, and
+   exhaustive search with fewer bits (the first 128 / 256 / 512 bits of the ID code) as the paper's
+   "reduce the bit length" alternative at matched time (Table 8).
+
+    .venv/bin/python bench/afr.py                          # full run (train + 500k gallery)
+    .venv/bin/python bench/afr.py --workdir runs/synthetic_ssr
+    .venv/bin/python bench/afr.py --quick                  # smoke run (tiny data, 20k gallery)
+
+Prints one JSON line per measurement and a table; ``--json FILE`` writes them to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def train_or_load(workdir: pathlib.Path, quick: bool, epochs: int | None):
+    from jhash import checkpoints as ckpt_lib
+    from jhash import config as config_lib
+    from jhash import evaluator, methods, trainer
+
+    try:
+        return evaluator.load_trained(workdir), False
+    except (ckpt_lib.CheckpointNotFoundError, FileNotFoundError):
+        pass
+    overrides = []
+    if quick:
+        overrides = ["dataset.config=tiny", "train.epochs=0", "train.steps=4", "train.batch_p=4", "train.batch_k=2",
+                     "optimizer.warmup=0", "eval.batch_size=16", "input.image_size=(48, 24)"]
+    elif epochs is not None:
+        overrides = [f"train.epochs={epochs}"]
+    c = config_lib.load(ROOT / "configs/synthetic_reid/ssr.py", overrides)
+    t = time.perf_counter()
+    trainer.train(c, workdir, method=methods.get("ssr"), progress=False, async_checkpoints=False)
+    print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
+    return evaluator.load_trained(workdir), True
+
+
+def encode(trained):
+    """Packed codes and metadata of the query, gallery and val splits."""
+    from jhash import encode as encode_lib
+    from jhash import evaluator, parallel, trainer
+
+    c = trained.config
+    data = trainer.Data(c)
+    enc = evaluator.encode_splits(trained, data, "market")
+    mesh = parallel.make_mesh()
+    fn = encode_lib.codes_fn(trained.model, trained.method, c, mesh)
+    enc["val"] = encode_lib.run_split(fn, trained.variables, data.eval_batches(c.dataset.val_split, c.eval.batch_size),
+                                      mesh, c.eval.batch_size)
+    for part in enc.values():
+        part["packed"] = encode_lib.pack_all(part)
+    return enc
+
+
+def grow_gallery(enc, size: int, id_flip: float, attr_flip: float, seed: int = 0):
+    """Gallery codes grown to ``size`` with code-level distractors (module docstring, step 2)."""
+    g, v = enc["gallery"], enc["val"]
+    n0 = len(g["pid"])
+    extra = max(0, size - n0)
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, len(v["pid"]), extra)
+
+    def noisy(packed, p):
+        bits = np.unpackbits(packed[src], axis=1)
+        flips = rng.random(bits.shape) < p
+        return np.packbits(bits ^ flips, axis=1)
+
+    out = {}
+    for name, p in (("id", id_flip), ("attr", attr_flip)):
+        out[name] = np.concatenate([g["packed"][name], noisy(v["packed"][name], p)]) if extra else g["packed"][name]
+    out["pid"] = np.concatenate([g["pid"], np.zeros(extra, g["pid"].dtype)])
+    cams = rng.integers(1, 7, extra).astype(g["camid"].dtype)
+    out["camid"] = np.concatenate([g["camid"], cams])
+    return out
+
+
+def exhaustive_topk_fn():
+    """jhash's fastest exhaustive top-k available here: the native kernel, else jhash.search.hamming_topk."""
+    try:
+        from jhash.search import native
+
+        if native.is_available():
+            return "native", lambda q, g, k: native.hamming_topk_numpy(q, g, k)
+    except ImportError:
+        pass
+    import jax
+
+    from jhash import search
+
+    return "jhash.search.hamming_topk", lambda q, g, k: jax.block_until_ready(search.hamming_topk(q, g, k))
+
+
+def metrics(q, gal, **inputs):
+    from jhash.metrics import reid_metrics
+
+    m = reid_metrics(**inputs, q_pids=q["pid"], g_pids=gal["pid"], q_camids=q["camid"], g_camids=gal["camid"],
+                     max_rank=10)
+    return {"R1": 100 * float(m.cmc[0]), "mAP": 100 * float(m.mAP)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", type=pathlib.Path, default=None)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--gallery", type=int, default=None)
+    p.add_argument("--windows", type=str, default="0.01,0.05,0.1,0.2")
+    p.add_argument("--short_bits", type=str, default="128,256,512")
+    p.add_argument("--id_flip", type=float, default=0.1)
+    p.add_argument("--attr_flip", type=float, default=0.03)
+    p.add_argument("--target", type=float, default=0.97)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--json", type=pathlib.Path, default=None)
+    a = p.parse_args(argv)
+
+    from jhash.search import attribute_first as afr
+
+    gallery_size = a.gallery or (20_000 if a.quick else 500_000)
+    tmp = None
+    workdir = a.workdir
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory()
+        workdir = pathlib.Path(tmp.name) / "ssr"
+    trained, _ = train_or_load(workdir, a.quick, a.epochs)
+    t = time.perf_counter()
+    enc = encode(trained)
+    print(f"# encoded query/gallery/val in {time.perf_counter() - t:.0f} s", flush=True)
+    if "attr" not in enc["query"]["packed"]:
+        raise SystemExit("the model has no attribute codes: AFR needs a dataset with attributes")
+    v = enc["val"]
+    rule = afr.fit_window(v["packed"]["attr"], v["packed"]["attr"], v["pid"], v["pid"], target=a.target,
+                          exclude_self=True)
+    gal = grow_gallery(enc, gallery_size, a.id_flip, a.attr_flip)
+    q = {"pid": enc["query"]["pid"], "camid": enc["query"]["camid"], **enc["query"]["packed"]}
+    ng, nq = len(gal["pid"]), len(q["pid"])
+    w_rule = afr.window_for_gallery(rule.fraction, ng)
+    print(f"# w rule on val: w={rule.w} of {rule.gallery_size} (rank-w acc {rule.accuracy:.3f}) -> w={w_rule} "
+          f"of {ng} gallery codes; {nq} queries", flush=True)
+
+    name, topk = exhaustive_topk_fn()
+    index = afr.AFRIndex.build(gal["attr"], gal["id"])
+    runs = {"exhaustive 2048": lambda: topk(q["id"], gal["id"], a.k)}
+    windows = sorted({w_rule, *(afr.window_for_gallery(float(f), ng) for f in a.windows.split(",") if f)})
+    for w in windows:
+        runs[f"AFR w={w}"] = (lambda w=w: afr.attribute_first_topk(q["attr"], q["id"], index, w, a.k))
+    short = {}
+    for bits in (int(b) for b in a.short_bits.split(",") if b):
+        short[bits] = (np.ascontiguousarray(q["id"][:, : bits // 8]), np.ascontiguousarray(gal["id"][:, : bits // 8]))
+        runs[f"exhaustive {bits}"] = (lambda b=bits: topk(short[b][0], short[b][1], a.k))
+    times = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()  # warm-up / compile
+    for _ in range(a.repeats):  # interleaved: the machine is shared
+        for label, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t)
+    ms = {k: 1000 * statistics.median(v) / nq for k, v in times.items()}
+
+    rows = []
+    base = metrics(q, gal, q_codes=q["id"], g_codes=gal["id"])
+    rows.append({"search": f"exhaustive 2048 ({name})", "w": ng, **base, "ms/query": ms["exhaustive 2048"]})
+    for w in windows:
+        keys = afr.attribute_first_distances(q["attr"], gal["attr"], q["id"], gal["id"], w)
+        m = metrics(q, gal, distances=keys)
+        del keys
+        rows.append({"search": "AFR" + (" (w rule)" if w == w_rule else ""), "w": w, **m,
+                     "ms/query": ms[f"AFR w={w}"]})
+    for bits, (qs, gs) in short.items():
+        rows.append({"search": f"exhaustive {bits}", "w": ng, **metrics(q, gal, q_codes=qs, g_codes=gs),
+                     "ms/query": ms[f"exhaustive {bits}"]})
+    for r in rows:
+        r["speedup"] = ms["exhaustive 2048"] / r["ms/query"]
+        r["dR1"] = r["R1"] - base["R1"]
+        r.update(gallery=ng, queries=nq, w_rule=w_rule, val_w=rule.w, val_accuracy=rule.accuracy)
+        print(json.dumps(r), flush=True)
+    print(f"\n{'search':<34}{'w':>9}{'R1':>8}{'mAP':>8}{'ms/q':>9}{'speed-up':>10}{'dR1':>7}")
+    for r in rows:
+        print(f"{r['search']:<34}{r['w']:>9}{r['R1']:>8.2f}{r['mAP']:>8.2f}{r['ms/query']:>9.3f}"
+              f"{r['speedup']:>9.2f}x{r['dR1']:>7.2f}")
+    if a.json:
+        a.json.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

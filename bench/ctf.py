@@ -1,0 +1,326 @@
+"""CtF benchmark: coarse-to-fine search vs exhaustive Hamming search on a large gallery (CtF issue 6).
+
+1. Model: trains ``configs/synthetic_reid/ctf.py`` (small CNN + All-in-One pyramid 2048/512/128/32, a few
+   minutes on CPU) into ``--workdir`` unless that workdir already holds a trained checkpoint.
+2. Codes: the synthetic ``default`` query (400) / gallery (1,341) / val splits are encoded with the model;
+   the gallery is grown to ``--gallery`` (default 500,000) codes with distractors (pid 0):
+   ``--rendered`` of them are images of the ``large`` synthetic config's distractor identities, rendered
+   and encoded; the rest are **encoded feature mixtures**: the backbone features of two random rendered
+   distractors mixed (``w f_a + (1 - w) f_b``, ``w ~ U(0, 1)``, plus 5% Gaussian noise of the feature scale)
+   and passed through the trained pyramid head (BN, sign), so every level of a synthetic code comes from
+   the same model (rendering 500k images takes ~25 min on 2 cores; ``--rendered 500000`` does it).
+3. DTO thresholds for several beta, fitted on the ``val`` split (never the test split).
+4. For each gallery size (10k, 100k, 500k; prefixes of the grown gallery): ms per query of top-10 search
+   and R1 / mAP (full ranking, Market protocol) for exhaustive 2048-bit (jhash's fastest exhaustive top-k:
+   the native kernel when built, else ``jhash.search.hamming_topk``), exhaustive 32/128/512-bit and CtF at
+   each beta. Times are medians of ``--repeats`` runs over all queries, in the same process; CtF gets
+   its gallery index (word views, device copy) built once, outside the clock, like any search index.
+
+    .venv/bin/python bench/ctf.py                      # full run (train ~5 min + search)
+    .venv/bin/python bench/ctf.py --workdir runs/synthetic_ctf
+    .venv/bin/python bench/ctf.py --quick              # smoke run (tiny data, 20k gallery)
+
+Prints one JSON line per measurement and a table; ``--json FILE`` writes them to FILE; ``--plot FILE``
+draws mAP vs ms per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LEVELS = ("l32", "l128", "l512", "l2048")
+
+
+# ---------------------------------------------------------------------------------------------- model --
+
+
+def train_or_load(workdir: pathlib.Path, quick: bool, epochs: int | None):
+    from jhash import checkpoints as ckpt_lib
+    from jhash import config as config_lib
+    from jhash import evaluator, methods, trainer
+
+    try:
+        return evaluator.load_trained(workdir), False
+    except (ckpt_lib.CheckpointNotFoundError, FileNotFoundError):
+        pass
+    overrides = []
+    if quick:
+        overrides = ["dataset.config=tiny", "train.epochs=0", "train.steps=6", "train.batch_p=4", "train.batch_k=2",
+                     "optimizer.warmup=0", "eval.batch_size=16"]
+    elif epochs is not None:
+        overrides = [f"train.epochs={epochs}"]
+    c = config_lib.load(ROOT / "configs/synthetic_reid/ctf.py", overrides)
+    t = time.perf_counter()
+    trainer.train(c, workdir, method=methods.get("ctf"), progress=False, async_checkpoints=False)
+    print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
+    return evaluator.load_trained(workdir), True
+
+
+class Encoder:
+    """Images / backbone features -> packed codes per level, with a trained AiO model."""
+
+    def __init__(self, trained):
+        from jhash.methods import ctf
+        from jhash.models.pyramid import CodePyramid
+
+        self.t = trained
+        self.lengths = tuple(int(n) for n in trained.config.method.lengths)
+        self.names = ctf.level_names(self.lengths)
+        model, variables = trained.model, trained.variables
+        self._apply = jax.jit(lambda x: model.apply(variables, x, train=False))
+        head = CodePyramid(self.lengths, use_bn=bool(trained.config.method.get("hash_bn", True)),
+                           detach_inputs=bool(trained.config.method.get("detach_inputs", False)))
+        head_vars = {"params": variables["params"]["pyramid"]}
+        if "batch_stats" in variables and "pyramid" in variables["batch_stats"]:
+            head_vars["batch_stats"] = variables["batch_stats"]["pyramid"]
+        self._head = jax.jit(lambda f: head.apply(head_vars, f, train=False))
+
+    @staticmethod
+    def _pack(pre) -> np.ndarray:
+        return np.packbits(np.asarray(pre) >= 0, axis=1)
+
+    def images(self, records, batch: int = 256):
+        """``(codes {name: packed}, features, pids, camids)`` of rendered records."""
+        from jhash.data import augment
+
+        size = tuple(self.t.image_size)
+        codes = {n: [] for n in self.names}
+        feats, pids, camids = [], [], []
+        for s in range(0, len(records), batch):
+            chunk = records[s:s + batch]
+            x = augment.eval_batch([augment.decode(r["image"], size) for r in chunk])
+            n = x.shape[0]
+            pad = (-n) % 32
+            if pad:
+                x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+            out = self._apply(jnp.asarray(x))
+            for name in self.names:
+                codes[name].append(self._pack(out[f"{name}/pre"][:n]))
+            feats.append(np.asarray(out["features"][:n]))
+            pids += [int(r["pid"]) for r in chunk]
+            camids += [int(r["camid"]) for r in chunk]
+        return ({k: np.concatenate(v) for k, v in codes.items()}, np.concatenate(feats),
+                np.asarray(pids, np.int32), np.asarray(camids, np.int32))
+
+    def features(self, feats: np.ndarray, batch: int = 8192) -> dict[str, np.ndarray]:
+        codes = {n: [] for n in self.names}
+        for s in range(0, len(feats), batch):
+            levels = self._head(jnp.asarray(feats[s:s + batch]))
+            for name, level in zip(self.names, levels):
+                codes[name].append(self._pack(level.pre))
+        return {k: np.concatenate(v) for k, v in codes.items()}
+
+
+def render(split: str, config: str, indices) -> list[dict]:
+    from jhash.data.synthetic import SyntheticSource
+
+    src = SyntheticSource(split, config)
+    return src.__getitems__([int(i) for i in indices])
+
+
+def build_codes(enc: Encoder, quick: bool, gallery_size: int, rendered: int, seed: int = 0):
+    from jhash.data.synthetic import SyntheticSource
+
+    base = "tiny" if quick else "default"
+    t = time.perf_counter()
+    val = enc.images(render("val", base, range(len(SyntheticSource("val", base)))))
+    query = enc.images(render("query", base, range(len(SyntheticSource("query", base)))))
+    gal = enc.images(render("gallery", base, range(len(SyntheticSource("gallery", base)))))
+    large = SyntheticSource("gallery", "large")
+    lp = large.pids
+    distractor_idx = np.flatnonzero(lp == 0)
+    extra = max(0, gallery_size - len(gal[2]))
+    n_render = min(extra, rendered, len(distractor_idx))
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(distractor_idx, size=n_render, replace=False)) if n_render else np.zeros(0, int)
+    dis = enc.images(render("gallery", "large", pick)) if n_render else None
+    print(f"# encoded val/query/gallery + {n_render} rendered distractors in {time.perf_counter() - t:.0f} s",
+          flush=True)
+    parts_codes, parts_pids, parts_cams = [gal[0]], [gal[2]], [gal[3]]
+    if dis is not None:
+        parts_codes.append(dis[0])
+        parts_pids.append(dis[2])
+        parts_cams.append(dis[3])
+    n_mix = extra - n_render
+    if n_mix > 0:
+        if dis is None:
+            raise ValueError("--rendered must be >= 2 to synthesise distractor features")
+        f = dis[1]
+        a, b = rng.integers(0, len(f), n_mix), rng.integers(0, len(f), n_mix)
+        w = rng.random((n_mix, 1)).astype(np.float32)
+        scale = float(np.std(f))
+        mixed = w * f[a] + (1 - w) * f[b] + 0.05 * scale * rng.standard_normal((n_mix, f.shape[1])).astype(np.float32)
+        parts_codes.append(enc.features(mixed))
+        parts_pids.append(np.zeros(n_mix, np.int32))
+        parts_cams.append(rng.integers(1, 7, n_mix).astype(np.int32))
+    gcodes = {n: np.concatenate([p[n] for p in parts_codes]) for n in enc.names}
+    print(f"# gallery of {len(gcodes[enc.names[0]])} codes ready after {time.perf_counter() - t:.0f} s", flush=True)
+    return val, query, (gcodes, np.concatenate(parts_pids), np.concatenate(parts_cams))
+
+
+# --------------------------------------------------------------------------------------------- search --
+
+
+def exhaustive_topk_fn():
+    """jhash's fastest exhaustive top-k available here: the native kernel, else jhash.search.hamming_topk."""
+    try:
+        from jhash.search import native
+
+        if native.is_available():
+            return "native", lambda q, g, k: native.hamming_topk_numpy(q, g, k)
+    except ImportError:
+        pass
+    from jhash import search
+
+    return "jhash.search.hamming_topk", lambda q, g, k: jax.block_until_ready(search.hamming_topk(q, g, k))
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def merged_metrics(parts) -> dict:
+    valid = sum(m.num_valid_queries for m in parts)
+    w = [m.num_valid_queries / max(valid, 1) for m in parts]
+    cmc = sum(wi * np.nan_to_num(m.cmc) for wi, m in zip(w, parts))
+    return {"R1": 100 * float(cmc[0]), "mAP": 100 * sum(wi * np.nan_to_num(m.mAP) for wi, m in zip(w, parts)),
+            "num_valid_queries": valid}
+
+
+def metrics_codes(q, g, qp, gp, qc, gc) -> dict:
+    from jhash.metrics import reid_metrics
+
+    m = reid_metrics(q_codes=q, g_codes=g, q_pids=qp, g_pids=gp, q_camids=qc, g_camids=gc, max_rank=10)
+    return merged_metrics([m])
+
+
+def metrics_ctf(qd, index, thresholds, qp, gp, qc, gc, block: int) -> dict:
+    from jhash.metrics import reid_metrics
+    from jhash.search import coarse_to_fine as C
+
+    parts = []
+    for s, e, keys in C.coarse_to_fine_key_blocks(qd, index, thresholds, block_size=block):
+        parts.append(reid_metrics(distances=keys, q_pids=qp[s:e], g_pids=gp, q_camids=qc[s:e], g_camids=gc,
+                                  max_rank=10))
+    return merged_metrics(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", default=None, help="trained CtF workdir (trained here if it has no checkpoint)")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny data, a few steps, 20k gallery")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's)")
+    p.add_argument("--gallery", type=int, default=None, help="largest gallery size (default 500000; quick 20000)")
+    p.add_argument("--sizes", default=None, help="comma-separated gallery sizes (default 10000,100000,500000)")
+    p.add_argument("--rendered", type=int, default=None, help="distractors rendered as images (default 20000)")
+    p.add_argument("--betas", default="0.5,1,2,4", help="DTO beta values for CtF")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--block", type=int, default=64, help="queries per CtF block")
+    p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None)
+    a = p.parse_args(argv)
+    quick = a.quick
+    gallery = a.gallery or (20_000 if quick else 500_000)
+    sizes = [int(s) for s in (a.sizes or ("5000,20000" if quick else "10000,100000,500000")).split(",")]
+    sizes = sorted({min(s, gallery) for s in sizes})
+    rendered = a.rendered if a.rendered is not None else (500 if quick else 20_000)
+    betas = [float(b) for b in a.betas.split(",")]
+
+    from jhash.methods import ctf
+    from jhash.search import coarse_to_fine as C
+    from jhash.search.dto import fit_thresholds
+
+    workdir = pathlib.Path(a.workdir) if a.workdir else pathlib.Path(tempfile.mkdtemp(prefix="jhash_bench_ctf_"))
+    trained, fresh = train_or_load(workdir, quick, a.epochs)
+    enc = Encoder(trained)
+    if tuple(enc.names[::-1]) != LEVELS and not quick:
+        print(f"# note: the model's levels are {enc.names}", flush=True)
+    val, query, (gcodes, gp, gc) = build_codes(enc, quick, gallery, rendered)
+    order = enc.names[::-1]  # short to long
+    qcodes, qp, qc = query[0], query[2], query[3]
+    thresholds = {b: fit_thresholds({n: val[0][n] for n in order}, val[2], order=order, beta=b) for b in betas}
+    exh_name, exh = exhaustive_topk_fn()
+    header = {"bench": "ctf", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+              "jax_backend": jax.default_backend(), "exhaustive_backend": exh_name, "queries": int(len(qp)),
+              "k": a.k, "repeats": a.repeats, "workdir": str(workdir), "trained_here": fresh,
+              "rendered_distractors": rendered, "thresholds": {str(b): t for b, t in thresholds.items()}}
+    print(json.dumps(header), flush=True)
+    rows = []
+    nq = len(qp)
+    for size in sizes:
+        g = {n: gcodes[n][:size] for n in order}
+        gps, gcs = gp[:size], gc[:size]
+        ref_ms = None
+        for name in order[::-1]:  # exhaustive, longest first (the reference)
+            sec = timed(lambda: exh(qcodes[name], g[name], a.k), a.repeats)
+            ms = 1000 * sec / nq
+            ref_ms = ms if ref_ms is None else ref_ms
+            m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
+            rows.append({"gallery": size, "method": f"exhaustive {name[1:]}-bit", "ms/query": ms,
+                         "speedup": ref_ms / ms, **m})
+            print(json.dumps(rows[-1]), flush=True)
+        index = C.CoarseToFineIndex.build(g)
+        index.device_words(0)
+        qd = {n: qcodes[n] for n in order}
+        for b in betas:
+            t = thresholds[b]
+            sec = timed(lambda: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block), a.repeats)
+            ms = 1000 * sec / nq
+            res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
+            m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
+            cand = res.num_candidates.mean(axis=0)
+            rows.append({"gallery": size, "method": f"CtF beta={b:g}", "ms/query": ms, "speedup": ref_ms / ms, **m,
+                         "thresholds": t, "mean_candidates": [round(float(x), 1) for x in cand]})
+            print(json.dumps(rows[-1]), flush=True)
+    print()
+    print(f"{'gallery':>8} {'method':<22} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6}  candidates per stage")
+    for r in rows:
+        cand = r.get("mean_candidates", "")
+        print(f"{r['gallery']:>8} {r['method']:<22} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
+              f"{r['mAP']:>6.1f}  {cand}")
+    if a.json:
+        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+    if a.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        big = [r for r in rows if r["gallery"] == sizes[-1]]
+        for r in big:
+            ax.scatter(r["ms/query"], r["mAP"], marker="o" if r["method"].startswith("CtF") else "s")
+            ax.annotate(r["method"], (r["ms/query"], r["mAP"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("ms per query (top-10)")
+        ax.set_ylabel("mAP (%)")
+        ax.set_title(f"CtF vs exhaustive, gallery {sizes[-1]:,}")
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""CtF: All-in-One (AiO) code pyramid, Distance Threshold Optimisation and coarse-to-fine search.
+
+Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``shared/notes/methods.md`` §4).
+
+- Model (AiO, eqs. 1-2): ``f = backbone(x)``; a :class:`jhash.models.pyramid.CodePyramid` gives one code per
+  length in ``config.method.lengths`` (long to short, default 2048 -> 512 -> 128 -> 32): ``v_k = FC_k(v_{k-1})``,
+  relaxed code ``u_k = tanh(BN(v_k))``, test code ``b_k = sign(BN(v_k))``; a bias-free ID classifier per level
+  on ``u_k`` gives the logits ``z_k``.
+- Loss (eq. 5), summed over the ``N`` levels for CE and triplet::
+
+      sum_k [ ce_weight * CE_ls(z_k, y) + triplet_weight * BH-triplet(u_k / sqrt(l_k), y, margin 0.3) ]
+    + prob_weight (lambda_1 = 1)    * 1/(N-1) sum_pairs probability distillation (eq. 3, T = 10)
+    + sim_weight  (lambda_2 = 1000) * 1/(N-1) sum_pairs similarity distillation (eq. 4)
+
+  with the next-longer code as the (stop-gradient) teacher of each code. Public-code options:
+  ``teacher="first"`` (the longest code teaches all), ``prob_kind="symmetric_kl"`` with ``temperature=1``,
+  ``sim_kind="gram"`` (row-normalised Gram MSE), ``detach_inputs=True``.
+- Ablations (the paper's Table 5) through ``variant`` (:data:`VARIANTS`), or directly ``structure``: ``"pyramid"`` (CP), ``"parallel"`` (independent hash
+  heads on one shared backbone feature) or ``"separate"`` (one backbone per code length: separate models);
+  ``distill=False`` drops both distillation losses (SD).
+- ``encode``: ``{"l2048": ..., "l512": ..., "l128": ..., "l32": ...}`` as ``±1`` int8, plus ``"id"`` (the
+  longest code, used by exhaustive search and the default metrics).
+- ``fit_search`` (DTO, eqs. 6-8): thresholds for every level but the longest, fitted on the validation split
+  (``dataset.val_split``, never the test split) with :func:`jhash.search.dto.fit_thresholds` (``beta``,
+  ``rho``, ``dto_model``); saved with the final checkpoint as ``{"thresholds": {name: t}, "levels": [...]}``.
+- ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
+  and the top-k time per query.
+
+``config.method`` fields: see ``DEFAULTS``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jhash import config as config_lib
+from jhash import models
+from jhash.losses import distillation
+from jhash.losses.classification import softmax_cross_entropy
+from jhash.losses.metric import batch_hard_triplet_loss
+from jhash.models.pyramid import CodePyramid, check_lengths
+
+SEARCH = "coarse_to_fine"
+
+DEFAULTS = dict(
+    lengths=(2048, 512, 128, 32),
+    structure="pyramid",  # 'pyramid' | 'parallel' | 'separate'
+    ce_weight=1.0,
+    triplet_weight=1.0,
+    triplet_margin=0.3,
+    label_smoothing=0.1,
+    distill=True,
+    prob_weight=1.0,  # lambda_1
+    sim_weight=1000.0,  # lambda_2
+    temperature=10.0,
+    teacher="next",  # 'next' (paper) | 'first' (light-reid)
+    prob_kind="ce",  # 'ce' (paper eq. 3) | 'symmetric_kl' (light-reid, use temperature=1)
+    sim_kind="hamming",  # 'hamming' (paper eq. 4) | 'gram' (light-reid)
+    detach_inputs=False,
+    hash_bn=True,
+    beta=2.0,  # DTO F_beta
+    rho=1.0,  # DTO class-ratio weight: a number or 'ratio'
+    dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
+    search_block_size=64,
+    variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
+)
+STRUCTURES = ("pyramid", "parallel", "separate")
+#: The AiO ablation (the paper's Table 5): ``config.method.variant`` -> (structure, distill).
+VARIANTS = {
+    "separate": ("separate", False),  # separate models per code length (no CP, no SD)
+    "pyramid": ("pyramid", False),  # code pyramid without self-distillation (CP)
+    "pyramid_distill": ("pyramid", True),  # code pyramid + self-distillation (CP + SD, the full AiO)
+    "parallel": ("parallel", False),  # independent heads on one shared backbone (reference point)
+}
+
+
+def method_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.method`` for CtF with its defaults (for config files)."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown CtF method option(s) {unknown}; valid: {sorted(DEFAULTS)}")
+    c = ml_collections.ConfigDict({"name": "ctf", "aux_every": 0, **DEFAULTS})
+    c.update(overrides)
+    return c
+
+
+def _get(config, key):
+    if key in ("structure", "distill"):
+        variant = config.method.get("variant", "") or ""
+        if variant:
+            if variant not in VARIANTS:
+                raise ValueError(f"config.method.variant must be '' or one of {sorted(VARIANTS)}, got {variant!r}")
+            return VARIANTS[variant][0 if key == "structure" else 1]
+    return config.method.get(key, DEFAULTS[key])
+
+
+def level_names(lengths: Sequence[int]) -> list[str]:
+    """Code names of a pyramid, long to short: ``(2048, 512) -> ['l2048', 'l512']``."""
+    return [f"l{int(n)}" for n in check_lengths(lengths)]
+
+
+class AiONet(nn.Module):
+    """``images -> {'features', 'l<L>/pre', 'l<L>/code', 'l<L>/logits' for every length}``."""
+
+    backbone: nn.Module
+    lengths: Sequence[int]
+    num_classes: int
+    structure: str = "pyramid"
+    detach_inputs: bool = False
+    hash_bn: bool = True
+    dtype: Any = jnp.float32
+    extra_backbones: Sequence[nn.Module] = ()  # 'separate': a backbone for every length after the first
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        lengths = check_lengths(self.lengths)
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
+        out = {}
+        if self.structure == "pyramid":
+            f = self.backbone(x, train=train)["features"]
+            out["features"] = f
+            levels = CodePyramid(lengths, use_bn=self.hash_bn, detach_inputs=self.detach_inputs, dtype=self.dtype,
+                                 name="pyramid")(f, train=train)
+        else:
+            levels = []
+            for k, length in enumerate(lengths):
+                if k == 0:
+                    f = self.backbone(x, train=train)["features"]
+                    out["features"] = f
+                elif self.structure == "separate":
+                    if len(self.extra_backbones) != len(lengths) - 1:
+                        raise ValueError(f"structure='separate' needs {len(lengths) - 1} extra backbones, "
+                                         f"got {len(self.extra_backbones)}")
+                    f = self.extra_backbones[k - 1](x, train=train)["features"]
+                (level,) = CodePyramid((length,), use_bn=self.hash_bn, dtype=self.dtype, name=f"head{k}")(f, train=train)
+                levels.append(level)
+        for length, level in zip(lengths, levels):
+            name = f"l{length}"
+            logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
+                              kernel_init=nn.initializers.normal(0.001), name=f"classifier_{name}")(level.act)
+            out[f"{name}/pre"] = level.pre
+            out[f"{name}/code"] = level.act
+            out[f"{name}/logits"] = logits.astype(jnp.float32)
+        return out
+
+
+def build_model(config, info) -> AiONet:
+    lengths = check_lengths(_get(config, "lengths"))
+    structure = str(_get(config, "structure"))
+    if structure not in STRUCTURES:
+        raise ValueError(f"config.method.structure must be one of {STRUCTURES}, got {structure!r}")
+    if int(info.num_classes) < 1:
+        raise ValueError(f"CtF needs training identities for its classifiers; dataset {info.name!r} has num_classes=0")
+    dtype = config_lib.compute_dtype(config)
+    kwargs = dict(config.model.backbone_kwargs)
+    kwargs.setdefault("pooling", config.model.pooling)
+    make = lambda: models.get_backbone(config.model.backbone, dtype=dtype, **kwargs)  # noqa: E731
+    extra = tuple(make() for _ in range(len(lengths) - 1)) if structure == "separate" else ()
+    return AiONet(backbone=make(), extra_backbones=extra, lengths=lengths, num_classes=int(info.num_classes), structure=structure,
+                  detach_inputs=bool(_get(config, "detach_inputs")), hash_bn=bool(_get(config, "hash_bn")), dtype=dtype)
+
+
+def _prob_loss(kind: str):
+    if kind == "ce":
+        return distillation.probability_distillation_loss
+    if kind == "symmetric_kl":
+        return distillation.symmetric_kl_distillation_loss
+    raise ValueError(f"config.method.prob_kind must be 'ce' or 'symmetric_kl', got {kind!r}")
+
+
+def _sim_loss(kind: str):
+    if kind == "hamming":
+        return distillation.similarity_distillation_loss
+    if kind == "gram":
+        return distillation.gram_distillation_loss
+    raise ValueError(f"config.method.sim_kind must be 'hamming' or 'gram', got {kind!r}")
+
+
+def loss(outputs, batch, config, aux):
+    names = level_names(_get(config, "lengths"))
+    labels = batch["label"]
+    smoothing = float(_get(config, "label_smoothing"))
+    margin = float(_get(config, "triplet_margin"))
+    logs = {}
+    ce_total = jnp.zeros((), jnp.float32)
+    tri_total = jnp.zeros((), jnp.float32)
+    for name in names:
+        u = outputs[f"{name}/code"]
+        ce = softmax_cross_entropy(outputs[f"{name}/logits"], labels, label_smoothing=smoothing)
+        tri = batch_hard_triplet_loss(u / jnp.sqrt(u.shape[-1]), labels, margin=margin)
+        logs[f"ce/{name}"], logs[f"triplet/{name}"] = ce, tri
+        ce_total, tri_total = ce_total + ce, tri_total + tri
+    total = float(_get(config, "ce_weight")) * ce_total + float(_get(config, "triplet_weight")) * tri_total
+    logs["ce"], logs["triplet"] = ce_total, tri_total
+    if bool(_get(config, "distill")) and len(names) > 1:
+        pairs = distillation.pyramid_distillation_pairs(len(names), str(_get(config, "teacher")))
+        prob_fn = _prob_loss(str(_get(config, "prob_kind")))
+        sim_fn = _sim_loss(str(_get(config, "sim_kind")))
+        temperature = float(_get(config, "temperature"))
+        prob = distillation.mean_over_pairs(
+            [prob_fn(outputs[f"{names[s]}/logits"], outputs[f"{names[t]}/logits"], temperature) for s, t in pairs])
+        sim = distillation.mean_over_pairs(
+            [sim_fn(outputs[f"{names[s]}/code"], outputs[f"{names[t]}/code"]) for s, t in pairs])
+        total = total + float(_get(config, "prob_weight")) * prob + float(_get(config, "sim_weight")) * sim
+        logs["prob_distill"], logs["sim_distill"] = prob, sim
+    return total, logs
+
+
+def encode(outputs, config):
+    names = level_names(_get(config, "lengths"))
+    codes = {name: jnp.where(outputs[f"{name}/pre"] >= 0, 1, -1).astype(jnp.int8) for name in names}
+    codes["id"] = codes[names[0]]
+    return codes
+
+
+def _packed_levels(codes_by_name, names: list[str]) -> dict[str, np.ndarray]:
+    from jhash.search.packing import pack_codes
+
+    missing = [n for n in names if n not in codes_by_name]
+    if missing:
+        raise ValueError(f"codes_by_name lacks the CtF levels {missing} (has {sorted(codes_by_name)})")
+    out = {}
+    for n in names:
+        a = np.asarray(codes_by_name[n])
+        out[n] = a if a.dtype == np.uint8 and a.shape[-1] * 8 == int(n[1:]) else np.asarray(pack_codes(a))
+    return out
+
+
+def fit_search(codes_by_name, pids, config) -> dict:
+    """DTO thresholds on the validation codes (CtF eqs. 6-8): ``{"thresholds", "levels", "beta", ...}``."""
+    from jhash.search.dto import fit_thresholds
+
+    names = level_names(_get(config, "lengths"))
+    if len(names) < 2:
+        return {"thresholds": {}, "levels": names[::-1], "beta": float(_get(config, "beta"))}
+    packed = _packed_levels(codes_by_name, names)
+    order = names[::-1]  # short to long
+    rho = _get(config, "rho")
+    pids = np.asarray(pids)
+    _, counts = np.unique(pids, return_counts=True)
+    if counts.size < 2 or counts.max() < 2:
+        reason = (f"the validation split ({pids.size} images of {counts.size} identities) has no "
+                  f"{'non-relevant' if counts.size < 2 else 'relevant'} pairs to fit DTO on")
+        warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
+        return {"thresholds": {n: int(n[1:]) for n in order[:-1]}, "levels": order,
+                "beta": float(_get(config, "beta")), "fallback": reason}
+    thresholds = fit_thresholds(packed, np.asarray(pids), order=order, beta=float(_get(config, "beta")),
+                                rho=rho if isinstance(rho, str) else float(rho), model=str(_get(config, "dto_model")))
+    return {"thresholds": {k: int(v) for k, v in thresholds.items()}, "levels": order,
+            "beta": float(_get(config, "beta")), "rho": rho, "dto_model": str(_get(config, "dto_model"))}
+
+
+def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str, int]:
+    """The thresholds to use: the fitted ones, or every threshold at its maximum (exhaustive) if none."""
+    fitted = (search_params or {}).get("thresholds") or {}
+    return {n: int(fitted.get(n, int(n[1:]))) for n in names_short_to_long[:-1]}
+
+
+def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
+    """Evaluator hook: CtF keys of every query (``distances=`` for the metrics) and top-``k`` ms per query."""
+    from jhash.search import coarse_to_fine as ctf
+
+    order = level_names(_get(config, "lengths"))[::-1]
+    q = {n: np.asarray(q_codes[n]) for n in order}
+    g = {n: np.asarray(g_codes[n]) for n in order}
+    thresholds = search_thresholds(search_params, order)
+    index = ctf.CoarseToFineIndex.build(g)
+    block = int(_get(config, "search_block_size"))
+    keys = ctf.coarse_to_fine_distances(q, index, thresholds, block_size=block)
+    k = min(k, index.num_gallery)
+    nq = len(q[order[0]])
+    ms = None
+    if nq:
+        ctf.coarse_to_fine_topk({n: a[:8] for n, a in q.items()}, index, thresholds, k, block_size=block)  # warm-up
+        start = time.perf_counter()
+        ctf.coarse_to_fine_topk(q, index, thresholds, k, block_size=block)
+        ms = 1000.0 * (time.perf_counter() - start) / nq
+    return {"distances": keys, "ms_per_query": ms}

@@ -1,0 +1,157 @@
+"""CtF method: the loss terms, the model's outputs and ablation structures, encode / fit_search / search, and
+short training runs of the synthetic and Market-1501 configs."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jhash import config as config_lib
+from jhash import methods
+from jhash.data.info import DatasetInfo
+from jhash.losses import distillation
+from jhash.losses.classification import softmax_cross_entropy
+from jhash.losses.metric import batch_hard_triplet_loss
+from tests.data import fake_trees
+from tests.methods import run_config
+
+ctf = methods.get("ctf")
+INFO = DatasetInfo(name="t", num_classes=5, image_size=(16, 8), num_train_images=40)
+
+
+def _config(**method):
+    c = config_lib.base_config()
+    c.model.backbone = "small_cnn"
+    c.model.backbone_kwargs.widths = (8, 16)
+    c.method = ctf.method_config(**{"lengths": (64, 32, 16), **method})
+    return c
+
+
+@functools.lru_cache(maxsize=None)
+def _outputs_cached(structure):
+    return _outputs(_config(structure=structure))
+
+
+def _outputs(c, n=8, seed=0):
+    model = ctf.build_model(c, INFO)
+    x = jnp.asarray(np.random.default_rng(seed).normal(size=(n, 16, 8, 3)), jnp.float32)
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    return model, variables, x, out
+
+
+def test_method_registered_and_contract():
+    assert "ctf" in methods.available()
+    assert ctf.SEARCH == "coarse_to_fine"
+    with pytest.raises(ValueError, match="unknown CtF method option"):
+        ctf.method_config(lamda=1)
+
+
+@pytest.mark.parametrize("structure", ["pyramid", "parallel", "separate"])
+def test_model_outputs_and_structures(structure):
+    c = _config(structure=structure)
+    model, variables, x, out = _outputs_cached(structure)
+    for n in (64, 32, 16):
+        assert out[f"l{n}/code"].shape == (8, n) and out[f"l{n}/pre"].shape == (8, n)
+        assert out[f"l{n}/logits"].shape == (8, 5)
+        np.testing.assert_allclose(out[f"l{n}/code"], np.tanh(out[f"l{n}/pre"]), rtol=1e-6)
+    params = variables["params"]
+    backbones = [k for k in params if "backbone" in k]
+    assert len(backbones) == (3 if structure == "separate" else 1)
+    if structure == "pyramid":  # a chain: the 32-bit level reads the 64-d vector
+        assert params["pyramid"]["fc1"]["kernel"].shape == (64, 32)
+        assert params["pyramid"]["fc2"]["kernel"].shape == (32, 16)
+    else:  # every head reads a backbone feature (16-d for widths (8, 16))
+        assert all(params[f"head{k}"]["fc0"]["kernel"].shape[0] == 16 for k in range(3))
+    codes = ctf.encode(model.apply(variables, x, train=False), c)
+    assert set(codes) == {"l64", "l32", "l16", "id"}
+    assert codes["l32"].dtype == jnp.int8 and set(np.unique(codes["l32"])) <= {-1, 1}
+    np.testing.assert_array_equal(codes["id"], codes["l64"])
+
+
+def test_loss_equals_sum_of_its_terms():
+    c = _config(label_smoothing=0.1, prob_weight=0.5, sim_weight=100.0, temperature=4.0)
+    _, _, _, out = _outputs_cached("pyramid")
+    labels = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
+    total, logs = ctf.loss(out, {"label": labels}, c, None)
+    ce = sum(softmax_cross_entropy(out[f"l{n}/logits"], labels, 0.1) for n in (64, 32, 16))
+    tri = sum(batch_hard_triplet_loss(out[f"l{n}/code"] / np.sqrt(n), labels, 0.3) for n in (64, 32, 16))
+    pairs = [("l32", "l64"), ("l16", "l32")]  # teacher = the next-longer code
+    prob = np.mean([distillation.probability_distillation_loss(out[f"{s}/logits"], out[f"{t}/logits"], 4.0) for s, t in pairs])
+    sim = np.mean([distillation.similarity_distillation_loss(out[f"{s}/code"], out[f"{t}/code"]) for s, t in pairs])
+    np.testing.assert_allclose(logs["ce"], ce, rtol=1e-5)
+    np.testing.assert_allclose(logs["triplet"], tri, rtol=1e-5)
+    np.testing.assert_allclose(logs["prob_distill"], prob, rtol=1e-5)
+    np.testing.assert_allclose(logs["sim_distill"], sim, rtol=1e-5)
+    np.testing.assert_allclose(total, ce + tri + 0.5 * prob + 100.0 * sim, rtol=1e-5)
+    # no distillation (the 'pyramid' ablation): CE + triplet only
+    c2 = _config(variant="pyramid")
+    total2, logs2 = ctf.loss(out, {"label": labels}, c2, None)
+    assert "prob_distill" not in logs2
+    np.testing.assert_allclose(total2, logs2["ce"] + logs2["triplet"], rtol=1e-6)
+
+
+def test_first_level_teacher_and_public_code_variants():
+    c = _config(teacher="first", prob_kind="symmetric_kl", sim_kind="gram", temperature=1.0)
+    _, _, _, out = _outputs_cached("pyramid")
+    labels = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
+    _, logs = ctf.loss(out, {"label": labels}, c, None)
+    pairs = [("l32", "l64"), ("l16", "l64")]
+    prob = np.mean([distillation.symmetric_kl_distillation_loss(out[f"{s}/logits"], out[f"{t}/logits"], 1.0) for s, t in pairs])
+    sim = np.mean([distillation.gram_distillation_loss(out[f"{s}/code"], out[f"{t}/code"]) for s, t in pairs])
+    np.testing.assert_allclose(logs["prob_distill"], prob, rtol=1e-5)
+    np.testing.assert_allclose(logs["sim_distill"], sim, rtol=1e-5)
+    with pytest.raises(ValueError, match="prob_kind"):
+        ctf.loss(out, {"label": labels}, _config(prob_kind="kl"), None)
+    with pytest.raises(ValueError, match="variant"):
+        ctf.loss(out, {"label": labels}, _config(variant="nope"), None)
+
+
+def test_fit_search_and_search_hook():
+    c = _config()
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(10), 4)
+    centers = rng.choice([-1, 1], size=(10, 64))
+    flips = rng.random((40, 64)) < 0.1
+    codes64 = np.where(flips, -centers[pids], centers[pids]).astype(np.int8)
+    codes = {"l64": codes64, "l32": codes64[:, :32], "l16": codes64[:, :16], "id": codes64}
+    params = ctf.fit_search(codes, pids, c)
+    assert params["levels"] == ["l16", "l32", "l64"] and set(params["thresholds"]) == {"l16", "l32"}
+    assert 0 <= params["thresholds"]["l16"] <= 16 and 0 <= params["thresholds"]["l32"] <= 32
+    from jhash.search.packing import pack_codes
+
+    packed = {k: np.asarray(pack_codes(v)) for k, v in codes.items()}
+    found = ctf.search(packed, packed, params, c)
+    assert found["distances"].shape == (40, 40) and found["ms_per_query"] > 0
+    # maximal thresholds (no fitted params): the keys are the exhaustive 64-bit Hamming distances
+    full = ctf.search(packed, packed, None, c)["distances"]
+    ref = (64 - codes64.astype(np.int64) @ codes64.T.astype(np.int64)) // 2
+    np.testing.assert_array_equal(full, ref)
+
+
+def test_fit_search_degenerate_validation_split_falls_back():
+    c = _config()
+    codes = {f"l{n}": np.ones((3, n), np.int8) for n in (64, 32, 16)}
+    with pytest.warns(UserWarning, match="no relevant pairs"):
+        params = ctf.fit_search(codes, np.array([1, 2, 3]), c)
+    assert params["thresholds"] == {"l16": 16, "l32": 32}
+    with pytest.raises(ValueError, match="lacks the CtF levels"):
+        ctf.fit_search({"l64": codes["l64"]}, np.array([1, 1, 2]), c)
+
+
+def test_synthetic_config_trains_and_fits_thresholds(tmp_path):
+    result = run_config("configs/synthetic_reid/ctf.py", tmp_path,
+                        extra={"dataset.config": "tiny", "method.lengths": "(64, 32, 16)"})
+    assert result.step == 2
+    assert set(result.search["thresholds"]) == {"l16", "l32"}
+
+
+def test_market1501_config_trains_on_fake_tree(tmp_path):
+    manual = fake_trees.make_market1501_tree(tmp_path / "manual")
+    result = run_config("configs/market1501/ctf.py", tmp_path, manual_dir=manual,
+                        extra={"method.lengths": "(32, 16)", "dataset.config.val_fraction": "0.34"})
+    assert result.step == 2
+    # the fake tree's val split is one identity: no non-relevant pairs, so DTO falls back to the maximum
+    assert result.search["thresholds"] == {"l16": 16} and "fallback" in result.search

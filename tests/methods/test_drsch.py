@@ -1,0 +1,142 @@
+"""DRSCH: loss composition, margin schedule state, bit-scalable codes, weighted Hamming affinity / ranking."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from jhash import config as config_lib
+from jhash import losses, methods, search
+from jhash.data.info import DatasetInfo
+from tests.data import fake_trees
+from tests.methods import run_config
+
+drsch = methods.get("drsch")
+INFO = DatasetInfo(name="t", num_classes=4, image_size=(16, 8), num_train_images=16)
+
+
+def _config(**method):
+    c = config_lib.base_config()
+    c.model.backbone = "small_cnn"
+    c.model.backbone_kwargs.widths = (8, 16)
+    c.model.bits = 8
+    c.method = drsch.method_config(**method)
+    return c
+
+
+def _images(n=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 16, 8, 3)).astype(np.float32)
+
+
+def test_loss_is_triplet_plus_laplacian_plus_weight_decay():
+    c = _config(margin=0.25, laplacian_weight=1e-3, bit_weight_decay=5e-4)
+    model = drsch.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(0), _images())
+    variables = jax.tree.map(lambda x: x, variables)
+    variables["params"]["bit_weights"] = jnp.linspace(0.5, 2.0, 8)
+    out = model.apply(variables, _images())
+    w = np.linspace(0.5, 2.0, 8)
+    np.testing.assert_allclose(out["weighted"], np.asarray(out["hash"]) * w, rtol=1e-6)
+    labels = jnp.array([0, 0, 1, 1, 2, 2])
+    total, logs = jax.jit(lambda o, y: drsch.loss(o, {"label": y}, c, None))(out, labels)
+    tri = losses.weighted_triplet_ranking_loss(out["hash"], labels, 0.25 * 8, bit_weights=jnp.asarray(w, jnp.float32))
+    reg = losses.laplacian_regularizer(out["weighted"], labels=labels)
+    np.testing.assert_allclose(total, tri + 1e-3 * reg + 0.5 * 5e-4 * np.sum(w**2), rtol=1e-5)
+    # DSCH: no regulariser
+    dsch = _config(laplacian_weight=0.0, bit_weight_decay=0.0)
+    total, logs = drsch.loss(out, {"label": labels}, dsch, None)
+    assert "laplacian" not in logs
+    np.testing.assert_allclose(total, tri, rtol=1e-5)
+
+
+def test_linear_margin_schedule_counts_training_steps():
+    c = _config(margin_schedule="linear", margin_start=0.05, margin=0.25, margin_ramp_steps=4)
+    model = drsch.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(0), _images())
+    assert int(variables["batch_stats"]["train_steps"]) == 0
+    stats = variables["batch_stats"]
+    margins = []
+    for _ in range(6):
+        out, mutated = model.apply({**variables, "batch_stats": stats}, _images(), train=True, mutable=["batch_stats"])
+        stats = mutated["batch_stats"]
+        _, logs = drsch.loss(out, {"label": jnp.array([0, 0, 1, 1, 2, 2])}, c, None)
+        margins.append(float(logs["margin"]))
+    np.testing.assert_allclose(margins, [0.4, 0.8, 1.2, 1.6, 2.0, 2.0], rtol=1e-6)  # 8 bits: 0.05*8 -> 0.25*8
+    assert int(stats["train_steps"]) == 6
+    assert "train_step" not in model.apply({**variables, "batch_stats": stats}, _images(), train=False)
+    with pytest.raises(config_lib.ConfigError, match="margin_schedule"):
+        drsch.build_model(_config(margin_schedule="cosine"), INFO)
+
+
+def test_codes_are_ordered_by_bit_weight():
+    c = _config(eval_bits=(2, 4))
+    model = drsch.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(3), _images())
+    w = jnp.array([0.1, -3.0, 0.5, 2.0, 0.5, 1.0, -0.2, 0.0])
+    variables["params"]["bit_weights"] = w
+    out = model.apply(variables, _images())
+    codes = drsch.encode(out, c)
+    raw = (np.asarray(out["hash"]) > 0.5).astype(np.uint8)
+    order = [1, 3, 5, 2, 4, 6, 0, 7]  # |w| descending, ties by index
+    np.testing.assert_array_equal(codes["id"], raw[:, order])
+    np.testing.assert_array_equal(codes["top2"], raw[:, order[:2]])
+    np.testing.assert_array_equal(codes["top4"], raw[:, order[:4]])
+    assert codes["id"].dtype == jnp.uint8
+    # the same bit-scalable code from packed full-length codes through jhash.search
+    top = search.select_bits(search.pack_codes(raw), search.top_weight_bits(w, 4), pad=True)
+    padded = np.pad(np.asarray(codes["top4"]), ((0, 0), (0, 4)))  # zero bits up to a byte
+    np.testing.assert_array_equal(top, search.pack_codes(padded))
+
+
+def _np_affinity(q, g, w):
+    out = np.zeros((len(q), len(g)))
+    for i in range(len(q)):
+        for j in range(len(g)):
+            for k in range(len(w)):
+                out[i, j] += w[k] ** 2 * ((q[i, k] > 0) == (g[j, k] > 0))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), signed=st.booleans())
+def test_weighted_hamming_affinity_matches_loop(seed, signed):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 2, size=(3, 10))
+    g = rng.integers(0, 2, size=(7, 10))
+    w = rng.normal(size=10).astype(np.float32)
+    if signed:
+        q, g = 2 * q - 1, 2 * g - 1
+    got = drsch.weighted_hamming_affinity(q.astype(np.int8), g.astype(np.int8), w)
+    np.testing.assert_allclose(got, _np_affinity(q, g, w), rtol=1e-5, atol=1e-5)
+
+
+def test_weighted_hamming_topk_streams_the_gallery():
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 2, size=(4, 6)).astype(np.uint8)
+    g = rng.integers(0, 2, size=(23, 6)).astype(np.uint8)
+    w = np.array([1.0, 1.0, 0.5, 0.5, 2.0, 0.0], np.float32)  # many ties
+    ref = _np_affinity(q, g, w)
+    for block in (5, 23, 100):
+        s, i = drsch.weighted_hamming_topk(q, g, w, k=9, block_size=block)
+        for row in range(4):
+            expected = sorted(range(23), key=lambda j: (-ref[row, j], j))[:9]
+            np.testing.assert_array_equal(i[row], expected)
+            np.testing.assert_allclose(s[row], ref[row, expected], rtol=1e-6)
+    with pytest.raises(ValueError, match="'k'"):
+        drsch.weighted_hamming_topk(q, g, w, k=0)
+    with pytest.raises(ValueError, match="'bit_weights'"):
+        drsch.weighted_hamming_affinity(q, g, w[:3])
+
+
+@pytest.mark.parametrize("path,tree,dataset_config", [
+    ("configs/synthetic_reid/drsch.py", None, "tiny"),
+    ("configs/cuhk03_np/drsch.py", fake_trees.make_cuhk03_np_tree, None),
+    ("configs/market1501/drsch.py", fake_trees.make_market1501_tree, None),
+])
+def test_configs_train(tmp_path, path, tree, dataset_config):
+    manual = tree(tmp_path / "manual") if tree else None
+    extra = {"dataset.config": dataset_config} if dataset_config else {}
+    result = run_config(path, tmp_path, manual_dir=manual, extra={**extra, "method.margin_schedule": "linear"})
+    assert result.step == 2
+    assert int(result.state.batch_stats["train_steps"]) == 2

@@ -1,0 +1,149 @@
+"""SSR method: model outputs, eq. 14 term by term, the relaxation zoo, encode / fit_search / search, and a few
+training steps of every config on fake data."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jhash import config as config_lib
+from jhash import methods
+from jhash.data.info import DatasetInfo
+from jhash.losses.attributes import binary_attribute_loss
+from jhash.losses.classification import softmax_cross_entropy
+from jhash.losses.metric import batch_hard_triplet_loss
+from jhash.losses.relaxations import dsh_regularizer, ssr_distillation_loss
+from jhash.search import pack_codes
+from tests.data import fake_trees
+from tests.methods import run_config
+
+ssr = methods.get("ssr")
+INFO = DatasetInfo(name="t", num_classes=5, image_size=(16, 8), num_attributes=5, num_train_images=40)
+VECTORS = ["p0", "p1", "p2", "p3", "p4", "p5", "g"]
+LABELS = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
+ATTRS = jnp.asarray(np.random.default_rng(1).integers(0, 2, (8, 5)), jnp.int32)
+
+
+def _config(**method):
+    c = config_lib.base_config()
+    c.model.backbone = "small_cnn"
+    c.model.backbone_kwargs.widths = (8, 16)
+    c.model.bits = 16
+    c.method = ssr.method_config(**method)
+    return c
+
+
+_CACHE = {}
+
+
+def _outputs(c, info=INFO):
+    key = (str(c.method), info.num_attributes)
+    if key not in _CACHE:
+        model = ssr.build_model(c, info)
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 16, 8, 3)), jnp.float32)
+        variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(x)
+        out, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
+        _CACHE[key] = (model, variables, x, out)
+    return _CACHE[key]
+
+
+def test_contract_and_options():
+    assert "ssr" in methods.available() and ssr.SEARCH == "attribute_first"
+    with pytest.raises(ValueError, match="unknown SSR method option"):
+        ssr.method_config(gamma=1)
+    assert ssr._get(_config(), "alpha") == 0.3 and ssr._get(_config(bn=False), "alpha") == 0.7
+    assert ssr._get(_config(alpha=0.5), "alpha") == 0.5
+    with pytest.raises(ValueError, match="relaxation"):
+        ssr.build_model(_config(relaxation="relu"), INFO)
+
+
+def test_outputs_loss_eq14_and_encode():
+    c = _config()
+    model, variables, x, out = _outputs(c)
+    for b in ("teacher", "student"):
+        for v in VECTORS:
+            dim = 4 if v == "g" else 2  # 16 bits = 6 x 2 + 4
+            assert out[f"{b}/{v}/pre"].shape == (8, dim) and out[f"{b}/{v}/logits"].shape == (8, 5)
+            np.testing.assert_array_equal(out[f"{b}/{v}/code"], out[f"{b}/{v}/pre"])  # SSR: no squashing
+        assert out[f"{b}/attr_logits"].shape == (8, 5, 2)
+    total, logs = jax.jit(lambda o, b: ssr.loss(o, b, c, None))(out, {"label": LABELS, "attributes": ATTRS})
+    pairs = [(b, v) for b in ("teacher", "student") for v in VECTORS]
+    tri = np.mean([batch_hard_triplet_loss(out[f"{b}/{v}/code"] / np.sqrt(out[f"{b}/{v}/code"].shape[1]), LABELS, 0.3)
+                   for b, v in pairs])
+    ce = np.mean([softmax_cross_entropy(out[f"{b}/{v}/logits"], LABELS) for b, v in pairs])
+    ld = np.mean([ssr_distillation_loss(out[f"student/{v}/pre"], out[f"teacher/{v}/pre"]) for v in VECTORS])
+    la = np.mean([binary_attribute_loss(out[f"{b}/attr_logits"], ATTRS) for b in ("teacher", "student")])
+    np.testing.assert_allclose(logs["triplet"], tri, rtol=1e-5)
+    np.testing.assert_allclose(logs["ce"], ce, rtol=1e-5)
+    np.testing.assert_allclose(logs["ssr_distill"], ld, rtol=1e-5)
+    np.testing.assert_allclose(logs["attr"], la, rtol=1e-5)
+    np.testing.assert_allclose(total, tri + ce + 0.3 * ld + 0.3 * la, rtol=1e-5)
+    # the teacher descriptors get no gradient from the distillation term
+    g = jax.jit(jax.grad(lambda o: ssr.loss(o, {"label": LABELS, "attributes": ATTRS}, c, None)[1]["ssr_distill"]))(out)
+    assert all(float(jnp.abs(g[f"teacher/{v}/pre"]).sum()) == 0 for v in VECTORS)
+    assert any(float(jnp.abs(g[f"student/{v}/pre"]).sum()) > 0 for v in VECTORS)
+    ev = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    codes = ssr.encode(ev, c)
+    assert codes["id"].shape == (8, 16) and codes["id"].dtype == jnp.int8
+    assert codes["attr"].shape == (8, 8)  # 5 attributes padded to a byte
+    s = np.concatenate([np.asarray(ev[f"student/{v}/pre"]) for v in VECTORS], axis=1)
+    np.testing.assert_array_equal(codes["id"], np.where(s > 0, 1, -1))
+
+
+@pytest.mark.parametrize("relaxation", ["sigmoid", "hardtanh", "dsh"])
+def test_relaxation_zoo(relaxation):
+    c = _config(relaxation=relaxation, bn=False, attributes=False)
+    _, _, _, out = _outputs(c)
+    assert "student/attr_logits" not in out
+    total, logs = jax.jit(lambda o: ssr.loss(o, {"label": LABELS}, c, None))(out)
+    assert "ssr_distill" not in logs and np.isfinite(float(total))
+    if relaxation == "sigmoid":
+        np.testing.assert_allclose(out["student/g/code"], jax.nn.sigmoid(out["student/g/pre"]), rtol=1e-6)
+    if relaxation == "dsh":
+        reg = np.mean([dsh_regularizer(out[f"{b}/{v}/code"]) for b in ("teacher", "student") for v in VECTORS])
+        np.testing.assert_allclose(logs["dsh_reg"], reg, rtol=1e-5)
+        np.testing.assert_allclose(total, logs["triplet"] + logs["ce"] + 0.1 * reg, rtol=1e-5)
+
+
+def test_fit_search_and_search_hook():
+    c = _config()
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(12), 4)
+    attr = np.where(rng.random((12, 8)) < 0.5, 1, -1)[pids].astype(np.int8)
+    centers = rng.choice([-1, 1], size=(12, 32))
+    ids = np.where(rng.random((48, 32)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    params = ssr.fit_search({"id": ids, "attr": attr}, pids, c)
+    assert params["afr"] and 1 <= params["w"] <= 47 and params["attr_rank_accuracy"] >= 0.97
+    packed = {"id": np.asarray(pack_codes(ids)), "attr": np.asarray(pack_codes(attr))}
+    found = ssr.search(packed, packed, params, c)
+    assert found["distances"].shape == (48, 48) and found["ms_per_query"] > 0
+    # no fitted window: the whole gallery, i.e. exhaustive ID search
+    full = ssr.search(packed, packed, None, c)["distances"]
+    np.testing.assert_array_equal(full, (32 - ids.astype(np.int64) @ ids.T.astype(np.int64)) // 2)
+    assert ssr.window(params, _config(afr_w=5), 48) == 5
+    # AFR off / no attributes: exhaustive search by the evaluator
+    assert ssr.fit_search({"id": ids}, pids, c) == {"afr": False}
+    assert ssr.search({"id": packed["id"]}, {"id": packed["id"]}, None, c) == {}
+    assert ssr.search(packed, packed, params, _config(afr=False)) == {}
+
+
+def test_synthetic_config_trains_and_fits_window(tmp_path):
+    result = run_config("configs/synthetic_reid/ssr.py", tmp_path, extra={"dataset.config": "tiny"})
+    assert result.step == 2
+    assert result.search["afr"] and result.search["w"] >= 1
+
+
+@pytest.mark.parametrize("name", ["market1501", "dukemtmc_reid", "cuhk03_np"])
+def test_benchmark_configs_train_on_fake_trees(tmp_path, name):
+    make = {"market1501": fake_trees.make_market1501_tree, "dukemtmc_reid": fake_trees.make_dukemtmc_reid_tree,
+            "cuhk03_np": fake_trees.make_cuhk03_np_tree}[name]
+    extra = {"market1501": {"dataset.config.val_fraction": "0.3"},
+             # the fake Duke tree has only 2 training identities: fit the window on the training split
+             "dukemtmc_reid": {"dataset.config.val_fraction": "0.0", "dataset.val_split": "train"},
+             "cuhk03_np": {}}[name]
+    result = run_config(f"configs/{name}/ssr.py", tmp_path, manual_dir=make(tmp_path / "manual"), extra=extra)
+    assert result.step == 2
+    if name == "cuhk03_np":
+        assert result.search is None
+    else:
+        assert result.search["afr"]
