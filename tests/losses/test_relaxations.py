@@ -90,7 +90,8 @@ def test_ssr_teacher_gets_no_gradient_student_gets_l1_subgradient():
 
 
 @settings(max_examples=30, deadline=None)
-@given(hnp.arrays(np.float32, (3, 4), elements=st.floats(-5, 5, width=32)))
+# XLA on CPU flushes subnormal floats to zero (so sgn(7e-44) = -1 there, +1 in numpy): normal floats only.
+@given(hnp.arrays(np.float32, (3, 4), elements=st.floats(-5, 5, width=32, allow_subnormal=False)))
 def test_ssr_zero_exactly_at_teacher_signs(t):
     target = np.where(t > 0, 1.0, -1.0).astype(np.float32)
     assert float(R.ssr_distillation_loss(jnp.asarray(target), jnp.asarray(t))) == 0.0

@@ -104,8 +104,13 @@ def test_googlenet_aux_heads_supervised_with_model_labels():
     model = dhmtl.build_model(c, INFO)
     batch = _batch()
     images = np.zeros((6, 32, 32, 3), np.float32)
-    variables = model.init(jax.random.PRNGKey(0), images)
-    out, _ = model.apply(variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(1)})
+    # Shapes by abstract evaluation (compiling GoogLeNet costs ~45 s on CPU); the loss on random outputs of them.
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
+    out_shapes, _ = jax.eval_shape(
+        lambda v, x, r: model.apply(v, x, train=True, mutable=["batch_stats"], rngs={"dropout": r}),
+        variables, images, jax.random.PRNGKey(1))
+    rng = np.random.default_rng(0)
+    out = {k: jnp.asarray(rng.normal(size=v.shape), v.dtype) for k, v in out_shapes.items()}
     assert out["aux1_logits"].shape == (6, 3) and out["aux2_logits"].shape == (6, 3)
     total, logs = dhmtl.loss(out, batch, c, None)
     aux_ref = sum(_ce(np.asarray(out[k]), batch["model"]) for k in ("aux1_logits", "aux2_logits"))
