@@ -14,42 +14,14 @@ Put the dataset archive / folder in --config.dataset.manual_dir and a torchvisio
 DSCH: --config.method.laplacian_weight=0.
 """
 
+import pathlib
+
 from jhash import config as config_lib
-from jhash.methods import drsch
 
 
 def get_config():
-    c = config_lib.base_config()
+    """market1501's DRSCH config on CUHK03-NP (labeled): the paper's settings are the same."""
+    c = config_lib.load_file(pathlib.Path(__file__).resolve().parents[1] / "market1501" / "drsch.py")
     c.dataset.name = "cuhk03_np"
     c.dataset.config = "labeled"
-
-    c.input.image_size = (256, 128)
-
-    c.model.backbone = "resnet50"
-    c.model.backbone_kwargs.last_stride = 1
-    c.model.bits = 64
-    c.model.pooling = "avg"
-
-    c.method = drsch.method_config(margin=0.25, laplacian_weight=1e-3, triplet_mining="all", eval_bits=(16, 32))
-
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 1e-3
-    c.optimizer.momentum = 0.9
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "multistep"
-    c.optimizer.warmup = 2
-    c.optimizer.warmup_factor = 0.1
-    c.optimizer.milestones = (40,)
-    c.optimizer.gamma = 0.1
-    c.optimizer.lr_mult = (("^(?!backbone)", 10.0),)
-
-    c.train.epochs = 60
-    c.train.batch_p = 16
-    c.train.batch_k = 4
-    c.train.log_every = 50
-    c.train.ckpt_every = 2000
-    c.train.keep = 3
-
-    c.eval.batch_size = 256
-    c.eval.tradeoff_bits = (16, 32)
     return c

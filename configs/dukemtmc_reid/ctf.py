@@ -19,46 +19,13 @@ Put the DukeMTMC-reID.zip in --config.dataset.manual_dir and a torchvision ResNe
 Other DTO trade-offs: --config.method.beta=1 (faster) or 4 (more accurate).
 """
 
-import ml_collections
+import pathlib
 
 from jhash import config as config_lib
-from jhash.methods import ctf
 
 
 def get_config():
-    c = config_lib.base_config()
+    """market1501's config with this dataset: the paper's settings are the same."""
+    c = config_lib.load_file(pathlib.Path(__file__).resolve().parents[1] / "market1501" / "ctf.py")
     c.dataset.name = "dukemtmc_reid"
-    del c.dataset["config"]
-    c.dataset.config = ml_collections.ConfigDict({"val_fraction": 0.1, "val_seed": 0})
-    c.dataset.val_split = "val"
-
-    c.input.image_size = (256, 128)
-
-    c.model.backbone = "resnet50"
-    c.model.backbone_kwargs.last_stride = 1
-    c.model.bits = 2048  # the longest code (config.method.lengths[0]); informative only
-    c.model.pooling = "avg"
-
-    c.method = ctf.method_config(lengths=(2048, 512, 128, 32), triplet_margin=0.3, label_smoothing=0.1,
-                                 temperature=10.0, prob_weight=1.0, sim_weight=1000.0, teacher="next", beta=2.0)
-
-    c.optimizer.name = "adam"
-    c.optimizer.lr = 3.5e-4
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "multistep"
-    c.optimizer.warmup = 10  # epochs
-    c.optimizer.warmup_factor = 0.1
-    c.optimizer.milestones = (40, 70)
-    c.optimizer.gamma = 0.1
-
-    c.train.epochs = 120
-    c.train.batch_p = 16
-    c.train.batch_k = 4
-    c.train.compute_dtype = "float32"
-    c.train.log_every = 50
-    c.train.ckpt_every = 2000
-    c.train.keep = 3
-
-    c.eval.batch_size = 256
-    c.eval.code = "id"  # the longest code; the CtF search itself uses every level
     return c
