@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _common import exhaustive_topk_fn  # noqa: E402  (bench/_common.py)
 import numpy as np  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -102,22 +103,6 @@ def grow_gallery(enc, size: int, id_flip: float, attr_flip: float, seed: int = 0
     cams = rng.integers(1, 7, extra).astype(g["camid"].dtype)
     out["camid"] = np.concatenate([g["camid"], cams])
     return out
-
-
-def exhaustive_topk_fn():
-    """jhash's fastest exhaustive top-k available here: the native kernel, else jhash.search.hamming_topk."""
-    try:
-        from jhash.search import native
-
-        if native.is_available():
-            return "native", lambda q, g, k: native.hamming_topk_numpy(q, g, k)
-    except ImportError:
-        pass
-    import jax
-
-    from jhash import search
-
-    return "jhash.search.hamming_topk", lambda q, g, k: jax.block_until_ready(search.hamming_topk(q, g, k))
 
 
 def metrics(q, gal, **inputs):

@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from _common import exhaustive_topk_fn  # noqa: E402  (bench/_common.py)
 import numpy as np  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -174,20 +175,6 @@ def build_codes(enc: Encoder, quick: bool, gallery_size: int, rendered: int, see
 
 
 # --------------------------------------------------------------------------------------------- search --
-
-
-def exhaustive_topk_fn():
-    """jhash's fastest exhaustive top-k available here: the native kernel, else jhash.search.hamming_topk."""
-    try:
-        from jhash.search import native
-
-        if native.is_available():
-            return "native", lambda q, g, k: native.hamming_topk_numpy(q, g, k)
-    except ImportError:
-        pass
-    from jhash import search
-
-    return "jhash.search.hamming_topk", lambda q, g, k: jax.block_until_ready(search.hamming_topk(q, g, k))
 
 
 def timed(fn, repeats: int) -> float:
