@@ -15,42 +15,18 @@ Put the dataset archive in --config.dataset.manual_dir and a torchvision ResNet-
     python evaluate.py --workdir runs/cuhk03_np_ssr
 """
 
+import pathlib
+
 from jhash import config as config_lib
-from jhash.methods import ssr
 
 
 def get_config():
-    c = config_lib.base_config()
+    """market1501's SSR config on CUHK03-NP, without the attribute heads and AFR (no public attributes)."""
+    c = config_lib.load_file(pathlib.Path(__file__).resolve().parents[1] / "market1501" / "ssr.py")
     c.dataset.name = "cuhk03_np"
+    del c.dataset["config"]  # Market's is a dict (val hold-out); CUHK03-NP's is the box type
     c.dataset.config = "labeled"
-
-    c.input.image_size = (384, 128)
-
-    c.model.backbone = "resnet50"
-    c.model.backbone_kwargs.last_stride = 1
-    c.model.bits = 2048  # 6 x 256 local + 512 global
-    c.model.pooling = "avg"
-
-    c.method = ssr.method_config(relaxation="ssr", bn=True, alpha=0.3, beta=0.3, attention=True, reduction=8,
-                                 triplet_margin=0.3, attributes=False, afr=False)
-
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 1e-2
-    c.optimizer.momentum = 0.9
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "multistep"
-    c.optimizer.milestones = ()
-    c.optimizer.warmup = 20  # epochs, from warmup_factor * lr = 1e-3
-    c.optimizer.warmup_factor = 0.1
-
-    c.train.epochs = 350
-    c.train.batch_p = 16
-    c.train.batch_k = 4
-    c.train.compute_dtype = "float32"
-    c.train.log_every = 50
-    c.train.ckpt_every = 2000
-    c.train.keep = 3
-
-    c.eval.batch_size = 256
-    c.eval.code = "id"
+    c.dataset.val_split = None
+    c.method.attributes = False
+    c.method.afr = False
     return c

@@ -9,42 +9,14 @@ Put VeRi (with train_label.xml) in --config.dataset.manual_dir, then:
     python evaluate.py --workdir runs/veri_dhmtl
 """
 
-import ml_collections
+import pathlib
 
 from jhash import config as config_lib
-from jhash.methods import dhmtl
 
 
 def get_config():
-    c = config_lib.base_config()
+    """vehicleid's DHMTL config on VeRi-776: the paper's settings are the same."""
+    c = config_lib.load_file(pathlib.Path(__file__).resolve().parents[1] / "vehicleid" / "dhmtl.py")
     c.dataset.name = "veri776"
-
-    c.input.image_size = (224, 224)
-    c.input.augment = ml_collections.ConfigDict(dict(flip_prob=0.5, pad=16, erase_prob=0.0))
-
-    c.model.backbone = "googlenet"
-    c.model.bits = 1024
-    c.model.pooling = "avg"
-
-    c.method = dhmtl.method_config(heads=("id", "model", "color"), hash_activation="relu", aux_heads=True,
-                                   aux_weight=0.3, dropout=0.4)
-
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 1e-3
-    c.optimizer.momentum = 0.9
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "multistep"
-    c.optimizer.milestones = (50_000,)
-    c.optimizer.gamma = 0.1
-    c.optimizer.lr_mult = (("^head_", 10.0),)
-
-    c.train.steps = 100_000
-    c.train.batch_p = 15
-    c.train.batch_k = 4
-    c.train.log_every = 100
-    c.train.ckpt_every = 5000
-    c.train.keep = 3
-
-    c.eval.batch_size = 256
-    c.eval.tradeoff_bits = (128, 256, 512)
+    c.dataset.config = None
     return c

@@ -11,41 +11,14 @@ Put VeRi (or VeRi.zip) in --config.dataset.manual_dir and a torchvision ResNet-5
     python evaluate.py --workdir runs/veri_dvhn --tradeoff
 """
 
+import pathlib
+
 from jhash import config as config_lib
-from jhash.methods import dvhn
 
 
 def get_config():
-    c = config_lib.base_config()
+    """vehicleid's DVHN config on VeRi-776: the paper's settings are the same."""
+    c = config_lib.load_file(pathlib.Path(__file__).resolve().parents[1] / "vehicleid" / "dvhn.py")
     c.dataset.name = "veri776"
-
-    c.input.image_size = (256, 128)
-
-    c.model.backbone = "resnet50"
-    c.model.backbone_kwargs.last_stride = 1
-    c.model.bits = 2048
-    c.model.pooling = "avg"
-
-    c.method = dvhn.method_config(mu=1e-2, nu=1.0, eta=1e-2, ce_weight=1.0, label_smoothing=0.1,
-                                  triplet_weight=1.0, triplet_margin=0.3, dcc_iters=1, b_sweeps=3)
-    c.method.aux_every = 1
-
-    c.optimizer.name = "adam"
-    c.optimizer.lr = 3.5e-4
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "multistep"
-    c.optimizer.warmup = 5
-    c.optimizer.warmup_factor = 0.1
-    c.optimizer.milestones = (30, 50)
-    c.optimizer.gamma = 0.1
-
-    c.train.epochs = 60
-    c.train.batch_p = 16
-    c.train.batch_k = 6
-    c.train.log_every = 50
-    c.train.ckpt_every = 2000
-    c.train.keep = 3
-
-    c.eval.batch_size = 256
-    c.eval.tradeoff_bits = (256, 512, 1024)
+    c.dataset.config = None
     return c
