@@ -38,6 +38,7 @@ import numpy as np
 from jax import lax
 
 from jhash.search.hamming import hamming_distance, hamming_topk
+from jhash.search.packing import host_words
 
 __all__ = [
     "AFRIndex",
@@ -230,14 +231,6 @@ _KBASE = 0x7F000000  # composite keys as float32 bit patterns KBASE - key (posit
 _KMAX = _KBASE - 0x00800000
 
 
-def _words(a: np.ndarray) -> np.ndarray:
-    nb = a.shape[1]
-    pad = (-nb) % 4
-    if pad:
-        a = np.pad(a, ((0, 0), (0, pad)))
-    return np.ascontiguousarray(a).view(np.uint32)
-
-
 @functools.partial(jax.jit, static_argnames=("k", "qb", "composite"))
 def _window_topk(qw: jax.Array, gw: jax.Array, win: jax.Array, *, k: int, qb: int, composite: bool):
     nq_pad, n_words = qw.shape
@@ -273,7 +266,7 @@ class AFRIndex(NamedTuple):
         ga, gi = _packed(g_attr, "g_attr"), _packed(g_id, "g_id")
         if len(ga) != len(gi) or len(ga) == 0:
             raise ValueError(f"g_attr ({len(ga)}) and g_id ({len(gi)}) must describe the same non-empty gallery")
-        return cls(attr=ga, id_words=jnp.asarray(_words(gi)), id_bits=8 * gi.shape[1])
+        return cls(attr=ga, id_words=jnp.asarray(host_words(gi)), id_bits=8 * gi.shape[1])
 
 
 def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int, *, backend: str = "auto",
@@ -306,7 +299,7 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     qb = query_block_size or int(max(1, min(nq, (32 << 20) // max(1, w * n_words * 4))))
     nq_pad = -(-nq // qb) * qb
     win = ai[:, :w]
-    qw = _words(qi)
+    qw = host_words(qi)
     if nq_pad != nq:
         win = np.pad(win, ((0, nq_pad - nq), (0, 0)))
         qw = np.pad(qw, ((0, nq_pad - nq), (0, 0)))

@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jhash.search.packing import host_words
+
 __all__ = [
     "CoarseToFineIndex",
     "CtFTopK",
@@ -139,15 +141,6 @@ def _thresholds(thresholds: Any, names: list[str] | None, bits: Sequence[int]) -
     return tuple(out)
 
 
-def _words(a: np.ndarray, dtype) -> np.ndarray:
-    """Rows of packed bytes viewed as words of ``dtype`` (zero-padded: padding never changes a distance)."""
-    size = np.dtype(dtype).itemsize
-    pad = (-a.shape[1]) % size
-    if pad:
-        a = np.concatenate([a, np.zeros((a.shape[0], pad), np.uint8)], axis=1)
-    return np.ascontiguousarray(a).view(dtype)
-
-
 def _key_dtype(max_key: int):
     return np.int16 if max_key < np.iinfo(np.int16).max else np.int32
 
@@ -189,7 +182,7 @@ class CoarseToFineIndex:
         if ng >= 2**31 - 1:
             raise ValueError(f"levels_g: at most 2**31 - 2 gallery codes are supported, got {ng}")
         return cls(names=names, bits=tuple(8 * a.shape[1] for a in arrays), num_gallery=ng, packed=arrays,
-                   _u64=[_words(a, np.uint64) for a in arrays])
+                   _u64=[host_words(a, np.uint64) for a in arrays])
 
     @functools.cached_property
     def offsets(self) -> np.ndarray:
@@ -206,7 +199,7 @@ class CoarseToFineIndex:
         if not self._u32_dev:
             self._u32_dev.extend([None] * len(self.packed))
         if self._u32_dev[level] is None:
-            self._u32_dev[level] = jnp.asarray(_words(self.packed[level], np.uint32))
+            self._u32_dev[level] = jnp.asarray(host_words(self.packed[level], np.uint32))
         return self._u32_dev[level]
 
 
@@ -252,7 +245,7 @@ def _stage0(index: CoarseToFineIndex, q0: np.ndarray) -> np.ndarray:
     out_dtype = jnp.uint8 if index.bits[0] <= 255 else jnp.uint16
     bq = q0.shape[0]
     padded = max(8, 1 << (bq - 1).bit_length())  # a few static shapes only
-    qw = _words(q0, np.uint32)
+    qw = host_words(q0, np.uint32)
     if padded != bq:
         qw = np.concatenate([qw, np.zeros((padded - bq, qw.shape[1]), np.uint32)])
     d = _scan_distances(jnp.asarray(qw), index.device_words(0), out_dtype)
@@ -303,7 +296,7 @@ def _cascade(index: CoarseToFineIndex, q: list[np.ndarray], t: tuple[int, ...], 
         return _Pairs(rows, cols, stage, dist, counts)
     counts[:, 0] = np.bincount(rows[alive], minlength=bq)
     for s in range(1, n):
-        qwords = _words(q[s][start:stop], np.uint64)
+        qwords = host_words(q[s][start:stop], np.uint64)
         d = _pair_distances(qwords, index._u64[s], rows[alive], cols[alive])
         stage[alive] = s
         dist[alive] = d
@@ -429,7 +422,7 @@ def _jax_run(index, q, t, start, stop, buffer, k=None):
     """The JAX path for queries ``start:stop``; recomputes overflowing queries with a bigger buffer."""
     ng = index.num_gallery
     bits = index.bits
-    qws = tuple(jnp.asarray(_words(a[start:stop], np.uint32)) for a in q)
+    qws = tuple(jnp.asarray(host_words(a[start:stop], np.uint32)) for a in q)
     gws = tuple(index.device_words(s) for s in range(len(bits)))
     th = jnp.asarray(t if t else (0,), jnp.int32)
     cap = min(ng, max(buffer, k or 1))

@@ -140,6 +140,19 @@ def unpack_codes(packed: Any, *, signed: bool = False) -> jax.Array:
     return bits
 
 
+def host_words(packed: np.ndarray, dtype=np.uint32) -> np.ndarray:
+    """Host-side (numpy) twin of :func:`as_words`: rows of packed bytes ``uint8 [n, B]`` as words of ``dtype``.
+
+    Rows are zero-padded to a whole number of words (``0 XOR 0`` adds nothing to a Hamming distance), e.g.
+    ``uint64`` for ``np.bitwise_count`` on the host or ``uint32`` to move to a device for ``lax.population_count``.
+    """
+    size = np.dtype(dtype).itemsize
+    pad = (-packed.shape[1]) % size
+    if pad:
+        packed = np.concatenate([packed, np.zeros((packed.shape[0], pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(packed).view(dtype)
+
+
 def as_words(packed: jax.Array) -> jax.Array:
     """View packed codes ``uint8 [n, B]`` as ``uint32 [n, ceil(B/4)]`` words for ``lax.population_count``.
 

@@ -91,3 +91,20 @@ def test_unpack_errors_name_the_argument():
         unpack_codes(np.zeros((2, 2), np.int32))
     with pytest.raises(ValueError, match=r"packed must be packed codes of rank 2"):
         unpack_codes(np.zeros(4, np.uint8))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), nbytes=st.integers(1, 40))
+def test_host_words_equal_as_words_and_keep_hamming_distances(seed, nbytes):
+    from jhash.search.packing import host_words
+
+    rng = np.random.default_rng(seed)
+    packed = rng.integers(0, 256, size=(5, nbytes), dtype=np.uint8)
+    np.testing.assert_array_equal(host_words(packed), np.asarray(as_words(jnp.asarray(packed))))
+    w64 = host_words(packed, np.uint64)
+    assert w64.shape == (5, -(-nbytes // 8))
+    bits = np.unpackbits(packed, axis=1)
+    for i in range(5):
+        for j in range(5):
+            expected = int(np.sum(bits[i] != bits[j]))
+            assert int(np.bitwise_count(w64[i] ^ w64[j]).sum()) == expected
