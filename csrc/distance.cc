@@ -22,7 +22,7 @@
 
 namespace jhash_native {
 
-static DistKernels select_dist_kernels(int isa, int64_t nbytes) {
+DistKernels select_dist_kernels(int isa, int64_t nbytes) {
 #if defined(JHASH_X86_DISPATCH)
   if (isa == ISA_AVX512) return avx512::select_dist(nbytes);
   if (isa == ISA_AVX2) return avx2::select_dist(nbytes);
@@ -39,7 +39,7 @@ const char* dist_kernel_name(int isa, int64_t nbytes) {
 // starting threads costs tens of microseconds.
 static constexpr int64_t kSerialWork = int64_t(1) << 22;
 
-static int threads_for(int num_threads, int64_t work) {
+int threads_for(int num_threads, int64_t work) {
   if (work < kSerialWork) return 1;
   return num_threads > 0 ? num_threads : default_num_threads();
 }
@@ -163,7 +163,7 @@ static const char* gather_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
 }
 
 // ---------------------------------------------------------------- public --
-static const char* resolve(int* isa) {
+const char* resolve_isa(int* isa) {
   if (*isa == ISA_AUTO) {
     *isa = default_isa();
   } else if (!isa_supported(*isa)) {
@@ -175,7 +175,7 @@ static const char* resolve(int* isa) {
 const char* hamming_distance(const uint8_t* q, int64_t nq, const uint8_t* g,
                              int64_t ng, int64_t nbytes, int num_threads,
                              int isa, int32_t* out) {
-  if (const char* e = resolve(&isa)) return e;
+  if (const char* e = resolve_isa(&isa)) return e;
   return distance_impl(q, nq, g, ng, nbytes, num_threads, isa, out);
 }
 
@@ -184,7 +184,7 @@ const char* hamming_distance_gather(const uint8_t* q, int64_t nq,
                                     int64_t nbytes, const int32_t* idx,
                                     int64_t c, int num_threads, int isa,
                                     int32_t* out) {
-  if (const char* e = resolve(&isa)) return e;
+  if (const char* e = resolve_isa(&isa)) return e;
   return gather_impl(q, nq, g, ng, nbytes, idx, c, num_threads, isa, out);
 }
 

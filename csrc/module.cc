@@ -282,6 +282,85 @@ static PyObject* py_topk_into(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// Buffer-protocol view released on scope exit (nullptr object: no buffer).
+namespace {
+struct View {
+  Py_buffer b{};
+  bool held = false;
+  ~View() {
+    if (held) PyBuffer_Release(&b);
+  }
+  bool get(PyObject* o, bool writable) {
+    if (o == Py_None) return true;
+    held = PyObject_GetBuffer(o, &b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) == 0;
+    return held;
+  }
+  void* ptr() const { return held ? b.buf : nullptr; }
+  Py_ssize_t len() const { return held ? b.len : 0; }
+};
+}  // namespace
+
+// ctf_into(q_levels, g_levels, nbytes, nq, ng, thresholds, k, out_keys,
+// out_idx, out_full, out_counts, num_threads, isa): the coarse-to-fine
+// cascade (ctf.cc). q_levels / g_levels: tuples of C-contiguous byte buffers,
+// short to long; nbytes: tuple of widths; thresholds: int32 buffer of n - 1;
+// k >= 1 with out_keys / out_idx int32 [nq, k] (out_full None), or k == 0
+// with out_full int32 [nq, ng]; out_counts int64 [nq, n].
+static PyObject* py_ctf_into(PyObject*, PyObject* args) {
+  PyObject *qo, *go, *no, *to, *ko, *io, *fo, *co;
+  long long nq, ng, k;
+  int num_threads, isa;
+  if (!PyArg_ParseTuple(args, "OOOLLOLOOOOii", &qo, &go, &no, &nq, &ng, &to, &k, &ko, &io, &fo, &co,
+                        &num_threads, &isa))
+    return nullptr;
+  if (!PyTuple_Check(qo) || !PyTuple_Check(go) || !PyTuple_Check(no)) {
+    PyErr_SetString(PyExc_TypeError, "q_levels, g_levels and nbytes must be tuples");
+    return nullptr;
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(no);
+  if (n < 1 || n > jhn::kCtfMaxLevels || PyTuple_GET_SIZE(qo) != n || PyTuple_GET_SIZE(go) != n) {
+    PyErr_SetString(PyExc_ValueError, "q_levels, g_levels and nbytes must have the same length in [1, 16]");
+    return nullptr;
+  }
+  View qv[jhn::kCtfMaxLevels], gv[jhn::kCtfMaxLevels], tv, kv, iv, fv, cv;
+  const uint8_t* qp[jhn::kCtfMaxLevels];
+  const uint8_t* gp[jhn::kCtfMaxLevels];
+  int64_t nb[jhn::kCtfMaxLevels];
+  for (Py_ssize_t s = 0; s < n; ++s) {
+    nb[s] = PyLong_AsLongLong(PyTuple_GET_ITEM(no, s));
+    if (PyErr_Occurred()) return nullptr;
+    if (!qv[s].get(PyTuple_GET_ITEM(qo, s), false) || !gv[s].get(PyTuple_GET_ITEM(go, s), false)) return nullptr;
+    if (!qv[s].held || !gv[s].held || nb[s] < 1 || qv[s].len() != nq * nb[s] || gv[s].len() != ng * nb[s]) {
+      PyErr_SetString(PyExc_ValueError, "level buffers must hold nq (ng) rows of nbytes[s] bytes");
+      return nullptr;
+    }
+    qp[s] = static_cast<const uint8_t*>(qv[s].ptr());
+    gp[s] = static_cast<const uint8_t*>(gv[s].ptr());
+  }
+  if (!tv.get(to, false) || !kv.get(ko, true) || !iv.get(io, true) || !fv.get(fo, true) || !cv.get(co, true))
+    return nullptr;
+  const char* err = nullptr;
+  if (tv.len() != (Py_ssize_t)(4 * (n - 1)) || cv.len() != (Py_ssize_t)(8 * nq * n)) {
+    err = "thresholds must hold n - 1 int32 and out_counts nq * n int64";
+  } else if (k > 0 && (kv.len() != (Py_ssize_t)(4 * nq * k) || iv.len() != (Py_ssize_t)(4 * nq * k))) {
+    err = "out_keys and out_idx must hold nq * k int32";
+  } else if (k == 0 && fv.len() != (Py_ssize_t)(4 * nq * ng)) {
+    err = "out_full must hold nq * ng int32";
+  } else {
+    const int32_t* th = n > 1 ? static_cast<const int32_t*>(tv.ptr()) : nullptr;
+    Py_BEGIN_ALLOW_THREADS
+    err = jhn::ctf_search((int)n, qp, gp, nb, nq, ng, th, k, num_threads, isa,
+                          static_cast<int32_t*>(kv.ptr()), static_cast<int32_t*>(iv.ptr()),
+                          static_cast<int32_t*>(fv.ptr()), static_cast<int64_t*>(cv.ptr()));
+    Py_END_ALLOW_THREADS
+  }
+  if (err) {
+    PyErr_SetString(PyExc_ValueError, err);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyObject* py_isa_supported(PyObject*, PyObject* args) {
   int isa;
   if (!PyArg_ParseTuple(args, "i", &isa)) return nullptr;
@@ -345,6 +424,9 @@ static PyMethodDef kMethods[] = {
      "distance_into(q, g, nbytes, out, num_threads, isa)"},
     {"gather_into", py_gather_into, METH_VARARGS,
      "gather_into(q, g, nbytes, idx, c, out, num_threads, isa)"},
+    {"ctf_into", py_ctf_into, METH_VARARGS,
+     "ctf_into(q_levels, g_levels, nbytes, nq, ng, thresholds, k, out_keys, out_idx, out_full, out_counts, "
+     "num_threads, isa)"},
     {"dist_kernel_name", py_dist_kernel_name, METH_VARARGS,
      "dist_kernel_name(isa, nbytes) -> str (dense / gather kernel variant)"},
     {"isa_supported", py_isa_supported, METH_VARARGS,

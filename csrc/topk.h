@@ -119,6 +119,27 @@ const char* hamming_distance_gather(const uint8_t* q, int64_t nq,
 inline int32_t gather_pad(int64_t nbytes) { return (int32_t)(8 * nbytes + 1); }
 
 const char* dist_kernel_name(int isa, int64_t nbytes);
+// The dense / gather kernels of an ISA for a code width (defined in distance.cc).
+DistKernels select_dist_kernels(int isa, int64_t nbytes);
+// Threads for `work` (pairs x bytes): 1 below a serial cutoff, else num_threads
+// (<= 0: default_num_threads()).
+int threads_for(int num_threads, int64_t work);
+// ISA_AUTO -> default_isa(); an explicit ISA must be supported. nullptr or an error.
+const char* resolve_isa(int* isa);
+
+// Coarse-to-fine cascade over a code pyramid (see ctf.cc). Levels 0..n-1 are
+// ordered from the shortest to the longest code; q[s] holds nq rows and g[s]
+// ng rows of nbytes[s] bytes; thresholds[s] (s < n - 1) in [0, 8 nbytes[s]].
+// k >= 1: top-k mode, out_keys / out_idx [nq, k] (CtF keys, gallery indices,
+// best first); k == 0: keys mode, out_full [nq, ng] (the CtF key of every
+// pair). out_counts [nq, n]: column s < n - 1 is |C_{s+1}|, the last column
+// repeats |C_{n-1}|.
+const char* ctf_search(int n, const uint8_t* const* q, const uint8_t* const* g,
+                       const int64_t* nbytes, int64_t nq, int64_t ng,
+                       const int32_t* thresholds, int64_t k, int num_threads,
+                       int isa, int32_t* out_keys, int32_t* out_idx,
+                       int32_t* out_full, int64_t* out_counts);
+constexpr int kCtfMaxLevels = 16;
 // Self-test of an ISA's dense / gather kernels (run by the ISA self-test in
 // topk.cc, so a kernel is never used unverified); "" when they pass.
 std::string distance_selftest(int isa);

@@ -14,6 +14,7 @@ Tests use the `tiny` dataset and a few steps:
 import ml_collections
 
 from jhash import config as config_lib
+from jhash.data import synthetic
 from jhash.methods import baseline
 
 
@@ -24,8 +25,7 @@ def get_config():
     c.dataset.val_split = "val"
 
     c.input.image_size = (64, 32)
-    # augmentation scaled to the small images (the pipeline's defaults pad 10 px, meant for 256x128)
-    c.input.augment = ml_collections.ConfigDict(dict(flip_prob=0.5, pad=3, erase_prob=0.3))
+    c.input.augment = ml_collections.ConfigDict(synthetic.train_augment())
 
     c.model.backbone = "small_cnn"
     c.model.backbone_kwargs.widths = (32, 64, 128, 256)

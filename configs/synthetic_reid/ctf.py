@@ -16,7 +16,10 @@ Tests use the `tiny` dataset and a few steps:
         --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4
 """
 
+import ml_collections
+
 from jhash import config as config_lib
+from jhash.data import synthetic
 from jhash.methods import ctf
 
 
@@ -27,6 +30,7 @@ def get_config():
     c.dataset.val_split = "val"
 
     c.input.image_size = (64, 32)
+    c.input.augment = ml_collections.ConfigDict(synthetic.train_augment())
 
     c.model.backbone = "small_cnn"
     c.model.bits = 2048  # the longest code (config.method.lengths[0]); informative only

@@ -8,7 +8,10 @@ Ablations: --config.method.heads="('id', 'model')" (or 'id+color', 'id', 'model+
 sigmoid hash layer: --config.method.hash_activation=sigmoid; triplet baseline: --config.method.loss=triplet.
 """
 
+import ml_collections
+
 from jhash import config as config_lib
+from jhash.data import synthetic
 from jhash.methods import dhmtl
 
 
@@ -18,6 +21,7 @@ def get_config():
     c.dataset.config = "default"
 
     c.input.image_size = (64, 32)
+    c.input.augment = ml_collections.ConfigDict(synthetic.train_augment())
 
     c.model.backbone = "small_cnn"
     c.model.bits = 64

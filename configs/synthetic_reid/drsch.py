@@ -8,7 +8,10 @@ bit-scalable codes ("top16", "top32"). Minutes on a CPU.
 DSCH (no regulariser): --config.method.laplacian_weight=0. Growing margin: --config.method.margin_schedule=linear.
 """
 
+import ml_collections
+
 from jhash import config as config_lib
+from jhash.data import synthetic
 from jhash.methods import drsch
 
 
@@ -18,6 +21,7 @@ def get_config():
     c.dataset.config = "default"
 
     c.input.image_size = (64, 32)
+    c.input.augment = ml_collections.ConfigDict(synthetic.train_augment())
 
     c.model.backbone = "small_cnn"
     c.model.bits = 64

@@ -7,7 +7,10 @@ quantisation, a discrete W-/B-step update over the training set after every epoc
 Other code lengths: --config.model.bits=256 (or 1024).
 """
 
+import ml_collections
+
 from jhash import config as config_lib
+from jhash.data import synthetic
 from jhash.methods import dvhn
 
 
@@ -17,6 +20,7 @@ def get_config():
     c.dataset.config = "default"
 
     c.input.image_size = (64, 32)
+    c.input.augment = ml_collections.ConfigDict(synthetic.train_augment())
 
     c.model.backbone = "small_cnn"
     c.model.bits = 64

@@ -19,7 +19,10 @@ with or without --config.method.bn=False. Tests use the `tiny` dataset and a few
         --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4
 """
 
+import ml_collections
+
 from jhash import config as config_lib
+from jhash.data import synthetic
 from jhash.methods import ssr
 
 
@@ -30,6 +33,7 @@ def get_config():
     c.dataset.val_split = "val"
 
     c.input.image_size = (96, 48)  # the branches end in a 6 x 3 map: one row per stripe
+    c.input.augment = ml_collections.ConfigDict(synthetic.train_augment())
 
     c.model.backbone = "small_cnn"
     c.model.backbone_kwargs.widths = (32, 64, 128, 256)

@@ -731,6 +731,13 @@ class SyntheticSource:
         return plan(self.config)[self.split].camid
 
 
+def train_augment() -> dict:
+    """Training augmentation scaled to synthetic_reid's small images (64 x 32 .. 96 x 48): flip, 3 px of
+    padding + random crop, random erasing with probability 0.3 (the pipeline's defaults, 10 px and 0.5, are
+    meant for 256 x 128 crops and shift a 32-pixel-wide image by a third). For ``config.input.augment``."""
+    return dict(flip_prob=0.5, pad=3, erase_prob=0.3)
+
+
 def dataset_info(config: str | SyntheticConfig | None = "default", *, seed: int | None = None) -> DatasetInfo:
     """The :class:`DatasetInfo` of a config without preparing it (equal to the prepared dataset's)."""
     c = get_config(config, seed=seed)

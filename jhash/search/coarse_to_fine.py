@@ -20,9 +20,14 @@ non-negative integers (at most ``offset[0] + l_0``: 2723 for the default pyramid
 maximum (``t_s = l_s``) the keys equal the longest code's Hamming distances: CtF is then exactly the
 exhaustive longest-code search.
 
-Two implementations give identical results:
+Three implementations give identical results:
 
-``backend="numpy"`` (CPU; the default there)
+``backend="native"`` (CPU; the default when jhash's native kernel is built)
+    The whole cascade in C++ (``csrc/ctf.cc``): stage 0 runs the dense XOR + popcount kernel over
+    L1-sized gallery tiles for blocks of 8 queries and appends the items with ``d_0 <= t_0`` to each
+    query's candidate list, later stages run the gathered-distance kernel on the survivors, and top-k is an
+    ``nth_element`` over ``(key, index)``; threads over query blocks, GIL released.
+``backend="numpy"`` (CPU without the native kernel)
     The stage-0 scan over the whole gallery runs as one fused XLA kernel (XOR + popcount on ``uint32``
     words, ``uint8`` distances) per block of queries; candidate sets are exact, variable-length
     ``(row, column)`` pair lists (``np.flatnonzero``), re-ranked stage by stage with ``np.bitwise_count``
@@ -63,7 +68,7 @@ __all__ = [
     "ctf_offsets",
 ]
 
-BACKENDS = ("auto", "numpy", "jax")
+BACKENDS = ("auto", "native", "numpy", "jax")
 _MAX_PAIR_WORDS = 1 << 21  # gathered uint64 words per re-ranking chunk (16 MiB)
 
 
@@ -223,8 +228,14 @@ def _prepare(levels_q, levels_g, thresholds):
 def _backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    from jhash.search import native
+
     if backend == "auto":
-        return "numpy" if jax.default_backend() == "cpu" else "jax"
+        if jax.default_backend() != "cpu":
+            return "jax"
+        return "native" if native.is_available() else "numpy"
+    if backend == "native" and not native.is_available():
+        raise RuntimeError(f"backend='native': jhash's native kernel is unavailable ({native.unavailable_reason()})")
     return backend
 
 
@@ -467,11 +478,12 @@ def coarse_to_fine_topk(
       thresholds: ``N - 1`` integer thresholds ``t_s`` in ``[0, l_s]`` (sequence), or the mapping
         ``{name: t}`` returned by :func:`jhash.search.dto.fit_thresholds`.
       k: results per query, ``1 <= k <= ng``.
-      backend: ``"numpy"`` (CPU fast path), ``"jax"`` (pure JAX) or ``"auto"`` (numpy on CPU).
+      backend: ``"native"`` (C++ kernel), ``"numpy"``, ``"jax"`` (pure JAX) or ``"auto"`` (native on CPU when
+        built, else numpy; jax on accelerators).
       block_size: queries per block (memory ``O(block_size * ng)``).
       buffer_size: candidate buffer per query of the JAX path (exact fallback beyond it).
-      num_threads: query blocks searched concurrently by the numpy path (numpy and XLA release the GIL);
-        default: the CPUs this process may use.
+      num_threads: threads of the native and numpy paths (query blocks searched concurrently); default: the
+        CPUs this process may use.
 
     Returns:
       :class:`CtFTopK` ``(keys, indices, num_candidates)``; ``num_candidates[:, s]`` is the size of
@@ -490,6 +502,11 @@ def coarse_to_fine_topk(
     idx = np.empty((nq, k), np.int32)
     counts = np.zeros((nq, n), np.int64)
     blocks = [(s, min(s + block_size, nq)) for s in range(0, nq, block_size)]
+    if backend == "native":
+        from jhash.search import native
+
+        kk, ii, _, cc = native.coarse_to_fine_numpy(q, index.packed, t, k, num_threads=num_threads)
+        return CtFTopK(keys=kk, indices=ii, num_candidates=cc)
     if backend == "numpy":
         index.device_words(0)  # build the device copy once, outside the worker threads
 
@@ -539,7 +556,11 @@ def coarse_to_fine_key_blocks(
     dtype = _key_dtype(index.max_key)
     for start in range(0, q[0].shape[0], block_size):
         stop = min(start + block_size, q[0].shape[0])
-        if backend == "numpy":
+        if backend == "native":
+            from jhash.search import native
+
+            _, _, keys, _ = native.coarse_to_fine_numpy([a[start:stop] for a in q], index.packed, t, 0)
+        elif backend == "numpy":
             keys, _ = _keys_block_numpy(index, q, t, start, stop)
         else:
             (keys,), _ = _jax_run(index, q, t, start, stop, buffer_size)

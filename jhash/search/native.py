@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -478,3 +478,53 @@ def hamming_distance_gather_numpy(
     if nq and c:
         ext.gather_into(q, g, w, idx, c, out, nt, isa_code)
     return out
+
+
+def coarse_to_fine_numpy(
+    levels_q: Sequence[np.ndarray],
+    levels_g: Sequence[np.ndarray],
+    thresholds: Sequence[int],
+    k: int,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """The coarse-to-fine cascade (CtF §3.3; :mod:`jhash.search.coarse_to_fine` defines the keys) on the CPU.
+
+    Args:
+      levels_q, levels_g: packed codes per level, short to long (uint8 ``[nq, L_s/8]`` / ``[ng, L_s/8]``).
+      thresholds: ``N - 1`` integer thresholds ``0 <= t_s <= L_s``.
+      k: ``1 <= k <= ng`` for the top-``k`` of every query, or ``0`` for the CtF key of every pair.
+
+    Returns:
+      ``(keys int32 [nq, k], indices int32 [nq, k], None, counts int64 [nq, N])`` for ``k >= 1``,
+      ``(None, None, keys int32 [nq, ng], counts)`` for ``k == 0`` (``counts`` as
+      :class:`jhash.search.coarse_to_fine.CtFTopK`'s ``num_candidates``). Releases the GIL.
+    """
+    ext = _require()
+    q = tuple(np.ascontiguousarray(a, dtype=np.uint8) for a in levels_q)
+    g = tuple(np.ascontiguousarray(a, dtype=np.uint8) for a in levels_g)
+    if not q or len(q) != len(g):
+        raise ValueError(f"levels_q / levels_g: expected the same non-zero number of levels, got {len(q)} and {len(g)}")
+    nq, ng = q[0].shape[0], g[0].shape[0]
+    for s, (a, b) in enumerate(zip(q, g)):
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[0] != nq or b.shape[0] != ng:
+            raise ValueError(f"level {s}: expected packed codes [{nq}, W] and [{ng}, W] of one width W, "
+                             f"got {a.shape} and {b.shape}")
+    th = np.ascontiguousarray(np.asarray(thresholds, np.int32).reshape(-1))
+    if th.shape[0] != len(q) - 1:
+        raise ValueError(f"thresholds: expected {len(q) - 1} values, got {th.shape[0]}")
+    if isinstance(k, bool) or not 0 <= int(k) <= ng:
+        raise ValueError(f"k: expected an int in [0, {ng}] (0: every key), got {k!r}")
+    k = int(k)
+    counts = np.zeros((nq, len(q)), np.int64)
+    keys = idx = full = None
+    if k:
+        keys, idx = np.empty((nq, k), np.int32), np.empty((nq, k), np.int32)
+    else:
+        full = np.empty((nq, ng), np.int32)
+    if nq:
+        ext.ctf_into(q, g, tuple(a.shape[1] for a in g), nq, ng, th, k, keys, idx, full, counts,
+                     _threads(num_threads), _isa_code(isa))
+    return keys, idx, full, counts
+

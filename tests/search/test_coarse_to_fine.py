@@ -7,6 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jhash.search import coarse_to_fine as C
+from jhash.search import native
+
+NATIVE = pytest.param("native", marks=pytest.mark.skipif(not native.is_available(), reason="native kernel not built"))
+BACKENDS = ["numpy", "jax", NATIVE]
 
 
 def _pyramid(rng, n, bits=(8, 16, 32), noise=0.3, centers=None):
@@ -41,7 +45,7 @@ def _reference_ranking(q, g, t):
     return np.array(out)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("t", [(2, 5), (0, 0), (8, 16), (3, 16), (8, 0)])
 def test_matches_the_definition(backend, t):
     rng = np.random.default_rng(sum(t))
@@ -57,7 +61,7 @@ def test_matches_the_definition(backend, t):
     assert np.all(np.diff(top.keys, axis=1) >= 0)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_maximal_thresholds_equal_exhaustive_longest_code(backend):
     rng = np.random.default_rng(3)
     g, centers = _pyramid(rng, 300, bits=(16, 32, 64))
@@ -86,9 +90,10 @@ def test_full_ranking_is_a_permutation_and_topk_its_prefix(seed, ng, t0, t1, k):
     k = min(k, ng)
     top = C.coarse_to_fine_topk(q, g, (t0, t1), k)
     np.testing.assert_array_equal(top.indices, rank[:, :k])
-    jtop = C.coarse_to_fine_topk(q, g, (t0, t1), k, backend="jax", buffer_size=2)
-    np.testing.assert_array_equal(jtop.indices, top.indices)
-    np.testing.assert_array_equal(jtop.keys, top.keys)
+    for backend in ("jax", "numpy") + (("native",) if native.is_available() else ()):
+        other = C.coarse_to_fine_topk(q, g, (t0, t1), k, backend=backend, buffer_size=2)
+        np.testing.assert_array_equal(other.indices, top.indices)
+        np.testing.assert_array_equal(other.keys, top.keys)
 
 
 def test_candidate_counts_and_named_levels():
@@ -97,6 +102,9 @@ def test_candidate_counts_and_named_levels():
     q, _ = _pyramid(rng, 4, centers=centers)
     t = (3, 6)
     top = C.coarse_to_fine_topk(q, g, t, 5, backend="numpy")
+    if native.is_available():
+        np.testing.assert_array_equal(C.coarse_to_fine_topk(q, g, t, 5, backend="native").num_candidates,
+                                      top.num_candidates)
     for i in range(4):
         c1 = [j for j in range(60) if _hamming(q[0][i], g[0][j]) <= 3]
         c2 = [j for j in c1 if _hamming(q[1][i], g[1][j]) <= 6]
@@ -116,7 +124,7 @@ def test_single_level_is_exhaustive():
     g = [rng.integers(0, 256, (30, 2), dtype=np.uint8)]
     q = [rng.integers(0, 256, (3, 2), dtype=np.uint8)]
     d = np.array([[_hamming(a, b) for b in g[0]] for a in q[0]])
-    for backend in ("numpy", "jax"):
+    for backend in ("numpy", "jax") + (("native",) if native.is_available() else ()):
         top = C.coarse_to_fine_topk(q, g, (), 30, backend=backend)
         np.testing.assert_array_equal(top.indices, np.argsort(d, axis=1, kind="stable"))
 
@@ -145,3 +153,30 @@ def test_argument_errors():
         C.CoarseToFineIndex.build(g[::-1])
     with pytest.raises(ValueError, match="mapping"):
         C.coarse_to_fine_topk(q, g, {"a": 1}, 3)
+
+
+@pytest.mark.skipif(not native.is_available(), reason="native kernel not built")
+@pytest.mark.parametrize("t", [(1, 4), (0, 0), (8, 16)])
+def test_native_equals_numpy_across_tiles_and_query_blocks(t):
+    """A gallery longer than the native kernel's stage-0 tile (16384 rows of 1-byte codes), 19 queries (three
+    blocks of 8), thresholds from nearly empty candidate sets (the level-0 refill) to exhaustive."""
+    rng = np.random.default_rng(11)
+    g, centers = _pyramid(rng, 20000, noise=0.2)
+    q, _ = _pyramid(rng, 19, centers=centers, noise=0.2)
+    a = C.coarse_to_fine_topk(q, g, t, 50, backend="native")
+    b = C.coarse_to_fine_topk(q, g, t, 50, backend="numpy")
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.keys, b.keys)
+    np.testing.assert_array_equal(a.num_candidates, b.num_candidates)
+    np.testing.assert_array_equal(C.coarse_to_fine_distances(q[:5], g, t, backend="native"),
+                                  C.coarse_to_fine_distances(q[:5], g, t, backend="numpy"))
+
+
+def test_native_backend_unavailable_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(native, "is_available", lambda: False)
+    monkeypatch.setattr(native, "unavailable_reason", lambda: "not compiled")
+    rng = np.random.default_rng(0)
+    g, _ = _pyramid(rng, 10)
+    with pytest.raises(RuntimeError, match="backend='native'.*not compiled"):
+        C.coarse_to_fine_topk(g, g, (1, 2), 3, backend="native")
+
