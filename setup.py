@@ -26,7 +26,7 @@ ERROR_FILE = "_jhash_native_build_error.txt"
 CSRC = "csrc"
 SOURCES = [
     os.path.join(CSRC, f)
-    for f in ("module.cc", "topk.cc", "distance.cc", "ctf.cc", "kernels_baseline.cc", "kernels_x86.cc")
+    for f in ("module.cc", "topk.cc", "distance.cc", "ctf.cc", "afr.cc", "kernels_baseline.cc", "kernels_x86.cc")
 ]
 
 

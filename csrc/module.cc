@@ -361,6 +361,44 @@ static PyObject* py_ctf_into(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// afr_into(qa, codes, start, items, nba, qi, gi, nbi, nq, ng, w, k, out_keys,
+// out_idx, num_threads, isa): attribute-first top-k (afr.cc). codes: uint8
+// [n_groups, nba]; start: int64 [n_groups + 1]; items: int32 [ng]; qa / qi:
+// uint8 [nq, nba] / [nq, nbi]; gi: uint8 [ng, nbi]; out_*: int32 [nq, k].
+static PyObject* py_afr_into(PyObject*, PyObject* args) {
+  PyObject *qao, *co, *so, *io, *qio, *gio, *ko, *xo;
+  long long nba, nbi, nq, ng, w, k;
+  int num_threads, isa;
+  if (!PyArg_ParseTuple(args, "OOOOLOOLLLLLOOii", &qao, &co, &so, &io, &nba, &qio, &gio, &nbi, &nq, &ng, &w, &k,
+                        &ko, &xo, &num_threads, &isa))
+    return nullptr;
+  View qa, cv, sv, iv, qi, gi, kv, xv;
+  if (!qa.get(qao, false) || !cv.get(co, false) || !sv.get(so, false) || !iv.get(io, false) ||
+      !qi.get(qio, false) || !gi.get(gio, false) || !kv.get(ko, true) || !xv.get(xo, true))
+    return nullptr;
+  const char* err = nullptr;
+  const Py_ssize_t n_groups = nba > 0 ? cv.len() / nba : 0;
+  if (nba < 1 || nbi < 1 || cv.len() != n_groups * nba || sv.len() != 8 * (n_groups + 1) ||
+      iv.len() != 4 * ng || qa.len() != nq * nba || qi.len() != nq * nbi || gi.len() != ng * nbi) {
+    err = "buffer sizes do not match (codes [G, nba], start [G + 1] int64, items [ng] int32, qa, qi, gi)";
+  } else if (k < 1 || kv.len() != 4 * nq * k || xv.len() != 4 * nq * k) {
+    err = "out_keys and out_idx must hold nq * k int32";
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    err = jhn::afr_search(static_cast<const uint8_t*>(qa.ptr()), static_cast<const uint8_t*>(cv.ptr()),
+                          static_cast<const int64_t*>(sv.ptr()), static_cast<const int32_t*>(iv.ptr()), n_groups,
+                          nba, static_cast<const uint8_t*>(qi.ptr()), static_cast<const uint8_t*>(gi.ptr()), nbi,
+                          nq, ng, w, k, num_threads, isa, static_cast<int32_t*>(kv.ptr()),
+                          static_cast<int32_t*>(xv.ptr()));
+    Py_END_ALLOW_THREADS
+  }
+  if (err) {
+    PyErr_SetString(PyExc_ValueError, err);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyObject* py_isa_supported(PyObject*, PyObject* args) {
   int isa;
   if (!PyArg_ParseTuple(args, "i", &isa)) return nullptr;
@@ -427,6 +465,8 @@ static PyMethodDef kMethods[] = {
     {"ctf_into", py_ctf_into, METH_VARARGS,
      "ctf_into(q_levels, g_levels, nbytes, nq, ng, thresholds, k, out_keys, out_idx, out_full, out_counts, "
      "num_threads, isa)"},
+    {"afr_into", py_afr_into, METH_VARARGS,
+     "afr_into(qa, codes, start, items, nba, qi, gi, nbi, nq, ng, w, k, out_keys, out_idx, num_threads, isa)"},
     {"dist_kernel_name", py_dist_kernel_name, METH_VARARGS,
      "dist_kernel_name(isa, nbytes) -> str (dense / gather kernel variant)"},
     {"isa_supported", py_isa_supported, METH_VARARGS,
@@ -440,7 +480,7 @@ static PyMethodDef kMethods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_jhash_native",
-                                     "jhash native CPU kernels (exact Hamming top-k, dense and gathered distances).", -1,
+                                     "jhash native CPU kernels (exact Hamming top-k, dense and gathered distances, coarse-to-fine and attribute-first search).", -1,
                                      kMethods};
 
 PyMODINIT_FUNC PyInit__jhash_native(void) { return PyModule_Create(&kModule); }

@@ -140,6 +140,18 @@ const char* ctf_search(int n, const uint8_t* const* q, const uint8_t* const* g,
                        int isa, int32_t* out_keys, int32_t* out_idx,
                        int32_t* out_full, int64_t* out_counts);
 constexpr int kCtfMaxLevels = 16;
+
+// Attribute-first top-k (see afr.cc) over a gallery grouped by attribute code:
+// codes [n_groups, nba] (nba <= 31), group u owns the positions
+// [start[u], start[u+1]) of the grouped layout, position p is gallery item
+// items[p] (increasing within a group) with ID code gi_grouped[p] [ng, nbi].
+// out_keys / out_idx [nq, k]: the AFR keys (ID distance in the window,
+// 8 nbi + 1 + d_attr after it) and gallery indices.
+const char* afr_search(const uint8_t* qa, const uint8_t* codes, const int64_t* start,
+                       const int32_t* items, int64_t n_groups, int64_t nba,
+                       const uint8_t* qi, const uint8_t* gi_grouped, int64_t nbi, int64_t nq,
+                       int64_t ng, int64_t w, int64_t k, int num_threads, int isa,
+                       int32_t* out_keys, int32_t* out_idx);
 // Self-test of an ISA's dense / gather kernels (run by the ISA self-test in
 // topk.cc, so a kernel is never used unverified); "" when they pass.
 std::string distance_selftest(int isa);

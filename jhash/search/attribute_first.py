@@ -42,6 +42,7 @@ from jhash.search.packing import host_words
 
 __all__ = [
     "AFRIndex",
+    "group_by_code",
     "WindowRule",
     "window_mask",
     "afr_keys",
@@ -255,18 +256,51 @@ def _window_topk(qw: jax.Array, gw: jax.Array, win: jax.Array, *, k: int, qb: in
 
 
 class AFRIndex(NamedTuple):
-    """A gallery prepared for :func:`attribute_first_topk` (packed attribute codes, ID code words)."""
+    """A gallery prepared for :func:`attribute_first_topk`: packed attribute and ID codes, the ID codes as
+    device words (JAX path), and the gallery **grouped by attribute code** (native path): attribute codes are
+    short and repeat, so a query's window is found from the ``G`` distinct codes (``G <= ng``) and their
+    group sizes instead of a scan of every item, and the ID codes are stored in group order so that a window
+    of whole groups is read sequentially."""
 
     attr: np.ndarray  # uint8 [ng, A/8]
     id_words: jax.Array  # uint32 [ng, W]
     id_bits: int
+    id_grouped: np.ndarray  # uint8 [ng, L/8]: row p is the ID code of item group_items[p]
+    group_codes: np.ndarray  # uint8 [G, A/8], the distinct attribute codes
+    group_start: np.ndarray  # int64 [G + 1]
+    group_items: np.ndarray  # int32 [ng]: position p of the grouped layout is gallery item group_items[p]
 
     @classmethod
     def build(cls, g_attr: Any, g_id: Any) -> "AFRIndex":
         ga, gi = _packed(g_attr, "g_attr"), _packed(g_id, "g_id")
         if len(ga) != len(gi) or len(ga) == 0:
             raise ValueError(f"g_attr ({len(ga)}) and g_id ({len(gi)}) must describe the same non-empty gallery")
-        return cls(attr=ga, id_words=jnp.asarray(host_words(gi)), id_bits=8 * gi.shape[1])
+        codes, start, items = group_by_code(ga)
+        return cls(attr=ga, id_words=jnp.asarray(host_words(gi)), id_bits=8 * gi.shape[1],
+                   id_grouped=np.ascontiguousarray(gi[items]), group_codes=codes, group_start=start,
+                   group_items=items)
+
+    @property
+    def num_groups(self) -> int:
+        """The number of distinct attribute codes in the gallery."""
+        return int(self.group_codes.shape[0])
+
+
+def group_by_code(codes: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group packed codes ``uint8 [n, B]`` by value: ``(distinct codes [G, B], start int64 [G + 1], items int32
+    [n])`` with ``items[start[u]:start[u + 1]]`` the (increasing) rows equal to ``distinct[u]``."""
+    a = _packed(codes, "codes")
+    if a.shape[1] <= 8:  # one integer key per row
+        padded = np.zeros((a.shape[0], 8), np.uint8)
+        padded[:, : a.shape[1]] = a
+        _, first, inverse = np.unique(padded.view(np.uint64)[:, 0], return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(a, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    items = np.argsort(inverse, kind="stable").astype(np.int32)
+    start = np.zeros(first.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(inverse, minlength=first.shape[0]), out=start[1:])
+    return np.ascontiguousarray(a[first]), start, items
 
 
 def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int, *, backend: str = "auto",
@@ -274,10 +308,14 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     """The first ``k`` items of every query's AFR ranking: ``(keys int32 [nq, k], indices int32 [nq, k])``.
 
     Keys are the AFR keys (the ID Hamming distance in the window, ``L + 1 + d_attr`` after it), so the result
-    equals the first ``k`` columns of a stable sort of :func:`attribute_first_distances`. Stage 1 is
-    :func:`jhash.search.hamming_topk` on the attribute codes (``backend`` as there), stage 2 a jitted gather +
-    popcount over the ``w`` window items of each query, ``query_block_size`` queries at a time (default:
-    about 32 MB of gathered codes per block).
+    equals the first ``k`` columns of a stable sort of :func:`attribute_first_distances`.
+
+    ``backend="native"`` (the default on CPU when built; ``csrc/afr.cc``): per query, the distances to the
+    gallery's distinct attribute codes and a histogram weighted by group size give the window's boundary
+    distance, the window's ID distances come from the gathered-distance kernel and ``nth_element`` picks the
+    top ``k``. ``backend="xla"``: stage 1 is :func:`jhash.search.hamming_topk` on the attribute codes, stage 2
+    a jitted gather + popcount over the ``w`` window items of each query, ``query_block_size`` queries at a
+    time (default: about 32 MB of gathered codes per block).
     """
     qa, qi = _packed(q_attr, "q_attr"), _packed(q_id, "q_id")
     if not isinstance(gallery, AFRIndex):
@@ -292,6 +330,11 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     nq = len(qa)
     if nq == 0:
         return np.zeros((0, k), np.int32), np.zeros((0, k), np.int32)
+    if _use_native(backend):
+        from jhash.search import native
+
+        return native.attribute_first_numpy(qa, gallery.group_codes, gallery.group_start, gallery.group_items, qi,
+                                            gallery.id_grouped, w, k)
     ad, ai = hamming_topk(qa, gallery.attr, max(w, k), backend=backend)
     ad, ai = np.asarray(ad), np.asarray(ai)
     kk = min(k, w)
@@ -310,6 +353,18 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
         keys = np.concatenate([keys, gallery.id_bits + 1 + ad[:, w:k]], axis=1)
         idx = np.concatenate([idx, ai[:, w:k]], axis=1)
     return keys.astype(np.int32), idx.astype(np.int32)
+
+
+def _use_native(backend: str) -> bool:
+    """``backend``: ``"auto"`` (the native grouped search on CPU when built, else the JAX path), ``"native"``
+    (required), ``"xla"`` (JAX: exact top-w attribute neighbours, then a jitted gather + popcount)."""
+    from jhash.search import native
+
+    if backend not in ("auto", "native", "xla"):
+        raise ValueError(f"backend: expected 'auto', 'native' or 'xla', got {backend!r}")
+    if backend == "native" and not native.is_available():
+        raise RuntimeError(f"backend='native': jhash's native kernel is unavailable ({native.unavailable_reason()})")
+    return backend == "native" or (backend == "auto" and jax.default_backend() == "cpu" and native.is_available())
 
 
 def time_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int = 10, **kwargs: Any) -> float:

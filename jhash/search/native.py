@@ -528,3 +528,59 @@ def coarse_to_fine_numpy(
                      _threads(num_threads), _isa_code(isa))
     return keys, idx, full, counts
 
+
+def attribute_first_numpy(
+    q_attr: np.ndarray,
+    group_codes: np.ndarray,
+    group_start: np.ndarray,
+    group_items: np.ndarray,
+    q_id: np.ndarray,
+    g_id_grouped: np.ndarray,
+    w: int,
+    k: int,
+    *,
+    num_threads: int | None = None,
+    isa: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Attribute-first top-``k`` (AFR, Jin et al. 2021 eqs. 6-7; keys as
+    :func:`jhash.search.attribute_first.attribute_first_distances`) on the CPU, over a gallery grouped by
+    attribute code (:class:`jhash.search.attribute_first.AFRIndex` builds the groups).
+
+    Args:
+      q_attr: uint8 ``[nq, A/8]`` packed query attribute codes.
+      group_codes: uint8 ``[G, A/8]`` the distinct gallery attribute codes.
+      group_start: int64 ``[G + 1]``; group ``u`` owns the positions ``group_start[u]:group_start[u + 1]``.
+      group_items: int32 ``[ng]``: position ``p`` is gallery item ``group_items[p]`` (increasing within a group).
+      q_id: uint8 ``[nq, L/8]`` packed query ID codes.
+      g_id_grouped: uint8 ``[ng, L/8]`` the gallery's ID codes in the grouped order (row ``p`` is the code of
+        item ``group_items[p]``), so that a window of whole groups is read sequentially.
+      w, k: window and result sizes, ``1 <= w, k <= ng``.
+
+    Returns ``(keys int32 [nq, k], indices int32 [nq, k])``. Releases the GIL.
+    """
+    ext = _require()
+    qa = np.ascontiguousarray(q_attr, dtype=np.uint8)
+    codes = np.ascontiguousarray(group_codes, dtype=np.uint8)
+    start = np.ascontiguousarray(group_start, dtype=np.int64)
+    items = np.ascontiguousarray(group_items, dtype=np.int32)
+    qi = np.ascontiguousarray(q_id, dtype=np.uint8)
+    gi = np.ascontiguousarray(g_id_grouped, dtype=np.uint8)
+    nq, ng = qa.shape[0], gi.shape[0]
+    if qa.ndim != 2 or codes.ndim != 2 or qa.shape[1] != codes.shape[1]:
+        raise ValueError(f"q_attr / group_codes: expected packed codes of one width, got {qa.shape} and {codes.shape}")
+    if qi.ndim != 2 or gi.ndim != 2 or qi.shape[1] != gi.shape[1] or qi.shape[0] != nq:
+        raise ValueError(f"q_id / g_id_grouped: expected [{nq}, W] and [ng, W] packed codes, got {qi.shape} and {gi.shape}")
+    if codes.shape[1] > 31:
+        raise ValueError(f"group_codes: attribute codes of at most 248 bits, got {8 * codes.shape[1]}")
+    if start.shape != (codes.shape[0] + 1,) or items.shape != (ng,):
+        raise ValueError(f"group_start / group_items: expected [{codes.shape[0] + 1}] and [{ng}], "
+                         f"got {start.shape} and {items.shape}")
+    for name, v in (("w", w), ("k", k)):
+        if isinstance(v, bool) or not 1 <= int(v) <= ng:
+            raise ValueError(f"{name}: expected an int in [1, {ng}] (the gallery size), got {v!r}")
+    keys, idx = np.empty((nq, int(k)), np.int32), np.empty((nq, int(k)), np.int32)
+    if nq:
+        ext.afr_into(qa, codes, start, items, qa.shape[1], qi, gi, qi.shape[1], nq, ng, int(w), int(k), keys, idx,
+                     _threads(num_threads), _isa_code(isa))
+    return keys, idx
+

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from jhash.search import attribute_first as afr
-from jhash.search import pack_codes
+from jhash.search import native, pack_codes
+
+TOPK_BACKENDS = ("xla",) + (("native",) if native.is_available() else ())
 
 
 def _codes(rng, n, bits):
@@ -41,18 +43,20 @@ def test_ranking_matches_definition(data, w):
     np.testing.assert_array_equal(afr.attribute_first_rank(pqa, pga, pqi, pgi, w), ref)
     index = afr.AFRIndex.build(pga, pgi)
     keys = afr.attribute_first_distances(pqa, pga, pqi, pgi, w)
-    for k in (1, 10, min(120, w + 3)):
-        kk, idx = afr.attribute_first_topk(pqa, pqi, index, w, k, backend="xla")
-        np.testing.assert_array_equal(idx, ref[:, :k])
-        np.testing.assert_array_equal(kk, np.take_along_axis(keys, idx, 1))
+    for backend in TOPK_BACKENDS:
+        for k in (1, 10, min(120, w + 3)):
+            kk, idx = afr.attribute_first_topk(pqa, pqi, index, w, k, backend=backend)
+            np.testing.assert_array_equal(idx, ref[:, :k])
+            np.testing.assert_array_equal(kk, np.take_along_axis(keys, idx, 1))
 
 
 def test_full_window_is_exhaustive_id_search(data):
     (qa, ga, qi, gi), (pqa, pga, pqi, pgi) = data
     keys = afr.attribute_first_distances(pqa, pga, pqi, pgi, 120)
     np.testing.assert_array_equal(keys, _ham(qi, gi))
-    _, idx = afr.attribute_first_topk(pqa, pqi, afr.AFRIndex.build(pga, pgi), 120, 10, backend="xla")
-    np.testing.assert_array_equal(idx, np.argsort(_ham(qi, gi), axis=1, kind="stable")[:, :10])
+    for backend in TOPK_BACKENDS:
+        _, idx = afr.attribute_first_topk(pqa, pqi, afr.AFRIndex.build(pga, pgi), 120, 10, backend=backend)
+        np.testing.assert_array_equal(idx, np.argsort(_ham(qi, gi), axis=1, kind="stable")[:, :10])
 
 
 def test_window_mask_counts_ties_by_index():
@@ -137,3 +141,48 @@ def test_bad_arguments(data):
         afr.attribute_first_topk(pqa, pqi, pgi, 5, 3)
     with pytest.raises(ValueError, match="target"):
         afr.fit_window(pqa, pga, np.zeros(6), np.zeros(120), target=1.5)
+
+
+def test_group_by_code_definition():
+    rng = np.random.default_rng(4)
+    for width in (1, 3, 8, 11):  # integer keys (<= 8 bytes) and row-wise unique
+        codes = rng.integers(0, 3, (200, width)).astype(np.uint8)
+        distinct, start, items = afr.group_by_code(codes)
+        assert start[0] == 0 and start[-1] == 200 and np.all(np.diff(start) >= 1)
+        np.testing.assert_array_equal(np.sort(items), np.arange(200))
+        for u in range(len(distinct)):
+            members = items[start[u]:start[u + 1]]
+            assert np.all(np.diff(members) > 0)
+            np.testing.assert_array_equal(codes[members], np.repeat(distinct[u][None], len(members), 0))
+        assert len({bytes(r) for r in codes}) == len(distinct)
+
+
+@pytest.mark.skipif(not native.is_available(), reason="native kernel not built")
+@pytest.mark.parametrize("attr_bytes", [2, 5, 9])
+def test_native_topk_equals_the_definition_on_a_larger_gallery(attr_bytes):
+    """Grouped native search vs plain numpy keys (definition): few distinct attribute codes (large groups,
+    many ties at the window boundary), windows from 1 to the gallery, k below and above w."""
+    rng = np.random.default_rng(attr_bytes)
+    ng, nq = 3000, 13
+    pool = rng.integers(0, 256, (40, attr_bytes), dtype=np.uint8)
+    ga = pool[rng.integers(0, 40, ng)]
+    qa = np.concatenate([pool[:nq - 2], rng.integers(0, 256, (2, attr_bytes), dtype=np.uint8)])
+    gi = rng.integers(0, 256, (ng, 16), dtype=np.uint8)
+    qi = rng.integers(0, 256, (nq, 16), dtype=np.uint8)
+    da = np.unpackbits(qa[:, None] ^ ga[None], axis=-1).sum(-1)
+    di = np.unpackbits(qi[:, None] ^ gi[None], axis=-1).sum(-1)
+    index = afr.AFRIndex.build(ga, gi)
+    assert index.num_groups <= 40
+    for w in (1, 77, 1000, ng):
+        keys = np.empty((nq, ng), np.int64)
+        for i in range(nq):  # the definition: first w under (d_attr, index) get the ID distance
+            order = np.lexsort((np.arange(ng), da[i]))
+            inside = np.zeros(ng, bool)
+            inside[order[:w]] = True
+            keys[i] = np.where(inside, di[i], 129 + da[i])
+        ref = np.argsort(keys, axis=1, kind="stable")
+        for k in (1, 50, min(ng, w + 40)):
+            kk, idx = afr.attribute_first_topk(qa, qi, index, w, k, backend="native")
+            np.testing.assert_array_equal(idx, ref[:, :k])
+            np.testing.assert_array_equal(kk, np.take_along_axis(keys, ref[:, :k], 1))
+
