@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 
 def exhaustive_topk_fn():
     """jhash's fastest exhaustive top-k available here: the native kernel, else jhash.search.hamming_topk."""
@@ -17,3 +20,18 @@ def exhaustive_topk_fn():
     from jhash import search
 
     return "jhash.search.hamming_topk", lambda q, g, k: jax.block_until_ready(search.hamming_topk(q, g, k))
+
+
+def interleaved_medians(runs: dict, repeats: int) -> dict:
+    """Median seconds of each ``runs[label]()`` over ``repeats`` rounds, after one warm-up call each. Every
+    round runs every function once, in turn, so load changes on a shared machine hit all of them alike."""
+    for fn in runs.values():
+        fn()  # warm-up: compilation, caches, index device copies
+    times = {label: [] for label in runs}
+    for _ in range(repeats):
+        for label, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t)
+    return {label: statistics.median(v) for label, v in times.items()}
+

@@ -31,14 +31,13 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import exhaustive_topk_fn  # noqa: E402  (bench/_common.py)
+from _common import exhaustive_topk_fn, interleaved_medians  # noqa: E402  (bench/_common.py)
 import numpy as np  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -163,15 +162,7 @@ def main(argv=None) -> int:
     for bits in (int(b) for b in a.short_bits.split(",") if b):
         short[bits] = (np.ascontiguousarray(q["id"][:, : bits // 8]), np.ascontiguousarray(gal["id"][:, : bits // 8]))
         runs[f"exhaustive {bits}"] = (lambda b=bits: topk(short[b][0], short[b][1], a.k))
-    times = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()  # warm-up / compile
-    for _ in range(a.repeats):  # interleaved: the machine is shared
-        for label, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - t)
-    ms = {k: 1000 * statistics.median(v) / nq for k, v in times.items()}
+    ms = {k: 1000 * sec / nq for k, sec in interleaved_medians(runs, a.repeats).items()}
 
     rows = []
     base = metrics(q, gal, q_codes=q["id"], g_codes=gal["id"])

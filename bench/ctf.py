@@ -13,7 +13,8 @@
 4. For each gallery size (10k, 100k, 500k; prefixes of the grown gallery): ms per query of top-10 search
    and R1 / mAP (full ranking, Market protocol) for exhaustive 2048-bit (jhash's fastest exhaustive top-k:
    the native kernel when built, else ``jhash.search.hamming_topk``), exhaustive 32/128/512-bit and CtF at
-   each beta. Times are medians of ``--repeats`` runs over all queries, in the same process; CtF gets
+   each beta. Times are medians of ``--repeats`` rounds over all queries, in the same process, every round
+   running every search in turn (interleaved, bench/_common.py); CtF gets
    its gallery index (word views, device copy) built once, outside the clock, like any search index.
 
     .venv/bin/python bench/ctf.py                      # full run (train ~5 min + search)
@@ -31,7 +32,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from _common import exhaustive_topk_fn  # noqa: E402  (bench/_common.py)
+from _common import exhaustive_topk_fn, interleaved_medians  # noqa: E402  (bench/_common.py)
 import numpy as np  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -177,16 +177,6 @@ def build_codes(enc: Encoder, quick: bool, gallery_size: int, rendered: int, see
 # --------------------------------------------------------------------------------------------- search --
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def merged_metrics(parts) -> dict:
     valid = sum(m.num_valid_queries for m in parts)
     w = [m.num_valid_queries / max(valid, 1) for m in parts]
@@ -259,26 +249,27 @@ def main(argv=None) -> int:
     for size in sizes:
         g = {n: gcodes[n][:size] for n in order}
         gps, gcs = gp[:size], gc[:size]
-        ref_ms = None
-        for name in order[::-1]:  # exhaustive, longest first (the reference)
-            sec = timed(lambda: exh(qcodes[name], g[name], a.k), a.repeats)
-            ms = 1000 * sec / nq
-            ref_ms = ms if ref_ms is None else ref_ms
-            m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
-            rows.append({"gallery": size, "method": f"exhaustive {name[1:]}-bit", "ms/query": ms,
-                         "speedup": ref_ms / ms, **m})
-            print(json.dumps(rows[-1]), flush=True)
         index = C.CoarseToFineIndex.build(g)
         index.device_words(0)
         qd = {n: qcodes[n] for n in order}
+        runs = {f"exhaustive {name[1:]}-bit": (lambda name=name: exh(qcodes[name], g[name], a.k))
+                for name in order[::-1]}  # longest first: the reference
         for b in betas:
-            t = thresholds[b]
-            sec = timed(lambda: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block), a.repeats)
-            ms = 1000 * sec / nq
+            runs[f"CtF beta={b:g}"] = (lambda t=thresholds[b]: C.coarse_to_fine_topk(qd, index, t, a.k,
+                                                                                    block_size=a.block))
+        ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
+        ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
+        for name in order[::-1]:
+            label = f"exhaustive {name[1:]}-bit"
+            m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
+            rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m})
+            print(json.dumps(rows[-1]), flush=True)
+        for b in betas:
+            t, label = thresholds[b], f"CtF beta={b:g}"
             res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
             m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
             cand = res.num_candidates.mean(axis=0)
-            rows.append({"gallery": size, "method": f"CtF beta={b:g}", "ms/query": ms, "speedup": ref_ms / ms, **m,
+            rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m,
                          "thresholds": t, "mean_candidates": [round(float(x), 1) for x in cand]})
             print(json.dumps(rows[-1]), flush=True)
     print()

@@ -48,28 +48,50 @@ inline __attribute__((always_inline)) uint64_t load_code(const uint8_t* p) {
   return x;
 }
 
-// d[r * U + u] = d(q_r, codes[u]) for the block's queries (bq <= 8), codes of NB <= 8 bytes.
-template <int NB>
-inline __attribute__((always_inline)) void attr_block_body(const uint8_t* q, int64_t bq, const uint8_t* codes,
-                                                           int64_t U, uint8_t* d) {
+// d[r * U + u] = d(q_r, codes[u]) for the block's queries (bq <= 8), codes of NB <= 8 bytes, and
+// hist[r * nh + t] += the size of every group at distance t (start == nullptr: every group is one item).
+template <int NB, bool kFullBlock>
+inline __attribute__((always_inline)) void attr_block_loop(const uint8_t* q, int64_t bq, const uint8_t* codes,
+                                                           int64_t U, const int64_t* start, uint8_t* __restrict d,
+                                                           int64_t* __restrict hist, int64_t nh) {
   uint64_t qv[kBlock];
   for (int64_t r = 0; r < kBlock; ++r) qv[r] = load_code<NB>(q + std::min(r, bq - 1) * NB);
   for (int64_t u = 0; u < U; ++u) {
     const uint64_t x = load_code<NB>(codes + u * NB);
+    const int64_t size = start ? start[u + 1] - start[u] : 1;
     for (int64_t r = 0; r < kBlock; ++r)
-      if (r < bq) d[r * U + u] = uint8_t(__builtin_popcountll(x ^ qv[r]));
+      if (kFullBlock || r < bq) {
+        const int t = __builtin_popcountll(x ^ qv[r]);
+        d[r * U + u] = uint8_t(t);
+        hist[r * nh + t] += size;
+      }
   }
 }
-typedef void (*AttrBlockFn)(const uint8_t*, int64_t, const uint8_t*, int64_t, uint8_t*);
+
 template <int NB>
-void attr_block_portable(const uint8_t* q, int64_t bq, const uint8_t* c, int64_t U, uint8_t* d) {
-  attr_block_body<NB>(q, bq, c, U, d);
+inline __attribute__((always_inline)) void attr_block_body(const uint8_t* q, int64_t bq, const uint8_t* codes,
+                                                           int64_t U, const int64_t* start, uint8_t* d,
+                                                           int64_t* hist, int64_t nh) {
+  if (bq == kBlock) {
+    attr_block_loop<NB, true>(q, bq, codes, U, start, d, hist, nh);
+  } else {
+    attr_block_loop<NB, false>(q, bq, codes, U, start, d, hist, nh);
+  }
+}
+
+typedef void (*AttrBlockFn)(const uint8_t*, int64_t, const uint8_t*, int64_t, const int64_t*, uint8_t*, int64_t*,
+                            int64_t);
+template <int NB>
+void attr_block_portable(const uint8_t* q, int64_t bq, const uint8_t* c, int64_t U, const int64_t* start, uint8_t* d,
+                         int64_t* hist, int64_t nh) {
+  attr_block_body<NB>(q, bq, c, U, start, d, hist, nh);
 }
 #if defined(__x86_64__) || defined(__i386__)
 template <int NB>
 __attribute__((target("popcnt"))) void attr_block_popcnt(const uint8_t* q, int64_t bq, const uint8_t* c, int64_t U,
-                                                         uint8_t* d) {
-  attr_block_body<NB>(q, bq, c, U, d);
+                                                         const int64_t* start, uint8_t* d, int64_t* hist,
+                                                         int64_t nh) {
+  attr_block_body<NB>(q, bq, c, U, start, d, hist, nh);
 }
 #endif
 
@@ -152,22 +174,17 @@ void afr_block(void* arg, int, int64_t block) {
   const int64_t nh = 8 * P.nba + 1;
   std::vector<uint8_t> d(bq * U);
   std::vector<int64_t> hist(bq * nh, 0);  // items per attribute distance (groups weighted by size)
+  const int64_t* start = U == P.ng ? nullptr : P.start;  // every group one item: size 1
   if (C.attr_block) {
-    C.attr_block(P.qa + i0 * P.nba, bq, P.codes, U, d.data());
+    C.attr_block(P.qa + i0 * P.nba, bq, P.codes, U, start, d.data(), hist.data(), nh);
   } else {  // long attribute codes: the dense kernel, then narrowed
     std::vector<int32_t> tmp(U);
     for (int64_t r = 0; r < bq; ++r) {
       P.dense_attr(P.qa + (i0 + r) * P.nba, 1, P.nba, P.codes, 0, U, tmp.data(), U);
-      for (int64_t u = 0; u < U; ++u) d[r * U + u] = uint8_t(tmp[u]);
-    }
-  }
-  if (U == P.ng) {  // every group is one item
-    for (int64_t r = 0; r < bq; ++r)
-      for (int64_t u = 0; u < U; ++u) hist[r * nh + d[r * U + u]]++;
-  } else {
-    for (int64_t u = 0; u < U; ++u) {
-      const int64_t size = P.start[u + 1] - P.start[u];
-      for (int64_t r = 0; r < bq; ++r) hist[r * nh + d[r * U + u]] += size;
+      for (int64_t u = 0; u < U; ++u) {
+        d[r * U + u] = uint8_t(tmp[u]);
+        hist[r * nh + tmp[u]] += start ? start[u + 1] - start[u] : 1;
+      }
     }
   }
   for (int64_t r = 0; r < bq; ++r) afr_query(P, i0 + r, d.data() + r * U, hist.data() + r * nh);
