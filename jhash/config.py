@@ -61,6 +61,8 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     eval.batch_size          int    images per encoding batch
     eval.code                str    the code used for exhaustive search and the ReID table ('id')
     eval.tradeoff_bits       tuple  prefix lengths of the code shown in ``evaluate.py --tradeoff``
+    eval.hashing_metrics     tuple  the hashing literature's metrics of the main code, e.g. ('map@1000',) (DHMTL),
+                                    ('precision_radius@2', 'precision@500') (DRSCH); see jhash.evaluator
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 128
     c.eval.code = "id"
     c.eval.tradeoff_bits = ()
+    c.eval.hashing_metrics = ()
     return c
 
 

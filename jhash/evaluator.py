@@ -222,6 +222,46 @@ def protocol_metrics(protocol: str, enc: dict, code: str, *, seed: int = 0, **in
     raise ValueError(f"unknown evaluation protocol {protocol!r}; known: market, cuhk03, vehicleid")
 
 
+HASHING_METRICS = ("map", "precision", "precision_radius")
+
+
+def parse_hashing_metric(name: str) -> tuple[str, int]:
+    """``'map@1000'`` -> ``('map', 1000)``; the kinds are :data:`HASHING_METRICS` (``precision_radius@R``: precision
+    within Hamming radius ``R``, empty balls count as zero)."""
+    kind, _, n = str(name).partition("@")
+    if kind not in HASHING_METRICS or not n.isdigit() or (kind != "precision_radius" and int(n) < 1):
+        raise ValueError(f"config.eval.hashing_metrics: expected names like 'map@1000', 'precision@500' or "
+                         f"'precision_radius@2' (kinds {HASHING_METRICS}), got {name!r}")
+    return kind, int(n)
+
+
+def hashing_metrics(protocol: str, enc: dict, code: str, names, *, seed: int = 0) -> dict[str, float]:
+    """The hashing literature's metrics of the packed code ``code`` (``jhash.metrics.map_at_k`` /
+    ``precision_at_k`` / ``precision_at_radius``, identities as labels): ``{name: value}``.
+
+    Query and gallery are the protocol's (VehicleID: repeat 0 of its random one-image-per-identity gallery).
+    """
+    from jhash import metrics
+
+    parsed = [(str(n), *parse_hashing_metric(n)) for n in names]
+    if protocol == "vehicleid":
+        t = enc["test"]
+        qi, gi = metrics.vehicleid_split(t["pid"], seed=seed)
+        q, g, qp, gp = t["packed"][code][qi], t["packed"][code][gi], t["pid"][qi], t["pid"][gi]
+    else:
+        q, g = enc["query"]["packed"][code], enc["gallery"]["packed"][code]
+        qp, gp = enc["query"]["pid"], enc["gallery"]["pid"]
+    out = {}
+    for name, kind, n in parsed:
+        if kind == "map":
+            out[name] = metrics.map_at_k(q, g, qp, gp, k=min(n, len(g)))
+        elif kind == "precision":
+            out[name] = metrics.precision_at_k(q, g, qp, gp, k=min(n, len(g)))
+        else:
+            out[name] = metrics.precision_at_radius(q, g, qp, gp, radius=n)
+    return out
+
+
 def _row(label, metrics, bits, ms):
     return {"method": label, **metrics, "bits": int(bits), "bytes/img": int(-(-bits // 8)), "ms/query": ms}
 
@@ -263,7 +303,10 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
         rows.append(_row(name, m, bits, ms))
         if label == "trained":
             save_codes(workdir / "codes" / f"step_{t.step}", enc)
-            extra = {"enc": enc, "code": code}
+            extra = {"enc": enc, "code": code, "bits": bits}
+            names = tuple(c.eval.get("hashing_metrics", ()) or ())
+            if names:
+                extra["hashing"] = hashing_metrics(protocol, enc, code, names, seed=c.seed)
 
     tag = f"step_{trained.step}"
     nq, ng = len(extra["enc"]["query"]["pid"]), len(extra["enc"]["gallery"]["pid"])
@@ -273,6 +316,10 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
     result = {"workdir": str(workdir), "step": trained.step, "dataset": c.dataset.name, "protocol": protocol,
               "method": c.method.name, "code": extra["code"], "num_query": nq, "num_gallery": ng, "rows": rows,
               "codes_dir": str(workdir / "codes" / tag)}
+    if "hashing" in extra:
+        result["hashing"] = extra["hashing"]
+        print_fn(f"hashing metrics ({extra['code']} code, {extra['bits']} bits): "
+                 + "  ".join(f"{k} {100 * v:.2f}" for k, v in extra["hashing"].items()))
     if visualize:
         path = workdir / f"ranklist_{tag}.png"
         write_ranklist(path, data, c, extra, visualize)

@@ -45,4 +45,5 @@ def get_config():
 
     c.eval.batch_size = 256
     c.eval.tradeoff_bits = (16, 32)
+    c.eval.hashing_metrics = ("precision_radius@2", "precision@500")  # the paper's hashing metrics
     return c

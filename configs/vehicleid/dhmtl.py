@@ -52,4 +52,5 @@ def get_config():
 
     c.eval.batch_size = 256
     c.eval.tradeoff_bits = (128, 256, 512)
+    c.eval.hashing_metrics = ("map@1000",)  # the paper reports mAP over the top 1000 and rank-1
     return c

@@ -13,7 +13,7 @@ CONFIG = "configs/synthetic_reid/baseline.py"
 TINY = ["--config.dataset.config=tiny", "--config.train.epochs=0", "--config.train.steps=4", "--config.train.batch_p=4",
         "--config.train.batch_k=2", "--config.train.log_every=2", "--config.train.ckpt_every=2",
         "--config.model.backbone_kwargs.widths=(8, 16)", "--config.model.bits=16", "--config.eval.batch_size=16",
-        "--config.eval.tradeoff_bits=(8,)"]
+        "--config.eval.tradeoff_bits=(8,)", "--config.eval.hashing_metrics=('map@50', 'precision@20', 'precision_radius@2')"]
 
 
 def _run(args, env, cwd=ROOT):
@@ -71,6 +71,33 @@ def test_evaluate_equals_metrics_on_saved_codes(trained):
     assert [row["R1"], row["R5"], row["R10"]] == pytest.approx([m.rank(1), m.rank(5), m.rank(10)], abs=1e-12)
 
 
+def test_evaluate_hashing_metrics_equal_the_definition_on_saved_codes(trained):
+    """mAP@k, precision@k and precision within radius 2 of the evaluation, recomputed from the saved codes with
+    plain numpy loops (the definitions: ranking by (Hamming distance, gallery index))."""
+    wd, _, out = trained
+    result = json.loads((wd / "eval_step_4.json").read_text())
+    codes = wd / "codes" / "step_4"
+    q = np.unpackbits(np.load(codes / "query_id.npy"), axis=1).astype(int)
+    g = np.unpackbits(np.load(codes / "gallery_id.npy"), axis=1).astype(int)
+    qp, gp = np.load(codes / "query_pids.npy"), np.load(codes / "gallery_pids.npy")
+    ap, prec, ball = [], [], []
+    k_map, k_prec = min(50, len(g)), min(20, len(g))  # k beyond the gallery means the whole ranking
+    for i in range(len(q)):
+        d = np.abs(q[i][None] - g).sum(1)
+        order = sorted(range(len(g)), key=lambda j: (d[j], j))
+        rel = [int(gp[j] == qp[i]) for j in order]
+        hits = np.cumsum(rel[:k_map])
+        ap.append(sum(hits[r] / (r + 1) for r in range(k_map) if rel[r]) / hits[-1] if hits[-1] else 0.0)
+        prec.append(sum(rel[:k_prec]) / k_prec)
+        inside = [j for j in range(len(g)) if d[j] <= 2]
+        ball.append(np.mean([gp[j] == qp[i] for j in inside]) if inside else 0.0)
+    h = result["hashing"]
+    assert h["map@50"] == pytest.approx(np.mean(ap), abs=1e-9)
+    assert h["precision@20"] == pytest.approx(np.mean(prec), abs=1e-9)
+    assert h["precision_radius@2"] == pytest.approx(np.mean(ball), abs=1e-9)
+    assert "hashing metrics (id code, 16 bits): map@50" in out
+
+
 def test_encode_images_matches_evaluation_codes(trained, tmp_path):
     """Own images through jhash.encode give the codes evaluation computed for the same pictures."""
     import os
@@ -99,3 +126,13 @@ def test_missing_checkpoint_is_a_clear_cli_error(tmp_path, trained):
 
     with pytest.raises(checkpoints.CheckpointNotFoundError, match=r"no checkpoint for step 3 .*steps found: 2, 4"):
         evaluator.load_trained(trained[0], step=3)
+
+
+def test_hashing_metric_names_are_checked():
+    from jhash import evaluator
+
+    assert evaluator.parse_hashing_metric("map@1000") == ("map", 1000)
+    assert evaluator.parse_hashing_metric("precision_radius@0") == ("precision_radius", 0)
+    for bad in ("map", "map@", "recall@10", "precision@0", "map@-1"):
+        with pytest.raises(ValueError, match="config.eval.hashing_metrics"):
+            evaluator.parse_hashing_metric(bad)
