@@ -120,7 +120,7 @@ def load_trained(workdir, *, step: int | None = None, config=None, untrained: bo
     mesh = parallel.make_mesh()
     search_params = None
     if untrained:
-        variables = trainer.init_variables(model, config, image_size, init_rng)
+        variables = trainer.init_variables(model, config, image_size, init_rng, method=method)
         aux = method.init_aux(config, info, int(info.num_train_images)) if hasattr(method, "init_aux") else None
     else:
         with ckpts:

@@ -166,13 +166,18 @@ class _Strided:
 # State and step
 
 
-def init_variables(model, config, image_size, rng, *, pretrained: bool = True) -> dict:
+def init_variables(model, config, image_size, rng, *, pretrained: bool = True, method=None) -> dict:
+    """Initial variables of ``model``; with ``config.model.pretrained`` the torchvision weights are loaded by the
+    method's ``load_pretrained(variables, path, config)`` hook when it has one (e.g. SSR's two-branch PCB),
+    else into the backbone by :func:`jhash.models.load_pretrained`."""
     h, w = image_size
     images = jnp.zeros((2, h, w, 3), jnp.float32)
     p_rng, d_rng = jax.random.split(rng)
     variables = jax.jit(lambda x: model.init({"params": p_rng, "dropout": d_rng}, x, train=False))(images)
     variables = flax.core.unfreeze(variables)
     if pretrained and config.model.pretrained:
+        if method is not None and hasattr(method, "load_pretrained"):
+            return method.load_pretrained(variables, config.model.pretrained, config)
         from jhash import models
 
         variables = models.load_pretrained(variables, config.model.pretrained)
@@ -319,7 +324,7 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
 
     model = method.build_model(config, info)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-    variables = init_variables(model, config, data.image_size, init_rng)
+    variables = init_variables(model, config, data.image_size, init_rng, method=method)
     tx, schedule = optim.make_optimizer(config, variables["params"], info)
     state = create_state(config, info, method, variables, tx, state_rng)
     state = parallel.replicate(state, mesh)

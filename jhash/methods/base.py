@@ -27,6 +27,10 @@ Optional hooks:
     Extra state updated outside the gradient step (DVHN's discrete W-/B-steps on the cached outputs
     of the whole training set, run every ``config.method.aux_every`` epochs). Checkpointed with the model.
 
+``load_pretrained(variables, path, config) -> variables``
+    Where ``config.model.pretrained`` (torchvision ResNet weights) goes when the network is not one backbone
+    (SSR: the trunk and both branches); without the hook :func:`jhash.models.load_pretrained` fills the backbone.
+
 ``fit_search(codes_by_name, pids, config) -> dict``
     Search parameters fitted on the validation split after training (CtF thresholds, the AFR window w),
     saved with the checkpoint and passed to the search at evaluation.

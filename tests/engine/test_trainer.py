@@ -115,3 +115,24 @@ def test_aux_hooks_run_every_epoch_resume_and_fit_search(tmp_path):
     np.testing.assert_array_equal(jax.device_get(resumed.state.aux["center"]), aux["center"])
     loaded = evaluator.load_trained(tmp_path / "b")
     assert loaded.search_params == straight.search and int(loaded.aux["updates"]) == 3
+
+
+def test_pretrained_weights_go_through_the_method_hook(monkeypatch):
+    """config.model.pretrained is loaded by the method's load_pretrained hook when it has one (SSR's PCB
+    branches), else by jhash.models.load_pretrained into the backbone."""
+    import types
+
+    from jhash import models
+
+    c = fakes.config()
+    c.model.pretrained = "/weights/resnet.safetensors"
+    info = fakes.Data(c).info
+    method = methods.get(c.method.name)
+    model = method.build_model(c, info)
+    calls = []
+    monkeypatch.setattr(models, "load_pretrained", lambda v, path: calls.append(("backbone", path)) or v)
+    hooked = types.SimpleNamespace(load_pretrained=lambda v, path, config: calls.append(("method", path)) or v)
+    trainer.init_variables(model, c, fakes.IMAGE_SIZE, jax.random.PRNGKey(0), method=hooked)
+    trainer.init_variables(model, c, fakes.IMAGE_SIZE, jax.random.PRNGKey(0), method=method)
+    trainer.init_variables(model, c, fakes.IMAGE_SIZE, jax.random.PRNGKey(0), method=hooked, pretrained=False)
+    assert calls == [("method", "/weights/resnet.safetensors"), ("backbone", "/weights/resnet.safetensors")]
