@@ -120,7 +120,7 @@ setup(
         Extension(
             EXT_NAME,
             sources=SOURCES,
-            depends=[os.path.join(CSRC, f) for f in ("topk.h", "kernels_impl.h")],
+            depends=[os.path.join(CSRC, f) for f in ("topk.h", "kernels_impl.h", "select.h")],
             language="c++",
             optional=True,
         )

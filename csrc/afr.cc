@@ -22,6 +22,7 @@
 #include <cstring>
 #include <vector>
 
+#include "select.h"
 #include "topk.h"
 
 namespace jhash_native {
@@ -38,15 +39,6 @@ struct AfrPlan {
   GatherFn gather_id;
   int32_t *out_keys, *out_idx;
 };
-
-inline uint64_t composite(uint32_t hi, uint32_t lo) { return (uint64_t(hi) << 32) | uint64_t(lo); }
-
-template <int NB>
-inline __attribute__((always_inline)) uint64_t load_code(const uint8_t* p) {
-  uint64_t x = 0;
-  std::memcpy(&x, p, NB);
-  return x;
-}
 
 // d[r * U + u] = d(q_r, codes[u]) for the block's queries (bq <= 8), codes of NB <= 8 bytes, and
 // hist[r * nh + t] += the size of every group at distance t (start == nullptr: every group is one item).
@@ -133,7 +125,7 @@ void afr_query(const AfrPlan& P, int64_t i, const uint8_t* d, const int64_t* his
     if (d[u] < t_star) {
       for (int64_t p = P.start[u]; p < P.start[u + 1]; ++p) pos[filled++] = int32_t(p);
     } else if (d[u] == t_star) {
-      for (int64_t p = P.start[u]; p < P.start[u + 1]; ++p) ties.push_back(composite(uint32_t(P.items[p]), uint32_t(p)));
+      for (int64_t p = P.start[u]; p < P.start[u + 1]; ++p) ties.push_back(pack_key(uint32_t(P.items[p]), uint32_t(p)));
     }
   }
   if (int64_t(ties.size()) > r) std::nth_element(ties.begin(), ties.begin() + r, ties.end());
@@ -141,30 +133,20 @@ void afr_query(const AfrPlan& P, int64_t i, const uint8_t* d, const int64_t* his
   std::vector<int32_t> dist(P.w);
   P.gather_id(P.qi + i * P.nbi, 1, P.nbi, P.gi, P.ng, pos.data(), P.w, dist.data(), 0);
   std::vector<uint64_t> comp(P.w);
-  for (int64_t t = 0; t < P.w; ++t) comp[t] = composite(uint32_t(dist[t]), uint32_t(P.items[pos[t]]));
+  for (int64_t t = 0; t < P.w; ++t) comp[t] = pack_key(uint32_t(dist[t]), uint32_t(P.items[pos[t]]));
   const int64_t take = std::min(P.w, P.k);
-  if (P.w > take) std::nth_element(comp.begin(), comp.begin() + take, comp.end());
-  std::sort(comp.begin(), comp.begin() + take);
   int32_t* ok = P.out_keys + i * P.k;
   int32_t* oi = P.out_idx + i * P.k;
-  for (int64_t t = 0; t < take; ++t) {
-    ok[t] = int32_t(comp[t] >> 32);
-    oi[t] = int32_t(comp[t] & 0xffffffffu);
-  }
+  write_smallest(comp, take, ok, oi);
   if (take == P.k) return;
   // k > w: the next items in attribute order (key idmax + 1 + d_attr): the unused ties, then farther groups
   std::vector<uint64_t> rest;
-  for (size_t t = size_t(r); t < ties.size(); ++t) rest.push_back(composite(uint32_t(idmax + 1 + t_star), uint32_t(ties[t] >> 32)));
+  for (size_t t = size_t(r); t < ties.size(); ++t) rest.push_back(pack_key(uint32_t(idmax + 1 + t_star), uint32_t(ties[t] >> 32)));
   for (int64_t u = 0; u < U; ++u)
     if (d[u] > t_star)
       for (int64_t p = P.start[u]; p < P.start[u + 1]; ++p)
-        rest.push_back(composite(uint32_t(idmax + 1 + d[u]), uint32_t(P.items[p])));
-  const int64_t more = std::min<int64_t>(P.k - take, rest.size());
-  std::partial_sort(rest.begin(), rest.begin() + more, rest.end());
-  for (int64_t t = 0; t < more; ++t) {
-    ok[take + t] = int32_t(rest[t] >> 32);
-    oi[take + t] = int32_t(rest[t] & 0xffffffffu);
-  }
+        rest.push_back(pack_key(uint32_t(idmax + 1 + d[u]), uint32_t(P.items[p])));
+  write_smallest(rest, P.k - take, ok + take, oi + take);
 }
 
 void afr_block(void* arg, int, int64_t block) {

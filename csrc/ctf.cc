@@ -24,6 +24,7 @@
 #include <numeric>
 #include <vector>
 
+#include "select.h"
 #include "topk.h"
 
 namespace jhash_native {
@@ -31,8 +32,6 @@ namespace jhash_native {
 namespace {
 constexpr int64_t kQueryBlock = 8;  // queries scanned together over a gallery tile
 
-
-inline uint64_t composite(int32_t key, int64_t j) { return (uint64_t(uint32_t(key)) << 32) | uint64_t(j); }
 
 // Stage 0 for level-0 codes of at most 8 bytes (the common 32- / 64-bit first
 // level): every gallery code is loaded once as a word and compared with the
@@ -48,13 +47,6 @@ struct Scan0Args {
   int32_t* full;  // row r at full + r * ng, or nullptr
 };
 typedef void (*Scan0Fn)(const Scan0Args&);
-
-template <int NB>
-inline __attribute__((always_inline)) uint64_t load_code(const uint8_t* p) {
-  uint64_t x = 0;
-  std::memcpy(&x, p, NB);
-  return x;
-}
 
 template <int NB>
 inline __attribute__((always_inline)) void scan0_body(const Scan0Args& A) {
@@ -139,13 +131,8 @@ void fill_from_level0(const CtfPlan& P, int64_t i, int32_t t0, int64_t need, int
   std::vector<uint64_t> sel;
   sel.reserve(have);
   for (int64_t j = 0; j < ng; ++j)
-    if (d[j] > t0 && d[j] <= u) sel.push_back(composite(P.off[0] + d[j], j));
-  const int64_t take = std::min<int64_t>(need, sel.size());
-  std::partial_sort(sel.begin(), sel.begin() + take, sel.end());
-  for (int64_t r = 0; r < take; ++r) {
-    keys[at + r] = int32_t(sel[r] >> 32);
-    idx[at + r] = int32_t(sel[r] & 0xffffffffu);
-  }
+    if (d[j] > t0 && d[j] <= u) sel.push_back(pack_key(uint32_t(P.off[0] + d[j]), uint32_t(j)));
+  write_smallest(sel, need, keys + at, idx + at);
 }
 
 void ctf_item(void* arg, int, int64_t item) {
@@ -217,16 +204,11 @@ void ctf_item(void* arg, int, int64_t item) {
       continue;
     }
     comp.resize(m);
-    for (int64_t u = 0; u < m; ++u) comp[u] = composite(key[u], c[u]);
+    for (int64_t u = 0; u < m; ++u) comp[u] = pack_key(uint32_t(key[u]), uint32_t(c[u]));
     const int64_t take = std::min(m, P.k);
-    if (m > take) std::nth_element(comp.begin(), comp.begin() + take, comp.end());
-    std::sort(comp.begin(), comp.begin() + take);
     int32_t* ok = P.out_keys + i * P.k;
     int32_t* oi = P.out_idx + i * P.k;
-    for (int64_t u = 0; u < take; ++u) {
-      ok[u] = int32_t(comp[u] >> 32);
-      oi[u] = int32_t(comp[u] & 0xffffffffu);
-    }
+    write_smallest(comp, take, ok, oi);
     if (take < P.k) fill_from_level0(P, i, t0, P.k - take, ok, oi, take);
   }
 }
