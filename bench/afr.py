@@ -90,14 +90,18 @@ def grow_gallery(enc, size: int, id_flip: float, attr_flip: float, seed: int = 0
     rng = np.random.default_rng(seed)
     src = rng.integers(0, len(v["pid"]), extra)
 
-    def noisy(packed, p):
+    def noisy(packed, p, nbits):
+        """Flip each of the first ``nbits`` bits with probability p (the packing's padding bits stay zero)."""
         bits = np.unpackbits(packed[src], axis=1)
         flips = rng.random(bits.shape) < p
+        flips[:, nbits:] = False
         return np.packbits(bits ^ flips, axis=1)
 
     out = {}
     for name, p in (("id", id_flip), ("attr", attr_flip)):
-        out[name] = np.concatenate([g["packed"][name], noisy(v["packed"][name], p)]) if extra else g["packed"][name]
+        nbits = int(np.asarray(v[f"code/{name}"]).shape[1])
+        out[name] = (np.concatenate([g["packed"][name], noisy(v["packed"][name], p, nbits)]) if extra
+                     else g["packed"][name])
     out["pid"] = np.concatenate([g["pid"], np.zeros(extra, g["pid"].dtype)])
     cams = rng.integers(1, 7, extra).astype(g["camid"].dtype)
     out["camid"] = np.concatenate([g["camid"], cams])

@@ -13,7 +13,7 @@
 4. For each gallery size (10k, 100k, 500k; prefixes of the grown gallery): ms per query of top-10 search
    and R1 / mAP (full ranking, Market protocol) for exhaustive 2048-bit (jhash's fastest exhaustive top-k:
    the native kernel when built, else ``jhash.search.hamming_topk``), exhaustive 32/128/512-bit and CtF at
-   each beta. Times are medians of ``--repeats`` rounds over all queries, in the same process, every round
+   each beta, and the share of the exhaustive 2048-bit top-k each search returns (``overlap``). Times are medians of ``--repeats`` rounds over all queries, in the same process, every round
    running every search in turn (interleaved, bench/_common.py); CtF gets
    its gallery index (word views, device copy) built once, outside the clock, like any search index.
 
@@ -177,6 +177,11 @@ def build_codes(enc: Encoder, quick: bool, gallery_size: int, rendered: int, see
 # --------------------------------------------------------------------------------------------- search --
 
 
+def topk_overlap(top: np.ndarray, ref: np.ndarray) -> float:
+    """Mean share of each query's reference top-k (exhaustive longest code) that ``top`` also returns, in %."""
+    return 100.0 * float(np.mean([len(np.intersect1d(a, b)) / ref.shape[1] for a, b in zip(top, ref)]))
+
+
 def merged_metrics(parts) -> dict:
     valid = sum(m.num_valid_queries for m in parts)
     w = [m.num_valid_queries / max(valid, 1) for m in parts]
@@ -211,7 +216,9 @@ def main(argv=None) -> int:
     p.add_argument("--gallery", type=int, default=None, help="largest gallery size (default 500000; quick 20000)")
     p.add_argument("--sizes", default=None, help="comma-separated gallery sizes (default 10000,100000,500000)")
     p.add_argument("--rendered", type=int, default=None, help="distractors rendered as images (default 20000)")
-    p.add_argument("--betas", default="0.5,1,2,4", help="DTO beta values for CtF")
+    p.add_argument("--betas", default="0.5,1,2,4", help="DTO beta values for CtF (every (beta, rho) pair is run)")
+    p.add_argument("--rhos", default="1,ratio", help="DTO class-ratio weights: numbers, or 'ratio' (the val "
+                   "split's non-relevant / relevant pair ratio); every (beta, rho) pair is run")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--block", type=int, default=64, help="queries per CtF block")
@@ -237,12 +244,15 @@ def main(argv=None) -> int:
     val, query, (gcodes, gp, gc) = build_codes(enc, quick, gallery, rendered)
     order = enc.names[::-1]  # short to long
     qcodes, qp, qc = query[0], query[2], query[3]
-    thresholds = {b: fit_thresholds({n: val[0][n] for n in order}, val[2], order=order, beta=b) for b in betas}
+    rhos = [r if r == "ratio" else float(r) for r in a.rhos.split(",")]
+    thresholds = {f"CtF beta={b:g} rho={r if isinstance(r, str) else f'{r:g}'}":
+                  fit_thresholds({n: val[0][n] for n in order}, val[2], order=order, beta=b, rho=r)
+                  for r in rhos for b in betas}
     exh_name, exh = exhaustive_topk_fn()
     header = {"bench": "ctf", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "jax_backend": jax.default_backend(), "exhaustive_backend": exh_name, "queries": int(len(qp)),
               "k": a.k, "repeats": a.repeats, "workdir": str(workdir), "trained_here": fresh,
-              "rendered_distractors": rendered, "thresholds": {str(b): t for b, t in thresholds.items()}}
+              "rendered_distractors": rendered, "thresholds": thresholds}
     print(json.dumps(header), flush=True)
     rows = []
     nq = len(qp)
@@ -254,30 +264,33 @@ def main(argv=None) -> int:
         qd = {n: qcodes[n] for n in order}
         runs = {f"exhaustive {name[1:]}-bit": (lambda name=name: exh(qcodes[name], g[name], a.k))
                 for name in order[::-1]}  # longest first: the reference
-        for b in betas:
-            runs[f"CtF beta={b:g}"] = (lambda t=thresholds[b]: C.coarse_to_fine_topk(qd, index, t, a.k,
-                                                                                    block_size=a.block))
+        for label, t in thresholds.items():
+            runs[label] = (lambda t=t: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
         ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
+        ref_top = np.asarray(exh(qcodes[order[-1]], g[order[-1]], a.k)[1])
         for name in order[::-1]:
             label = f"exhaustive {name[1:]}-bit"
             m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
-            rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m})
+            top = np.asarray(exh(qcodes[name], g[name], a.k)[1])
+            rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m,
+                         "overlap": topk_overlap(top, ref_top)})
             print(json.dumps(rows[-1]), flush=True)
-        for b in betas:
-            t, label = thresholds[b], f"CtF beta={b:g}"
+        for label, t in thresholds.items():
             res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
             m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
             cand = res.num_candidates.mean(axis=0)
             rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m,
-                         "thresholds": t, "mean_candidates": [round(float(x), 1) for x in cand]})
+                         "overlap": topk_overlap(res.indices, ref_top), "thresholds": t,
+                         "mean_candidates": [round(float(x), 1) for x in cand]})
             print(json.dumps(rows[-1]), flush=True)
     print()
-    print(f"{'gallery':>8} {'method':<22} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6}  candidates per stage")
+    print(f"{'gallery':>8} {'method':<28} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6} {'top-k overlap':>14}"
+          f"  candidates per stage")
     for r in rows:
         cand = r.get("mean_candidates", "")
-        print(f"{r['gallery']:>8} {r['method']:<22} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
-              f"{r['mAP']:>6.1f}  {cand}")
+        print(f"{r['gallery']:>8} {r['method']:<28} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
+              f"{r['mAP']:>6.1f} {r['overlap']:>13.1f}%  {cand}")
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
     if a.plot:
@@ -289,11 +302,11 @@ def main(argv=None) -> int:
         fig, ax = plt.subplots(figsize=(6, 4))
         big = [r for r in rows if r["gallery"] == sizes[-1]]
         for r in big:
-            ax.scatter(r["ms/query"], r["mAP"], marker="o" if r["method"].startswith("CtF") else "s")
-            ax.annotate(r["method"], (r["ms/query"], r["mAP"]), fontsize=7)
+            ax.scatter(r["ms/query"], r["overlap"], marker="o" if r["method"].startswith("CtF") else "s")
+            ax.annotate(f"{r['method']} (mAP {r['mAP']:.1f})", (r["ms/query"], r["overlap"]), fontsize=6)
         ax.set_xscale("log")
         ax.set_xlabel("ms per query (top-10)")
-        ax.set_ylabel("mAP (%)")
+        ax.set_ylabel("% of the exhaustive 2048-bit top-10 returned")
         ax.set_title(f"CtF vs exhaustive, gallery {sizes[-1]:,}")
         fig.tight_layout()
         fig.savefig(a.plot, dpi=120)
