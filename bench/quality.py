@@ -96,6 +96,7 @@ def run(args) -> list[dict]:
     out = pathlib.Path(args.out)
     data = None
     untrained_done = False
+    done = 0
     for method in args.methods:
         for bits in args.bits:
             c = _config(method, bits, args)
@@ -103,8 +104,9 @@ def run(args) -> list[dict]:
             protocol = data.info.protocol
             workdir = out / f"{method}_{bits}"
             t0 = time.perf_counter()
-            trainer.train(c, workdir, data=data, progress=False, async_checkpoints=False)
-            seconds = time.perf_counter() - t0
+            result = trainer.train(c, workdir, data=data, progress=False, async_checkpoints=False)
+            # a finished workdir is reused (nothing trained now): its training time is not known
+            seconds = None if result.resumed_from == args.steps else time.perf_counter() - t0
             trained = evaluator.load_trained(workdir, config=c)
             enc = evaluator.encode_splits(trained, data, protocol, with_features=True)
             q, g = enc["query"], enc["gallery"]
@@ -136,7 +138,11 @@ def run(args) -> list[dict]:
                     lq, lg = _lsh(fq, fg, b, args.seed)
                     rows.append(_row("LSH (untrained backbone)", b, _metrics(protocol, benc, q_codes=lq, g_codes=lg)))
                 untrained_done = True
-            print(json.dumps(rows[-1]), flush=True)
+            for r in rows[done:]:
+                print(json.dumps(r), flush=True)
+            done = len(rows)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "quality.json").write_text(json.dumps(rows, indent=1))  # after every run: nothing is lost
     return rows
 
 
