@@ -156,13 +156,16 @@ def test_argument_errors():
 
 
 @pytest.mark.skipif(not native.is_available(), reason="native kernel not built")
-@pytest.mark.parametrize("t", [(1, 4), (0, 0), (8, 16)])
-def test_native_equals_numpy_across_tiles_and_query_blocks(t):
-    """A gallery longer than the native kernel's stage-0 tile (16384 rows of 1-byte codes), 19 queries (three
-    blocks of 8), thresholds from nearly empty candidate sets (the level-0 refill) to exhaustive."""
+@pytest.mark.parametrize("bits,t", [((8, 16, 32), (1, 4)), ((8, 16, 32), (0, 0)), ((8, 16, 32), (8, 16)),
+                                    ((32, 64, 136), (6, 20)), ((32, 64, 136), (32, 64)), ((72, 80, 88), (20, 25))])
+def test_native_equals_numpy_across_tiles_and_query_blocks(bits, t):
+    """A gallery of 20003 codes (longer than the stage-0 tile of 1-byte codes, not a multiple of the 8 codes
+    the AVX2 32-bit scan reads at once), 19 queries (three blocks of 8), level-0 codes of 1, 4 (the AVX2
+    path) and 9 bytes (the dense-tile path), thresholds from nearly empty candidate sets (the level-0
+    refill) to exhaustive."""
     rng = np.random.default_rng(11)
-    g, centers = _pyramid(rng, 20000, noise=0.2)
-    q, _ = _pyramid(rng, 19, centers=centers, noise=0.2)
+    g, centers = _pyramid(rng, 20003, bits=bits, noise=0.2)
+    q, _ = _pyramid(rng, 19, bits=bits, centers=centers, noise=0.2)
     a = C.coarse_to_fine_topk(q, g, t, 50, backend="native")
     b = C.coarse_to_fine_topk(q, g, t, 50, backend="numpy")
     np.testing.assert_array_equal(a.indices, b.indices)
