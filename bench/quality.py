@@ -156,9 +156,10 @@ def table(rows) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=["dvhn", "dhmtl", "drsch"])
+    p.add_argument("--methods", nargs="+", default=["dvhn", "dhmtl", "drsch"],
+                   help="configs/synthetic_reid/<method>.py to train ('baseline' adds the CE + triplet reference)")
     p.add_argument("--bits", nargs="+", type=int, default=[64, 256, 1024])
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset_config", default="default")
     p.add_argument("--data_dir", default=None)
