@@ -330,7 +330,7 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     nq = len(qa)
     if nq == 0:
         return np.zeros((0, k), np.int32), np.zeros((0, k), np.int32)
-    if _use_native(backend):
+    if _use_native(backend, attr_bytes=qa.shape[1]):
         from jhash.search import native
 
         return native.attribute_first_numpy(qa, gallery.group_codes, gallery.group_start, gallery.group_items, qi,
@@ -355,16 +355,23 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     return keys.astype(np.int32), idx.astype(np.int32)
 
 
-def _use_native(backend: str) -> bool:
-    """``backend``: ``"auto"`` (the native grouped search on CPU when built, else the JAX path), ``"native"``
-    (required), ``"xla"`` (JAX: exact top-w attribute neighbours, then a jitted gather + popcount)."""
+_NATIVE_MAX_ATTR_BYTES = 31  # the native search keeps attribute distances in uint8 (codes of at most 248 bits)
+
+
+def _use_native(backend: str, attr_bytes: int) -> bool:
+    """``backend``: ``"auto"`` (the native grouped search on CPU when built and the attribute codes have at most
+    248 bits, else the JAX path), ``"native"`` (required), ``"xla"`` (JAX: exact top-w attribute neighbours,
+    then a jitted gather + popcount)."""
     from jhash.search import native
 
     if backend not in ("auto", "native", "xla"):
         raise ValueError(f"backend: expected 'auto', 'native' or 'xla', got {backend!r}")
     if backend == "native" and not native.is_available():
         raise RuntimeError(f"backend='native': jhash's native kernel is unavailable ({native.unavailable_reason()})")
-    return backend == "native" or (backend == "auto" and jax.default_backend() == "cpu" and native.is_available())
+    if backend == "native":
+        return True
+    return (backend == "auto" and jax.default_backend() == "cpu" and native.is_available()
+            and attr_bytes <= _NATIVE_MAX_ATTR_BYTES)
 
 
 def time_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int = 10, **kwargs: Any) -> float:

@@ -186,3 +186,18 @@ def test_native_topk_equals_the_definition_on_a_larger_gallery(attr_bytes):
             np.testing.assert_array_equal(idx, ref[:, :k])
             np.testing.assert_array_equal(kk, np.take_along_axis(keys, ref[:, :k], 1))
 
+
+def test_long_attribute_codes_fall_back_to_xla_under_auto():
+    """The native search keeps attribute distances in uint8 (at most 248 bits): longer attribute codes take the
+    JAX path under backend='auto' and are a clear error under backend='native'."""
+    rng = np.random.default_rng(9)
+    ga, gi = rng.integers(0, 256, (50, 32), dtype=np.uint8), rng.integers(0, 256, (50, 8), dtype=np.uint8)
+    qa, qi = ga[:3].copy(), gi[:3].copy()
+    index = afr.AFRIndex.build(ga, gi)
+    auto = afr.attribute_first_topk(qa, qi, index, 20, 5)
+    xla = afr.attribute_first_topk(qa, qi, index, 20, 5, backend="xla")
+    np.testing.assert_array_equal(auto[1], xla[1])
+    if native.is_available():
+        with pytest.raises(ValueError, match="at most 248 bits"):
+            afr.attribute_first_topk(qa, qi, index, 20, 5, backend="native")
+
