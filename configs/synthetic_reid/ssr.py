@@ -50,7 +50,7 @@ def get_config():
     c.optimizer.warmup = 1  # epoch
     c.optimizer.warmup_factor = 0.1
 
-    c.train.epochs = 12
+    c.train.epochs = 30
     c.train.batch_p = 16
     c.train.batch_k = 4
     c.train.log_every = 10
