@@ -27,6 +27,7 @@ whatever they are), so the rule bounds exactly the fraction of queries whose win
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jhash.search.hamming import hamming_distance, hamming_topk
+from jhash.search.hamming import _resolve_backend, hamming_distance, hamming_topk
 from jhash.search.packing import host_words
 
 __all__ = [
@@ -255,17 +256,17 @@ def _window_topk(qw: jax.Array, gw: jax.Array, win: jax.Array, *, k: int, qb: in
     return dist.reshape(nq_pad, k), idx.reshape(nq_pad, k)
 
 
-class AFRIndex(NamedTuple):
-    """A gallery prepared for :func:`attribute_first_topk`: packed attribute and ID codes, the ID codes as
-    device words (JAX path), and the gallery **grouped by attribute code** (native path): attribute codes are
-    short and repeat, so a query's window is found from the ``G`` distinct codes (``G <= ng``) and their
-    group sizes instead of a scan of every item, and the ID codes are stored in group order so that a window
-    of whole groups is read sequentially."""
+@dataclasses.dataclass
+class AFRIndex:
+    """A gallery prepared for :func:`attribute_first_topk`: packed attribute and ID codes, and the gallery
+    **grouped by attribute code** (native path): attribute codes are short and repeat, so a query's window is
+    found from the ``G`` distinct codes (``G <= ng``) and their group sizes instead of a scan of every item.
+    The copies each path needs are made on first use: the ID codes in group order (native path, so that a
+    window of whole groups is read sequentially) and as device words (JAX path)."""
 
     attr: np.ndarray  # uint8 [ng, A/8]
-    id_words: jax.Array  # uint32 [ng, W]
+    id_packed: np.ndarray  # uint8 [ng, L/8], the gallery's ID codes as given
     id_bits: int
-    id_grouped: np.ndarray  # uint8 [ng, L/8]: row p is the ID code of item group_items[p]
     group_codes: np.ndarray  # uint8 [G, A/8], the distinct attribute codes
     group_start: np.ndarray  # int64 [G + 1]
     group_items: np.ndarray  # int32 [ng]: position p of the grouped layout is gallery item group_items[p]
@@ -276,9 +277,18 @@ class AFRIndex(NamedTuple):
         if len(ga) != len(gi) or len(ga) == 0:
             raise ValueError(f"g_attr ({len(ga)}) and g_id ({len(gi)}) must describe the same non-empty gallery")
         codes, start, items = group_by_code(ga)
-        return cls(attr=ga, id_words=jnp.asarray(host_words(gi)), id_bits=8 * gi.shape[1],
-                   id_grouped=np.ascontiguousarray(gi[items]), group_codes=codes, group_start=start,
+        return cls(attr=ga, id_packed=gi, id_bits=8 * gi.shape[1], group_codes=codes, group_start=start,
                    group_items=items)
+
+    @functools.cached_property
+    def id_grouped(self) -> np.ndarray:
+        """uint8 ``[ng, L/8]``: row ``p`` is the ID code of item ``group_items[p]`` (native path)."""
+        return np.ascontiguousarray(self.id_packed[self.group_items])
+
+    @functools.cached_property
+    def id_words(self) -> jax.Array:
+        """uint32 ``[ng, W]`` device copy of the ID codes (JAX path)."""
+        return jnp.asarray(host_words(self.id_packed))
 
     @property
     def num_groups(self) -> int:
@@ -362,16 +372,9 @@ def _use_native(backend: str, attr_bytes: int) -> bool:
     """``backend``: ``"auto"`` (the native grouped search on CPU when built and the attribute codes have at most
     248 bits, else the JAX path), ``"native"`` (required), ``"xla"`` (JAX: exact top-w attribute neighbours,
     then a jitted gather + popcount)."""
-    from jhash.search import native
-
-    if backend not in ("auto", "native", "xla"):
-        raise ValueError(f"backend: expected 'auto', 'native' or 'xla', got {backend!r}")
-    if backend == "native" and not native.is_available():
-        raise RuntimeError(f"backend='native': jhash's native kernel is unavailable ({native.unavailable_reason()})")
-    if backend == "native":
-        return True
-    return (backend == "auto" and jax.default_backend() == "cpu" and native.is_available()
-            and attr_bytes <= _NATIVE_MAX_ATTR_BYTES)
+    if _resolve_backend(backend) is None:  # raises for an unknown backend or an unusable 'native'
+        return False
+    return backend == "native" or attr_bytes <= _NATIVE_MAX_ATTR_BYTES
 
 
 def time_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: int = 10, **kwargs: Any) -> float:

@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jhash.search.hamming import _resolve_backend
 from jhash.search.packing import host_words
 
 __all__ = [
@@ -228,15 +229,11 @@ def _prepare(levels_q, levels_g, thresholds):
 def _backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    from jhash.search import native
-
-    if backend == "auto":
-        if jax.default_backend() != "cpu":
-            return "jax"
-        return "native" if native.is_available() else "numpy"
-    if backend == "native" and not native.is_available():
-        raise RuntimeError(f"backend='native': jhash's native kernel is unavailable ({native.unavailable_reason()})")
-    return backend
+    if backend in ("numpy", "jax"):
+        return backend
+    if _resolve_backend(backend) is not None:  # raises for an unusable 'native'
+        return "native"
+    return "numpy" if jax.default_backend() == "cpu" else "jax"
 
 
 # ------------------------------------------------------------------------------ numpy (CPU) path --
