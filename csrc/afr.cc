@@ -91,16 +91,12 @@ AttrBlockFn select_attr_block(int isa, int64_t nbytes) {
   if (nbytes > 8) return nullptr;
 #if defined(__x86_64__) || defined(__i386__)
   if (isa != ISA_BASELINE) {
-    static const AttrBlockFn fns[] = {nullptr, &attr_block_popcnt<1>, &attr_block_popcnt<2>, &attr_block_popcnt<3>,
-                                      &attr_block_popcnt<4>, &attr_block_popcnt<5>, &attr_block_popcnt<6>,
-                                      &attr_block_popcnt<7>, &attr_block_popcnt<8>};
+    static const AttrBlockFn fns[] = JH_BY_CODE_WIDTH(attr_block_popcnt);
     return fns[nbytes];
   }
 #endif
   (void)isa;
-  static const AttrBlockFn fns[] = {nullptr, &attr_block_portable<1>, &attr_block_portable<2>,
-                                    &attr_block_portable<3>, &attr_block_portable<4>, &attr_block_portable<5>,
-                                    &attr_block_portable<6>, &attr_block_portable<7>, &attr_block_portable<8>};
+  static const AttrBlockFn fns[] = JH_BY_CODE_WIDTH(attr_block_portable);
   return fns[nbytes];
 }
 

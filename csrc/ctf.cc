@@ -142,15 +142,12 @@ Scan0Fn select_scan0(int isa, int64_t nbytes) {
 #endif
 #if defined(__x86_64__) || defined(__i386__)
   if (isa != ISA_BASELINE) {  // AVX2 / AVX-512 CPUs have POPCNT
-    static const Scan0Fn fns[] = {nullptr, &scan0_popcnt<1>, &scan0_popcnt<2>, &scan0_popcnt<3>, &scan0_popcnt<4>,
-                                  &scan0_popcnt<5>, &scan0_popcnt<6>, &scan0_popcnt<7>, &scan0_popcnt<8>};
+    static const Scan0Fn fns[] = JH_BY_CODE_WIDTH(scan0_popcnt);
     return nbytes <= 8 ? fns[nbytes] : nullptr;
   }
 #endif
   (void)isa;
-  static const Scan0Fn fns[] = {nullptr, &scan0_portable<1>, &scan0_portable<2>, &scan0_portable<3>,
-                                &scan0_portable<4>, &scan0_portable<5>, &scan0_portable<6>, &scan0_portable<7>,
-                                &scan0_portable<8>};
+  static const Scan0Fn fns[] = JH_BY_CODE_WIDTH(scan0_portable);
   return nbytes <= 8 ? fns[nbytes] : nullptr;
 }
 

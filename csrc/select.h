@@ -21,6 +21,9 @@ inline __attribute__((always_inline)) uint64_t load_code(const uint8_t* p) {
   return x;
 }
 
+// {nullptr, &fn<1>, ..., &fn<8>}: a kernel template's instances indexed by the code width in bytes.
+#define JH_BY_CODE_WIDTH(fn) {nullptr, &fn<1>, &fn<2>, &fn<3>, &fn<4>, &fn<5>, &fn<6>, &fn<7>, &fn<8>}
+
 // The `take` smallest packed pairs of `v`, in order, written to keys[0..take) and idx[0..take).
 inline void write_smallest(std::vector<uint64_t>& v, int64_t take, int32_t* keys, int32_t* idx) {
   take = std::min<int64_t>(take, int64_t(v.size()));
