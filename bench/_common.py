@@ -35,3 +35,24 @@ def interleaved_medians(runs: dict, repeats: int) -> dict:
             times[label].append(time.perf_counter() - t)
     return {label: statistics.median(v) for label, v in times.items()}
 
+
+def train_or_load(workdir, method: str, overrides: list[str]):
+    """``(trained, fresh)``: the trained model in ``workdir``, or ``configs/synthetic_reid/<method>.py`` (with
+    ``overrides``) trained there first when the workdir holds no checkpoint (``fresh`` is then True)."""
+    import pathlib
+
+    from jhash import checkpoints as ckpt_lib
+    from jhash import config as config_lib
+    from jhash import evaluator, methods, trainer
+
+    try:
+        return evaluator.load_trained(workdir), False
+    except (ckpt_lib.CheckpointNotFoundError, FileNotFoundError):
+        pass
+    root = pathlib.Path(__file__).resolve().parents[1]
+    c = config_lib.load(root / "configs" / "synthetic_reid" / f"{method}.py", overrides)
+    t = time.perf_counter()
+    trainer.train(c, workdir, method=methods.get(method), progress=False, async_checkpoints=False)
+    print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
+    return evaluator.load_trained(workdir), True
+

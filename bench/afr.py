@@ -38,32 +38,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import exhaustive_topk_fn, interleaved_medians  # noqa: E402  (bench/_common.py)
+import _common  # noqa: E402  (bench/_common.py)
+from _common import exhaustive_topk_fn, interleaved_medians  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def train_or_load(workdir: pathlib.Path, quick: bool, epochs: int | None):
-    from jhash import checkpoints as ckpt_lib
-    from jhash import config as config_lib
-    from jhash import evaluator, methods, trainer
-
-    try:
-        return evaluator.load_trained(workdir), False
-    except (ckpt_lib.CheckpointNotFoundError, FileNotFoundError):
-        pass
     overrides = []
     if quick:
         overrides = ["dataset.config=tiny", "train.epochs=0", "train.steps=4", "train.batch_p=4", "train.batch_k=2",
                      "optimizer.warmup=0", "eval.batch_size=16", "input.image_size=(48, 24)"]
     elif epochs is not None:
         overrides = [f"train.epochs={epochs}"]
-    c = config_lib.load(ROOT / "configs/synthetic_reid/ssr.py", overrides)
-    t = time.perf_counter()
-    trainer.train(c, workdir, method=methods.get("ssr"), progress=False, async_checkpoints=False)
-    print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
-    return evaluator.load_trained(workdir), True
+    return _common.train_or_load(workdir, "ssr", overrides)
 
 
 def encode(trained):

@@ -40,10 +40,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from _common import exhaustive_topk_fn, interleaved_medians  # noqa: E402  (bench/_common.py)
+import _common  # noqa: E402  (bench/_common.py)
+from _common import exhaustive_topk_fn, interleaved_medians  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 LEVELS = ("l32", "l128", "l512", "l2048")
 
 
@@ -51,25 +51,13 @@ LEVELS = ("l32", "l128", "l512", "l2048")
 
 
 def train_or_load(workdir: pathlib.Path, quick: bool, epochs: int | None):
-    from jhash import checkpoints as ckpt_lib
-    from jhash import config as config_lib
-    from jhash import evaluator, methods, trainer
-
-    try:
-        return evaluator.load_trained(workdir), False
-    except (ckpt_lib.CheckpointNotFoundError, FileNotFoundError):
-        pass
     overrides = []
     if quick:
         overrides = ["dataset.config=tiny", "train.epochs=0", "train.steps=6", "train.batch_p=4", "train.batch_k=2",
                      "optimizer.warmup=0", "eval.batch_size=16"]
     elif epochs is not None:
         overrides = [f"train.epochs={epochs}"]
-    c = config_lib.load(ROOT / "configs/synthetic_reid/ctf.py", overrides)
-    t = time.perf_counter()
-    trainer.train(c, workdir, method=methods.get("ctf"), progress=False, async_checkpoints=False)
-    print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
-    return evaluator.load_trained(workdir), True
+    return _common.train_or_load(workdir, "ctf", overrides)
 
 
 class Encoder:
@@ -256,7 +244,6 @@ def main(argv=None) -> int:
     rendered = a.rendered if a.rendered is not None else (500 if quick else 20_000)
     betas = [float(b) for b in a.betas.split(",")]
 
-    from jhash.methods import ctf
     from jhash.search import coarse_to_fine as C
     from jhash.search.dto import fit_thresholds
 
@@ -292,13 +279,13 @@ def main(argv=None) -> int:
             runs[label] = (lambda t=t: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
         ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
-        ref_top = np.asarray(exh(qcodes[order[-1]], g[order[-1]], a.k)[1])
+        tops = {name: np.asarray(exh(qcodes[name], g[name], a.k)[1]) for name in order}
+        ref_top = tops[order[-1]]
         for name in order[::-1]:
             label = f"exhaustive {name[1:]}-bit"
             m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
-            top = np.asarray(exh(qcodes[name], g[name], a.k)[1])
             rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m,
-                         "overlap": topk_overlap(top, ref_top)})
+                         "overlap": topk_overlap(tops[name], ref_top)})
             print(json.dumps(rows[-1]), flush=True)
         for label, t in thresholds.items():
             res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
