@@ -57,3 +57,19 @@ class MethodModule(Protocol):
     def loss(self, outputs: Outputs, batch: Batch, config: Any, aux: Any) -> tuple[Array, dict[str, Array]]: ...
 
     def encode(self, outputs: Outputs, config: Any) -> dict[str, Array]: ...
+
+
+def method_config(name: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any], *, aux_every: int = 0,
+                  label: str | None = None):
+    """``config.method`` for config files: ``{"name": name, "aux_every": aux_every, **defaults}`` updated with
+    ``overrides``; an override that is not one of ``defaults`` is a ValueError naming the method (``label``,
+    default ``name``) and listing the valid options."""
+    import ml_collections
+
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {label or name} method option(s) {unknown}; valid: {sorted(defaults)}")
+    c = ml_collections.ConfigDict({"name": name, "aux_every": aux_every, **defaults})
+    c.update(dict(overrides))
+    return c
+

@@ -29,6 +29,7 @@ import ml_collections
 from jhash import config as config_lib
 from jhash import losses, models
 from jhash.models.heads import BNNeck, HashLayer
+from jhash.methods import base
 
 SEARCH = "exhaustive"
 
@@ -38,9 +39,7 @@ DEFAULTS = dict(ce_weight=1.0, triplet_weight=1.0, triplet_margin=0.3, label_smo
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
     """``config.method`` for the baseline, with its defaults (for config files)."""
-    c = ml_collections.ConfigDict({"name": "baseline", "aux_every": 0, **DEFAULTS})
-    c.update(overrides)
-    return c
+    return base.method_config("baseline", DEFAULTS, overrides)
 
 
 def _get(config, key):

@@ -36,7 +36,6 @@ import warnings
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -47,6 +46,7 @@ from jhash.losses import distillation
 from jhash.losses.classification import softmax_cross_entropy
 from jhash.losses.metric import batch_hard_triplet_loss
 from jhash.models.pyramid import CodePyramid, check_lengths
+from jhash.methods import base
 
 SEARCH = "coarse_to_fine"
 
@@ -84,12 +84,7 @@ VARIANTS = {
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
     """``config.method`` for CtF with its defaults (for config files)."""
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown CtF method option(s) {unknown}; valid: {sorted(DEFAULTS)}")
-    c = ml_collections.ConfigDict({"name": "ctf", "aux_every": 0, **DEFAULTS})
-    c.update(overrides)
-    return c
+    return base.method_config("ctf", DEFAULTS, overrides, label="CtF")
 
 
 def _get(config, key):

@@ -41,6 +41,7 @@ import ml_collections
 from jhash import config as config_lib
 from jhash import losses, models
 from jhash.models.heads import HashLayer
+from jhash.methods import base
 
 SEARCH = "exhaustive"
 
@@ -76,9 +77,7 @@ def method_config(**overrides) -> ml_collections.ConfigDict:
     heads = overrides.get("heads")
     if isinstance(heads, str):
         overrides["heads"] = _expand(heads)
-    c = ml_collections.ConfigDict({"name": "dhmtl", "aux_every": 0, **DEFAULTS})
-    c.update(overrides)
-    return c
+    return base.method_config("dhmtl", DEFAULTS, overrides, label="DHMTL")
 
 
 def _get(config, key):

@@ -48,6 +48,7 @@ import numpy as np
 from jhash import config as config_lib
 from jhash import losses, models, search
 from jhash.models.heads import HashLayer
+from jhash.methods import base
 
 SEARCH = "exhaustive"
 
@@ -65,9 +66,7 @@ DEFAULTS = dict(
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
     """``config.method`` for DRSCH with its defaults (for config files); DSCH: ``laplacian_weight=0``."""
-    c = ml_collections.ConfigDict({"name": "drsch", "aux_every": 0, **DEFAULTS})
-    c.update(overrides)
-    return c
+    return base.method_config("drsch", DEFAULTS, overrides, label="DRSCH")
 
 
 def _get(config, key):

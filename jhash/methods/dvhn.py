@@ -44,6 +44,7 @@ import numpy as np
 from jhash import config as config_lib
 from jhash import discrete, losses, models
 from jhash.models.heads import HashLayer
+from jhash.methods import base
 
 SEARCH = "exhaustive"
 
@@ -65,9 +66,7 @@ DEFAULTS = dict(
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
     """``config.method`` for DVHN with its defaults (for config files)."""
-    c = ml_collections.ConfigDict({"name": "dvhn", "aux_every": 1, **DEFAULTS})
-    c.update(overrides)
-    return c
+    return base.method_config("dvhn", DEFAULTS, overrides, aux_every=1, label="DVHN")
 
 
 def _get(config, key):

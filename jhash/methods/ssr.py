@@ -43,6 +43,7 @@ from jhash.losses.classification import softmax_cross_entropy
 from jhash.losses.metric import batch_hard_triplet_loss
 from jhash.losses.relaxations import RELAXATIONS, dsh_regularizer, relax, ssr_distillation_loss
 from jhash.models.pcb import TwoBranchPCB, split_bits, two_branch_backbones
+from jhash.methods import base
 
 SEARCH = "attribute_first"
 BRANCHES = ("teacher", "student")
@@ -73,12 +74,7 @@ DEFAULTS = dict(
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
     """``config.method`` for SSR with its defaults (for config files)."""
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown SSR method option(s) {unknown}; valid: {sorted(DEFAULTS)}")
-    c = ml_collections.ConfigDict({"name": "ssr", "aux_every": 0, **DEFAULTS})
-    c.update(overrides)
-    return c
+    return base.method_config("ssr", DEFAULTS, overrides, label="SSR")
 
 
 def _get(config, key):

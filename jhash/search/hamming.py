@@ -26,7 +26,6 @@ Peak memory of the XLA path (besides its inputs and the ``[nq, k]`` outputs): ab
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
