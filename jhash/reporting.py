@@ -232,7 +232,7 @@ def rank_grid(path, query_images, ranked_images, matches, *, query_titles=None, 
     plt = _plt()
     n = len(query_images)
     cols = top + 1
-    fig, axes = plt.subplots(n, cols, figsize=(1.25 * cols, 2.4 * n + 0.9), squeeze=False)
+    fig, axes = plt.subplots(n, cols, figsize=(1.25 * cols, 2.8 * n + 0.9), squeeze=False)
     for i in range(n):
         ax = axes[i][0]
         ax.imshow(_decode(query_images[i]))
