@@ -42,10 +42,14 @@ def one_line(error: BaseException) -> str:
 
 
 def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
-    """``main(argv)`` with jhash's error handling: user errors -> one line on stderr and status 2."""
+    """``main(argv)`` with jhash's error handling: user errors -> one line on stderr and status 2; Ctrl-C outside
+    the training loop (which saves a checkpoint itself) -> 'interrupted' and status 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
     except USER_ERRORS as e:
         if os.environ.get("JHASH_DEBUG"):
             raise

@@ -309,23 +309,6 @@ def check(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict |
             check(v, s, f"{full}.")
 
 
-def validate_argv(argv: Sequence[str]) -> None:
-    """Check ``--config.*`` overrides in ``argv`` before absl parses them; exit with a clear message if bad.
-
-    ``ml_collections.config_flags`` reports an unknown key as a traceback; this gives the valid keys instead.
-    """
-    import sys
-
-    path, overrides = split_overrides(argv[1:])
-    if path is None:
-        return
-    try:
-        load(path, overrides)
-    except ConfigError as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise SystemExit(2) from None
-
-
 def default_data_dir() -> str:
     """Where every command keeps prepared datasets unless told otherwise: $JHASH_DATA_DIR, else
     ~/tensorflow_datasets."""

@@ -8,7 +8,7 @@ The demo config (`make demo`): trains in about two minutes on a 2-core CPU, no d
 Tests use the `tiny` dataset and a few steps:
 
     python train.py --config configs/synthetic_reid/baseline.py --workdir /tmp/t \
-        --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4
+        --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4 --config.train.batch_p=8
 """
 
 import ml_collections

@@ -13,7 +13,7 @@ Speed / accuracy benchmark with a 500k gallery (trains this config, or reuses a 
 Tests use the `tiny` dataset and a few steps:
 
     python train.py --config configs/synthetic_reid/ctf.py --workdir /tmp/t \
-        --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4
+        --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4 --config.train.batch_p=8
 """
 
 import ml_collections

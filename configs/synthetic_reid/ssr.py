@@ -16,7 +16,7 @@ Relaxation zoo (the paper's Table 6): --config.method.relaxation=sigmoid|hardsig
 with or without --config.method.bn=False. Tests use the `tiny` dataset and a few steps:
 
     python train.py --config configs/synthetic_reid/ssr.py --workdir /tmp/t \
-        --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4
+        --config.dataset.config=tiny --config.train.epochs=0 --config.train.steps=4 --config.train.batch_p=8
 """
 
 import ml_collections

@@ -267,3 +267,18 @@ def test_remove_if_unused(tmp_path):
     assert workdir.remove_if_unused(tmp_path / "a") and not (tmp_path / "a").exists()
     (tmp_path / "b" / "checkpoints" / "2").mkdir(parents=True)
     assert not workdir.remove_if_unused(tmp_path / "b") and (tmp_path / "b").exists()
+
+
+def test_tiny_commands_in_config_docstrings_fit_the_tiny_dataset():
+    """A docstring's command on synthetic_reid/tiny passes the checks made before training (P <= identities)."""
+    from jhash.data import synthetic
+
+    tiny = next(c for c in synthetic.SyntheticReid.BUILDER_CONFIGS if c.name == "tiny")
+    for path in CONFIGS:
+        doc = path.read_text().split('"""')[1].replace("\\\n", " ")
+        for line in doc.splitlines():
+            if "--config.dataset.config=tiny" in line and "train.py" in line:
+                _, overrides, _ = config_lib.extract_overrides(line.split())
+                c = config_lib.load(path, overrides)
+                config_lib.validate(c)
+                assert c.train.batch_p <= tiny.num_train_ids, f"{path.name}: {line.strip()}"
