@@ -120,6 +120,17 @@ def read_config(workdir) -> ml_collections.ConfigDict:
     return config_from_json(stored, where=str(config_path(workdir)))
 
 
+def _with_defaults(stored: dict | None) -> dict | None:
+    """A stored config with the schema's defaults for keys it lacks (written by an older jhash), so that only real
+    changes are reported; as stored when it does not fit the schema."""
+    if stored is None:
+        return None
+    try:
+        return config_to_json(config_from_json(stored))
+    except config_lib.ConfigError:
+        return stored
+
+
 def _flatten(tree, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         out = {}
@@ -158,7 +169,7 @@ def check_stored_config(workdir, config) -> dict[str, tuple[Any, Any]]:
     With checkpoints present, a change outside :data:`COMPATIBLE` raises a one-line :class:`ConfigError` naming
     the keys and telling to use a new ``--workdir``; without checkpoints every change is allowed.
     """
-    stored = read_stored(workdir)
+    stored = _with_defaults(read_stored(workdir))
     if stored is None:
         return {}
     changes = config_changes(stored, config_to_json(config))
@@ -261,7 +272,7 @@ class Trained:
 def check_evaluation_config(workdir, config) -> None:
     """A config given to evaluate a workdir must build the network its checkpoints hold: ConfigError naming the
     ``model.*`` / ``method.*`` keys that differ from the stored config."""
-    stored = read_stored(workdir)
+    stored = _with_defaults(read_stored(workdir))
     if stored is None:
         return
     changes = config_changes(stored, config_to_json(config))

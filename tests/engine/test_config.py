@@ -282,3 +282,14 @@ def test_tiny_commands_in_config_docstrings_fit_the_tiny_dataset():
                 c = config_lib.load(path, overrides)
                 config_lib.validate(c)
                 assert c.train.batch_p <= tiny.num_train_ids, f"{path.name}: {line.strip()}"
+
+
+def test_keys_added_to_the_schema_later_are_no_change(tmp_path):
+    from jhash import workdir
+
+    c = config_lib.load(ROOT / "configs/synthetic_reid/baseline.py")
+    old = workdir.config_to_json(c)
+    del old["eval"]["ties"]  # a config.json written before eval.ties existed
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    (tmp_path / "checkpoints" / "2").mkdir(parents=True)
+    assert workdir.check_stored_config(tmp_path, c) == {}
