@@ -64,7 +64,7 @@ def test_sigterm_saves_and_stops(tmp_path):
 
 def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(tmp_path):
     c = fakes.config(ckpt_every=2, log_every=100)
-    with pytest.raises(trainer.NonFiniteLossError, match=r"loss is nan at step 5 .*last good checkpoint is step 4"):
+    with pytest.raises(trainer.NonFiniteLossError, match=r"loss is nan at step 5 .*last verified checkpoint is step 4"):
         _train(tmp_path, c, data=fakes.Data(c, nan_at=5))
     assert checkpoints.Checkpoints(tmp_path, read_only=True).all_steps() == [2, 4]
     trained = evaluator.load_trained(tmp_path)
