@@ -503,7 +503,8 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                     aux_due = (hasattr(method, "update_aux") and config.method.aux_every > 0 and at_epoch_end
                                and (step // per_epoch) % config.method.aux_every == 0)
                     log_due = step % config.train.log_every == 0 or step == total
-                    save_due = step < total and (step % config.train.ckpt_every == 0 or stop.signum or step == stop_at)
+                    stopping = bool(stop.signum) or step == stop_at  # read once: a signal may land at any line
+                    save_due = step < total and (step % config.train.ckpt_every == 0 or stopping)
                     if log_due or save_due or aux_due:
                         loss = _check_finite(*pending, workdir, last_saved)
                         pending = None
@@ -521,7 +522,7 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                     bar.update(step - bar.n)
                     if save_due:
                         save(step)
-                    if step < total and (stop.signum or step == stop_at):
+                    if step < total and stopping:
                         ckpts.wait()
                         raise Interrupted(step, stop.signum, workdir)
                 if pending is not None:

@@ -208,6 +208,6 @@ def test_ctrl_c_at_any_moment_exits_cleanly(env, tmp_path, when):
         assert _steps(tmp_path) == []
     else:
         assert last.startswith("SIGINT received: saved a checkpoint at step"), err[-3000:]
+        steps = _steps(tmp_path)
+        assert steps and f"step {steps[-1]} " in last, (err[-3000:], sorted(p.name for p in tmp_path.rglob("*")))
         _all_intact(tmp_path)
-        step = _steps(tmp_path)[-1]
-        assert f"step {step} " in last
