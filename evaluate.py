@@ -37,7 +37,7 @@ def main(argv):
     try:
         evaluator.evaluate(_WORKDIR.value, config=config, step=_STEP.value, visualize=_VISUALIZE.value,
                            tradeoff=_TRADEOFF.value, compare_untrained=_UNTRAINED.value)
-    except (checkpoints.CheckpointNotFoundError, config_lib.ConfigError) as e:
+    except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
