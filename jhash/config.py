@@ -63,6 +63,13 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     eval.tradeoff_bits       tuple  prefix lengths of the code shown in ``evaluate.py --tradeoff``
     eval.hashing_metrics     tuple  the hashing literature's metrics of the main code, e.g. ('map@1000',) (DHMTL),
                                     ('precision_radius@2', 'precision@500') (DRSCH); see jhash.evaluator
+    eval.ties                str    equal Hamming distances: 'stable' (ordered by gallery index) or 'expected'
+                                    (the expectation over a uniformly random order inside ties)
+
+On the command line ``None`` means None (``--config.dataset.val_split=None``) and a single number for
+``input.image_size`` means a square image (``64`` -> ``(64, 64)``). :func:`validate` checks every count, size, rate
+and period before any work is done; :func:`validate_for_dataset` checks what needs the prepared dataset (P
+against the number of identities, the splits and labels a method needs).
 """
 
 from __future__ import annotations
@@ -145,6 +152,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.code = "id"
     c.eval.tradeoff_bits = ()
     c.eval.hashing_metrics = ()
+    c.eval.ties = "stable"
     return c
 
 
@@ -192,6 +200,9 @@ def _resolve(config: ml_collections.ConfigDict, key: str):
 
 
 def _parse_value(text: str, current_type):
+    """The value of command-line ``text`` for a field of ``current_type``; ``'None'`` is None for every field."""
+    if text.strip() == "None":
+        return None
     if current_type is str:
         return text
     try:
@@ -215,6 +226,8 @@ def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
     except (AttributeError, KeyError):
         current_type = type(parent[name])
     value = _parse_value(text, current_type)
+    if key == "input.image_size" and isinstance(value, tuple) and len(value) == 1:
+        value = value * 2  # one number: a square image
     if isinstance(value, dict):
         value = ml_collections.ConfigDict(value)
     try:
@@ -225,7 +238,13 @@ def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
 
 def split_overrides(argv: Sequence[str], flag: str = "config") -> tuple[str | None, list[tuple[str, str]]]:
     """Find ``--config FILE`` / ``--config=FILE`` and ``--config.a.b=v`` (or ``--config.a.b v``) in argv."""
-    path, overrides = None, []
+    path, overrides, _ = extract_overrides(argv, flag)
+    return path, overrides
+
+
+def extract_overrides(argv: Sequence[str], flag: str = "config") -> tuple[str | None, list[tuple[str, str]], list[str]]:
+    """``(config file, [(key, text), ...], the other arguments)`` of a command line (see :func:`split_overrides`)."""
+    path, overrides, rest = None, [], []
     argv = list(argv)
     i = 0
     while i < len(argv):
@@ -236,7 +255,9 @@ def split_overrides(argv: Sequence[str], flag: str = "config") -> tuple[str | No
             continue
         if arg.startswith(f"--{flag}="):
             path = arg.split("=", 1)[1]
-        elif arg.startswith(f"--{flag}."):
+        elif not arg.startswith(f"--{flag}."):
+            rest.append(arg)
+        else:
             body = arg[len(f"--{flag}.") :]
             if "=" in body:
                 overrides.append(tuple(body.split("=", 1)))
@@ -246,7 +267,7 @@ def split_overrides(argv: Sequence[str], flag: str = "config") -> tuple[str | No
             else:  # absl boolean form --config.a.b
                 overrides.append((body, "True"))
         i += 1
-    return path, overrides
+    return path, overrides, rest
 
 
 def load(path: str | os.PathLike, overrides: Sequence[str] | Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
@@ -256,6 +277,13 @@ def load(path: str | os.PathLike, overrides: Sequence[str] | Sequence[tuple[str,
     """
     config = load_file(path)
     check(config)
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[str] | Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+    """Apply ``key=value`` (or ``(key, value)``) command-line overrides to ``config`` and lock it."""
+    config.unlock()
     for item in overrides:
         key, text = item.split("=", 1) if isinstance(item, str) else item
         override(config, key.removeprefix("--config.").removeprefix("config."), text)
@@ -298,10 +326,15 @@ def validate_argv(argv: Sequence[str]) -> None:
         raise SystemExit(2) from None
 
 
+def default_data_dir() -> str:
+    """Where every command keeps prepared datasets unless told otherwise: $JHASH_DATA_DIR, else
+    ~/tensorflow_datasets."""
+    return os.path.expanduser(os.environ.get("JHASH_DATA_DIR") or "~/tensorflow_datasets")
+
+
 def data_dir(config) -> str:
-    """The dataset directory: ``config.dataset.data_dir``, else $JHASH_DATA_DIR, else ~/tensorflow_datasets."""
-    d = config.dataset.data_dir or os.environ.get("JHASH_DATA_DIR") or "~/tensorflow_datasets"
-    return os.path.expanduser(d)
+    """The dataset directory: ``config.dataset.data_dir``, else :func:`default_data_dir`."""
+    return os.path.expanduser(config.dataset.data_dir) if config.dataset.data_dir else default_data_dir()
 
 
 def steps_per_epoch(config, info) -> int:
@@ -332,3 +365,178 @@ def compute_dtype(config):
     if name not in dtypes:
         raise ConfigError(f"config.train.compute_dtype={name!r}: use one of {', '.join(dtypes)}")
     return dtypes[name]
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation before any work
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "multistep", "cosine")
+POOLINGS = ("avg", "gem")
+TIES = ("stable", "expected")
+
+
+def _number(config, key: str, *, integer: bool = False, low=None, high=None, low_open: bool = False,
+            high_open: bool = False, optional: bool = False) -> None:
+    """ConfigError naming ``config.<key>`` unless its value is a number in the given range."""
+    value = _get(config, key)
+    if value is None and optional:
+        return
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or value != value:  # NaN != NaN
+        raise ConfigError(f"config.{key}={value!r}: expected {kind}{_range_text(low, high, low_open, high_open)}")
+    if (low is not None and (value <= low if low_open else value < low)) or (
+            high is not None and (value >= high if high_open else value > high)):
+        raise ConfigError(f"config.{key}={value!r}: expected {kind}{_range_text(low, high, low_open, high_open)}")
+
+
+def _range_text(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high}"
+    return ""
+
+
+def _choice(config, key: str, choices, *, optional: bool = False) -> None:
+    value = _get(config, key)
+    if value is None and optional:
+        return
+    if value not in choices:
+        raise ConfigError(f"config.{key}={value!r}: expected one of {', '.join(map(repr, choices))}")
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check every count, size, rate and period of ``config`` before any work: :class:`ConfigError` naming the key
+    and the expected range otherwise (the schema's key set is :func:`check`'s job)."""
+    check(config)
+    _number(config, "seed", integer=True, low=0)
+    d = config.dataset
+    if not isinstance(d.name, str) or not d.name:
+        raise ConfigError(f"config.dataset.name={d.name!r}: expected a dataset name")
+    for split in ("train_split", "query_split", "gallery_split"):
+        if not isinstance(d[split], str) or not d[split]:
+            raise ConfigError(f"config.dataset.{split}={d[split]!r}: expected a split name")
+    if d.val_split is not None and (not isinstance(d.val_split, str) or not d.val_split):
+        raise ConfigError(f"config.dataset.val_split={d.val_split!r}: expected a split name or None")
+    size = config.input.image_size
+    if size is not None and (not isinstance(size, (tuple, list)) or len(size) != 2
+                             or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size)):
+        raise ConfigError(f"config.input.image_size={size!r}: expected (height, width) in pixels, e.g. (256, 128), "
+                          f"one number for a square image, or None for the dataset's size")
+    _number(config, "input.num_workers", integer=True, low=0)
+    _number(config, "model.bits", integer=True, low=1)
+    _choice(config, "model.pooling", POOLINGS)
+    if not isinstance(config.method.name, str) or not config.method.name:
+        raise ConfigError(f"config.method.name={config.method.name!r}: expected a method name")
+    _number(config, "method.aux_every", integer=True, low=0)
+    o = "optimizer."
+    _choice(config, o + "name", OPTIMIZERS)
+    _choice(config, o + "schedule", SCHEDULES)
+    _number(config, o + "lr", low=0, low_open=True)
+    if config.optimizer.lr == float("inf"):
+        raise ConfigError("config.optimizer.lr=inf: expected a finite number > 0")
+    _number(config, o + "momentum", low=0, high=1, high_open=True)
+    _number(config, o + "b1", low=0, high=1, high_open=True)
+    _number(config, o + "b2", low=0, high=1, high_open=True)
+    _number(config, o + "weight_decay", low=0)
+    _number(config, o + "warmup", low=0)
+    _number(config, o + "warmup_factor", low=0, high=1, low_open=True)
+    _number(config, o + "gamma", low=0, low_open=True)
+    _number(config, o + "min_lr_ratio", low=0, high=1)
+    _number(config, o + "grad_clip_norm", low=0)
+    milestones = config.optimizer.milestones
+    if not isinstance(milestones, (tuple, list)) or any(
+            isinstance(m, bool) or not isinstance(m, (int, float)) or m < 0 for m in milestones) or list(
+            milestones) != sorted(milestones):
+        raise ConfigError(f"config.optimizer.milestones={milestones!r}: expected increasing numbers >= 0")
+    t = "train."
+    _number(config, t + "steps", integer=True, low=0)
+    _number(config, t + "epochs", integer=True, low=0)
+    if config.train.steps == 0 and config.train.epochs == 0:
+        raise ConfigError("config.train.steps and config.train.epochs are both 0: set one of them to a positive number")
+    _number(config, t + "batch_p", integer=True, low=2)
+    _number(config, t + "batch_k", integer=True, low=1)
+    _number(config, t + "log_every", integer=True, low=1)
+    _number(config, t + "ckpt_every", integer=True, low=1)
+    _number(config, t + "keep", integer=True, low=1)
+    _choice(config, t + "compute_dtype", COMPUTE_DTYPES)
+    _number(config, "eval.batch_size", integer=True, low=1)
+    _choice(config, "eval.ties", TIES)
+    if not isinstance(config.eval.code, str) or not config.eval.code:
+        raise ConfigError(f"config.eval.code={config.eval.code!r}: expected a code name such as 'id'")
+    bits = config.eval.tradeoff_bits
+    if not isinstance(bits, (tuple, list)) or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bits):
+        raise ConfigError(f"config.eval.tradeoff_bits={bits!r}: expected a tuple of code lengths >= 1")
+    names = config.eval.hashing_metrics
+    if not isinstance(names, (tuple, list)):
+        raise ConfigError(f"config.eval.hashing_metrics={names!r}: expected a tuple of names like 'map@1000'")
+    for name in names:
+        parse_hashing_metric(name)
+
+
+HASHING_METRICS = ("map", "precision", "precision_radius")
+
+
+def parse_hashing_metric(name: str) -> tuple[str, int]:
+    """``'map@1000'`` -> ``('map', 1000)``; the kinds are :data:`HASHING_METRICS` (``precision_radius@R``: precision
+    within Hamming radius ``R``, empty balls count as zero)."""
+    kind, _, n = str(name).partition("@")
+    if kind not in HASHING_METRICS or not n.isdigit() or (kind != "precision_radius" and int(n) < 1):
+        raise ConfigError(f"config.eval.hashing_metrics: expected names like 'map@1000', 'precision@500' or "
+                          f"'precision_radius@2' (kinds {HASHING_METRICS}), got {name!r}")
+    return kind, int(n)
+
+
+def validate_for_dataset(config, info, method, has_split=None) -> list[str]:
+    """What needs the prepared dataset, checked before the first step; returns warnings (one line each).
+
+    - ``train.batch_p`` identities per batch cannot exceed the training identities;
+    - a method that fits its search after training (``fit_search``) needs ``dataset.val_split`` to exist
+      (``has_split(name) -> bool``; skipped when None);
+    - SSR's attribute heads and attribute-first search need attribute labels;
+    - CtF's code lengths are ``method.lengths`` (``model.bits`` is not used).
+
+    DHMTL's model / colour heads are checked by its ``build_model`` (also before the first step).
+    """
+    warnings = []
+    name = f"{config.dataset.name}" + (f"/{config.dataset.config}" if isinstance(config.dataset.config, str) else "")
+    if config.train.batch_p > int(info.num_classes):
+        raise ConfigError(
+            f"config.train.batch_p={config.train.batch_p} identities per batch, but {name} has only "
+            f"{int(info.num_classes)} training identities; set --config.train.batch_p={max(2, int(info.num_classes))} "
+            f"or less")
+    val = config.dataset.val_split
+    if hasattr(method, "fit_search") and val is not None and has_split is not None and not has_split(val):
+        raise ConfigError(
+            f"config.dataset.val_split={val!r}: {name} has no split {val!r}, which {config.method.name} needs after "
+            f"training to fit its search; prepare the dataset with a validation split or set "
+            f"--config.dataset.val_split=None (no fitted search)")
+    method_name = str(config.method.name).rsplit(".", 1)[-1]
+    if method_name == "ssr":
+        attributes, afr = bool(config.method.get("attributes", True)), bool(config.method.get("afr", True))
+        if attributes and int(info.num_attributes) == 0:
+            raise ConfigError(
+                f"config.method.attributes=True but {name} has no attribute labels; set "
+                f"--config.method.attributes=False --config.method.afr=False (no attribute loss, exhaustive search)")
+        if afr and not attributes:
+            raise ConfigError("config.method.afr=True needs attribute codes but config.method.attributes=False; set "
+                              "--config.method.afr=False")
+    if method_name == "ctf" and "lengths" in config.method:
+        lengths = tuple(int(x) for x in config.method.lengths)
+        if lengths and config.model.bits != lengths[0]:
+            warnings.append(f"CtF's code lengths are config.method.lengths={lengths}; config.model.bits="
+                            f"{config.model.bits} is not used")
+    return warnings

@@ -6,13 +6,14 @@
 - :func:`codes_fn` gives the method's test-time codes (``method.encode`` on ``train=False`` outputs) under
   ``code/<name>`` and the real-valued ``features`` under ``feature`` when the model outputs them.
 - :func:`encode_images` maps image paths to packed codes with a trained workdir (Pillow decode, resize, the
-  pipeline's normalisation). Command line::
+  pipeline's normalisation). Command line (also ``jhash-encode``)::
 
       python -m jhash.encode --workdir runs/demo --output codes.npz img1.jpg img2.jpg ...
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Iterable
 
@@ -131,9 +132,9 @@ def encode_images(paths, workdir=None, *, step: int | None = None, batch_size: i
     """
     paths = [str(p) for p in paths]
     if workdir is not None:
-        from jhash import evaluator
+        from jhash import workdir as workdir_lib
 
-        loaded = evaluator.load_trained(workdir, step=step, config=config)
+        loaded = workdir_lib.load_trained(workdir, step=step, config=config)
         model, method, variables, config = loaded.model, loaded.method, loaded.variables, loaded.config
         image_size = loaded.image_size
     if any(x is None for x in (model, method, variables, config, image_size)):
@@ -149,25 +150,46 @@ def encode_images(paths, workdir=None, *, step: int | None = None, batch_size: i
     return {k: np.concatenate(v) for k, v in result.items()}
 
 
-def main(argv=None) -> int:
-    import argparse
+def _encode_command(argv) -> int:
     import glob
 
-    p = argparse.ArgumentParser(prog="python -m jhash.encode", description="Encode image files to packed binary codes.")
+    from jhash import cli
+
+    p = cli.Parser(prog="jhash-encode", description="Encode image files to packed binary codes with a trained "
+                   "workdir (the same as python -m jhash.encode).")
     p.add_argument("images", nargs="+", help="image files or glob patterns")
     p.add_argument("--workdir", required=True, help="a trained workdir (train.py --workdir)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--output", default="codes.npz", help=".npz with one uint8 array per code name, plus 'paths'")
+    p.add_argument("--output", default="codes.npz", help=".npz with one uint8 array per code name, plus 'paths' "
+                   "(.npz is appended when missing)")
     p.add_argument("--batch_size", type=int, default=64)
     args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error(f"--batch_size must be >= 1, got {args.batch_size}")
     paths = []
     for pattern in args.images:
-        paths += sorted(glob.glob(pattern)) or [pattern]
+        found = sorted(glob.glob(pattern))
+        if not found and glob.has_magic(pattern):
+            raise FileNotFoundError(f"no image matches {pattern!r}")
+        paths += found or [pattern]
+    missing = [q for q in paths if not os.path.isfile(q)]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {missing[0]!r}" + (f" (and {len(missing) - 1} more)"
+                                                                          if len(missing) > 1 else ""))
+    output = args.output if args.output.endswith(".npz") else args.output + ".npz"
+    cli._quiet_logging()
     codes = encode_images(paths, args.workdir, step=args.step, batch_size=args.batch_size)
-    np.savez(args.output, paths=np.array(paths), **codes)
+    np.savez(output, paths=np.array(paths), **codes)
     shapes = ", ".join(f"{k}: {v.shape[0]}x{v.shape[1]} bytes" for k, v in codes.items())
-    print(f"wrote {args.output} ({len(paths)} images; {shapes})")
+    print(f"wrote {output} ({len(paths)} images; {shapes})")
     return 0
+
+
+def main(argv=None) -> int:
+    """``jhash-encode`` / ``python -m jhash.encode``: one-line errors (status 2) like every jhash command."""
+    from jhash import cli
+
+    return cli.run(_encode_command, argv)
 
 
 if __name__ == "__main__":

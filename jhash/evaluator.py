@@ -1,140 +1,49 @@
 """Evaluation of a trained workdir: ``evaluate(workdir, ...)``.
 
 1. Load the config (``<workdir>/config.json`` unless one is given), build the method's model and restore a
-   checkpoint (the latest, or ``step``) — a missing one raises
+   checkpoint (the latest, or ``step``) through :mod:`jhash.workdir` — a missing one raises
    :class:`jhash.checkpoints.CheckpointNotFoundError` naming the workdir and the steps found.
 2. Encode the query and gallery splits (``train=False``) and pack every code with
-   :func:`jhash.search.pack_codes`; saved as ``<workdir>/codes/step_<N>/{query,gallery}_<code>.npy`` with
+   :func:`jhash.search.pack_codes`; saved as ``<out>/codes/step_<N>/{query,gallery}_<code>.npy`` with
    ``{query,gallery}_{pids,camids}.npy`` beside them (uint8 ``np.packbits`` rows: faiss' binary layout).
 3. Search: a method module may define ``search(q_codes, g_codes, search_params, config) -> dict`` returning
    ``reid_metrics`` keyword inputs (``ranking=`` or ``distances=``) plus an optional ``topk`` timing function;
    otherwise the method's ``SEARCH == 'exhaustive'`` runs exact Hamming search on the code ``config.eval.code``.
    ``ms/query`` is the wall time of the top-k search (k = 10 results per query), divided by the queries.
 4. Metrics: the dataset's protocol (``info.protocol``): Market-style CMC / mAP / mINP via
-   :func:`jhash.metrics.reid_metrics`; VehicleID through :mod:`jhash.metrics`' protocol function.
-5. A table (R1, R5, R10, mAP, mINP, bits, bytes per image, ms per query) and ``<workdir>/eval_step_<N>.json``.
-   ``visualize=N``: ``<workdir>/ranklist_step_<N>.png`` (top-10 of N queries, true matches green, false red).
-   ``tradeoff=True``: ``<workdir>/tradeoff_step_<N>.png`` (mAP vs ms per query over the method's codes, their
-   prefixes ``config.eval.tradeoff_bits`` and float features as a reference).
+   :func:`jhash.metrics.reid_metrics`; VehicleID through :mod:`jhash.metrics`' protocol function. Equal Hamming
+   distances follow ``config.eval.ties``: ``'stable'`` (gallery order) or ``'expected'`` (the expectation over
+   random orders inside ties); the report and the JSON state which.
+5. A table (R1, R5, R10, mAP, mINP, bits, bytes per image, ms per query) and ``<out>/eval_step_<N>.json`` with
+   the units of its numbers, where ``<out>`` is ``output_dir`` or the workdir; an earlier result is never
+   overwritten (the next run writes ``eval_step_<N>_2.json``, ...).
+   ``visualize=N``: ``<out>/ranklist_step_<N>.png`` (top-10 of N queries: header with method, dataset and step;
+   rank, Hamming distance, identity and camera of every result; true matches green, false red; a legend).
+   ``tradeoff=True``: ``<out>/tradeoff_step_<N>.png`` (mAP vs ms per query over the method's codes, their
+   prefixes ``config.eval.tradeoff_bits`` and float features as a reference; the title gives the gallery size).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import pathlib
 import time
-from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
-from jhash import checkpoints as ckpt_lib
 from jhash import config as config_lib
 from jhash import encode as encode_lib
-from jhash import methods as methods_lib
-from jhash import parallel, reporting
-from jhash.data.info import DatasetInfo
+from jhash import engine, parallel, reporting
+from jhash import workdir as workdir_lib
 
 TOPK = 10
 VEHICLEID_SPLIT = "test"
 
 
-@dataclasses.dataclass
-class Trained:
-    config: Any
-    method: Any
-    model: Any
-    variables: dict
-    aux: Any
-    search_params: dict | None
-    step: int | None
-    info: DatasetInfo
-    image_size: tuple[int, int]
-
-
-def workdir_config(workdir) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with (``<workdir>/config.json``)."""
-    path = pathlib.Path(workdir).expanduser() / "config.json"
-    if not path.is_file():
-        raise ckpt_lib.CheckpointNotFoundError(
-            f"workdir {str(workdir)!r} has no config.json (was it trained with train.py --workdir {workdir}?); "
-            f"pass --config explicitly"
-        )
-    return _as_config(json.loads(path.read_text()))
-
-
-def _as_config(d) -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.method = ml_collections.ConfigDict()
-    _merge(c, d)
-    c.lock()
-    return c
-
-
-def _merge(c, d):
-    for k, v in d.items():
-        if isinstance(v, dict) and isinstance(c.get(k), ml_collections.ConfigDict) and k not in ("backbone_kwargs", "lr_mult", "augment"):
-            _merge(c[k], v)
-        elif isinstance(v, dict):
-            c[k] = ml_collections.ConfigDict(v)
-        else:
-            c[k] = tuple(v) if isinstance(v, list) else v
-
-
-def _info_from_meta(meta) -> DatasetInfo:
-    i = meta.get("info") or {}
-    return DatasetInfo(**{**i, "image_size": tuple(i["image_size"]), "attribute_names": tuple(i.get("attribute_names", ()))})
-
-
-def load_trained(workdir, *, step: int | None = None, config=None, untrained: bool = False, data=None) -> Trained:
-    """Config, method, model and restored variables of a workdir's checkpoint (latest, or ``step``).
-
-    ``untrained=True`` returns the freshly initialised network instead (same seed as training started from),
-    for comparison; then ``data`` (or the config's dataset) supplies the dataset info.
-    """
-    from jhash import trainer
-
-    config = workdir_config(workdir) if config is None else config
-    method = methods_lib.get(config.method.name)
-    if untrained:
-        info = (data or trainer.Data(config)).info
-        meta, step, restored = None, None, None
-    else:
-        ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
-        try:
-            step = ckpts.resolve_step(step)
-            meta = ckpts.manager.restore(step, args=ckpt_lib.ocp.args.Composite(meta=ckpt_lib.ocp.args.JsonRestore()))["meta"]
-            info = _info_from_meta(meta)
-        except BaseException:
-            ckpts.close()
-            raise
-    image_size = tuple(config.input.image_size or info.image_size)
-    model = method.build_model(config, info)
-    init_rng, _ = jax.random.split(jax.random.PRNGKey(config.seed))
-    like = jax.eval_shape(lambda: trainer.init_variables(model, config, image_size, init_rng, pretrained=False))
-    aux_like = None
-    if hasattr(method, "init_aux"):
-        aux_like = jax.eval_shape(lambda: method.init_aux(config, info, int(info.num_train_images)))
-    mesh = parallel.make_mesh()
-    search_params = None
-    if untrained:
-        variables = trainer.init_variables(model, config, image_size, init_rng, method=method)
-        aux = method.init_aux(config, info, int(info.num_train_images)) if hasattr(method, "init_aux") else None
-    else:
-        with ckpts:
-            restored = ckpts.restore(step, model_like={"params": like["params"], "batch_stats": like.get("batch_stats", {}),
-                                                      "aux": aux_like},
-                                     sharding=parallel.replicated(mesh), search=True)
-        m = restored["model"]
-        variables = {"params": m["params"]}
-        if m.get("batch_stats"):
-            variables["batch_stats"] = m["batch_stats"]
-        aux, search_params = m.get("aux"), restored["search"]
-    variables = parallel.replicate(variables, mesh)
-    return Trained(config=config, method=method, model=model, variables=variables, aux=aux,
-                   search_params=search_params, step=step, info=info, image_size=image_size)
+# A workdir's config and trained model are loaded by jhash.workdir (names kept here for existing callers).
+Trained = workdir_lib.Trained
+load_trained = workdir_lib.load_trained
+workdir_config = workdir_lib.read_config
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,38 +110,48 @@ def _summary(m) -> dict:
     return out
 
 
-def protocol_metrics(protocol: str, enc: dict, code: str, *, seed: int = 0, **inputs) -> dict:
+TIES_TEXT = {
+    "stable": "stable (equal distances ordered by gallery index)",
+    "expected": "expected (mean over uniformly random orders of equal distances)",
+}
+
+
+def effective_ties(protocol: str, ties: str, inputs: dict) -> str:
+    """The tie rule the metrics can use: ``ties``, or ConfigError when the protocol or a method's ranking cannot."""
+    if ties == "expected" and protocol == "cuhk03":
+        raise config_lib.ConfigError("config.eval.ties='expected' is not available under the cuhk03 classic protocol "
+                                     "(it draws one gallery image per identity); use 'stable'")
+    if ties == "expected" and "ranking" in inputs:
+        raise config_lib.ConfigError("config.eval.ties='expected' needs distances, but this method's search returns a "
+                                     "ranking; use 'stable'")
+    return ties
+
+
+def protocol_metrics(protocol: str, enc: dict, code: str, *, seed: int = 0, ties: str = "stable", **inputs) -> dict:
     """Metrics of ``protocol`` (R1, R5, R10, mAP, mINP, ...) for the packed codes ``code`` of ``enc``.
 
-    ``inputs`` replaces the codes by ``distances=`` / ``ranking=`` (a method's own search, float features).
+    ``inputs`` replaces the codes by ``distances=`` / ``ranking=`` (a method's own search, float features);
+    ``ties`` is ``jhash.metrics.reid_metrics``'s rule for equal distances (market and vehicleid protocols).
     """
     from jhash import metrics
 
+    ties = effective_ties(protocol, ties, inputs)
     q, g = enc["query"], enc["gallery"]
     if protocol == "vehicleid":
         t = enc["test"]
         given = inputs or {"codes": t["packed"][code]}
-        return _summary(metrics.vehicleid_eval(**given, pids=t["pid"], seed=seed, max_rank=TOPK))
+        return _summary(metrics.vehicleid_eval(**given, pids=t["pid"], seed=seed, max_rank=TOPK, ties=ties))
     given = inputs or {"q_codes": q["packed"][code], "g_codes": g["packed"][code]}
     ids = dict(q_pids=q["pid"], g_pids=g["pid"], q_camids=q.get("camid"), g_camids=g.get("camid"))
     if protocol == "market":
-        return _summary(metrics.reid_metrics(**given, **ids, max_rank=TOPK))
+        return _summary(metrics.reid_metrics(**given, **ids, max_rank=TOPK, ties=ties))
     if protocol == "cuhk03":
         return _summary(metrics.cuhk03_classic_eval(**given, **ids, seed=seed, max_rank=TOPK))
     raise ValueError(f"unknown evaluation protocol {protocol!r}; known: market, cuhk03, vehicleid")
 
 
-HASHING_METRICS = ("map", "precision", "precision_radius")
-
-
-def parse_hashing_metric(name: str) -> tuple[str, int]:
-    """``'map@1000'`` -> ``('map', 1000)``; the kinds are :data:`HASHING_METRICS` (``precision_radius@R``: precision
-    within Hamming radius ``R``, empty balls count as zero)."""
-    kind, _, n = str(name).partition("@")
-    if kind not in HASHING_METRICS or not n.isdigit() or (kind != "precision_radius" and int(n) < 1):
-        raise ValueError(f"config.eval.hashing_metrics: expected names like 'map@1000', 'precision@500' or "
-                         f"'precision_radius@2' (kinds {HASHING_METRICS}), got {name!r}")
-    return kind, int(n)
+HASHING_METRICS = config_lib.HASHING_METRICS
+parse_hashing_metric = config_lib.parse_hashing_metric
 
 
 def hashing_metrics(protocol: str, enc: dict, code: str, names, *, seed: int = 0) -> dict[str, float]:
@@ -266,17 +185,38 @@ def _row(label, metrics, bits, ms):
     return {"method": label, **metrics, "bits": int(bits), "bytes/img": int(-(-bits // 8)), "ms/query": ms}
 
 
-def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 0, tradeoff: bool = False,
-             compare_untrained: bool = False, data=None, print_fn=print) -> dict:
-    """Evaluate a trained workdir (see the module docstring); returns the results written as JSON."""
-    from jhash import trainer
+#: what the numbers of an evaluation JSON mean
+UNITS = {
+    "R1, R5, R10, mAP, mINP, hashing": "fractions in [0, 1] (the printed table shows percent)",
+    "bits": "code length in bits",
+    "bytes/img": "bytes per packed code",
+    "ms/query": "milliseconds of wall time per query of the top-10 search (median of 3 timed runs)",
+    "tradeoff.ms_per_query": "milliseconds per query, as ms/query",
+}
 
+RESULT_FILES = ("eval_{tag}.json", "ranklist_{tag}.png", "tradeoff_{tag}.png", "codes/{tag}")
+
+
+def has_search(method) -> bool:
+    """Whether a method module defines its own ``search(q_codes, g_codes, params, config)`` function."""
+    return callable(getattr(method, "search", None))
+
+
+def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 0, tradeoff: bool = False,
+             compare_untrained: bool = False, data=None, print_fn=print, output_dir=None) -> dict:
+    """Evaluate a trained workdir (see the module docstring); returns the results written as JSON.
+
+    Results go to ``output_dir`` (default: the workdir); an earlier result of the same step is never overwritten
+    (the new files get the next free tag ``step_<N>_2``, ...).
+    """
     parallel.initialize()
     workdir = pathlib.Path(workdir).expanduser()
+    out_dir = workdir if output_dir is None else pathlib.Path(output_dir).expanduser()
     trained = load_trained(workdir, step=step, config=config)
     c = trained.config
-    data = trainer.Data(c) if data is None else data
+    data = engine.Data(c) if data is None else data
     protocol = getattr(data.info, "protocol", trained.info.protocol)
+    effective_ties(protocol, c.eval.ties, {})
 
     runs = [("trained", trained)]
     if compare_untrained:
@@ -291,48 +231,51 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
         q, g = enc["query"]["packed"][code], enc["gallery"]["packed"][code]
         bits = int(enc["query"][f"code/{code}"].shape[1])
         timing, inputs = None, {}
-        if hasattr(t.method, "search"):
+        if has_search(t.method):
             inputs = dict(t.method.search(enc["query"]["packed"], enc["gallery"]["packed"], t.search_params, c))
             timing = inputs.pop("ms_per_query", None)
         elif t.method.SEARCH != "exhaustive":
             raise NotImplementedError(
                 f"method {c.method.name!r} uses search {t.method.SEARCH!r} but defines no search() hook")
-        m = protocol_metrics(protocol, enc, code, seed=c.seed, **inputs)
+        m = protocol_metrics(protocol, enc, code, seed=c.seed, ties=c.eval.ties, **inputs)
         ms = timing if timing is not None else time_topk(q, g)
         name = f"{c.method.name} ({label})" if compare_untrained else c.method.name
         rows.append(_row(name, m, bits, ms))
         if label == "trained":
-            save_codes(workdir / "codes" / f"step_{t.step}", enc)
             extra = {"enc": enc, "code": code, "bits": bits}
             names = tuple(c.eval.get("hashing_metrics", ()) or ())
             if names:
                 extra["hashing"] = hashing_metrics(protocol, enc, code, names, seed=c.seed)
 
-    tag = f"step_{trained.step}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = reporting.fresh_tag(out_dir, f"step_{trained.step}", RESULT_FILES)
+    codes_dir = out_dir / "codes" / tag
+    save_codes(codes_dir, extra["enc"])
     nq, ng = len(extra["enc"]["query"]["pid"]), len(extra["enc"]["gallery"]["pid"])
     print_fn(f"{c.dataset.name} ({protocol} protocol), {nq} queries, {ng} gallery images, "
-             f"checkpoint step {trained.step}")
+             f"checkpoint step {trained.step}; ties: {TIES_TEXT[c.eval.ties]}")
     print_fn(reporting.format_table(rows))
     result = {"workdir": str(workdir), "step": trained.step, "dataset": c.dataset.name, "protocol": protocol,
-              "method": c.method.name, "code": extra["code"], "num_query": nq, "num_gallery": ng, "rows": rows,
-              "codes_dir": str(workdir / "codes" / tag)}
+              "method": c.method.name, "code": extra["code"], "ties": c.eval.ties, "num_query": nq,
+              "num_gallery": ng, "rows": rows, "units": UNITS, "codes_dir": str(codes_dir)}
     if "hashing" in extra:
         result["hashing"] = extra["hashing"]
         print_fn(f"hashing metrics ({extra['code']} code, {extra['bits']} bits): "
                  + "  ".join(f"{k} {100 * v:.2f}" for k, v in extra["hashing"].items()))
     if visualize:
-        path = workdir / f"ranklist_{tag}.png"
-        write_ranklist(path, data, c, extra, visualize)
+        path = out_dir / f"ranklist_{tag}.png"
+        write_ranklist(path, data, c, extra, visualize, step=trained.step)
         result["ranklist_png"] = str(path)
         print_fn(f"rank lists of {visualize} queries: {path}")
     if tradeoff:
         points = tradeoff_points(extra, protocol, c, rows[0])
-        path = workdir / f"tradeoff_{tag}.png"
-        reporting.tradeoff_plot(path, points, title=f"{c.method.name} on {c.dataset.name}: mAP vs search time")
+        path = out_dir / f"tradeoff_{tag}.png"
+        reporting.tradeoff_plot(path, points, title=f"{c.method.name} on {c.dataset.name}, step {trained.step}: "
+                                                    f"mAP vs search time\n{nq} queries, gallery of {ng} images")
         result["tradeoff"] = points
         result["tradeoff_png"] = str(path)
         print_fn(f"trade-off plot: {path}")
-    out = workdir / f"eval_{tag}.json"
+    out = out_dir / f"eval_{tag}.json"
     reporting.write_json(out, result)
     print_fn(f"results: {out}")
     return result
@@ -349,8 +292,14 @@ def _ranked(q, g, k):
     return np.asarray(idx)
 
 
-def write_ranklist(path, data, config, extra, n: int) -> None:
-    """Top-10 rank lists of ``n`` queries (spread evenly over the query set) as a PNG grid.
+def _hamming(a: np.ndarray, b: np.ndarray) -> int:
+    """Hamming distance of two packed codes."""
+    return int(np.unpackbits(np.bitwise_xor(a, b)).sum())
+
+
+def write_ranklist(path, data, config, extra, n: int, *, step=None) -> None:
+    """Top-10 rank lists of ``n`` queries (spread evenly over the query set) as a PNG grid, with a header (method,
+    dataset, step), the rank, Hamming distance, identity and camera of every result, and a legend.
 
     As in the protocol, junk (pid -1) and the query's own same-camera matches are not shown as results.
     """
@@ -360,6 +309,7 @@ def write_ranklist(path, data, config, extra, n: int) -> None:
     idx = _ranked(q["packed"][code][qsel], g["packed"][code], min(len(g["pid"]), TOPK + 64))
     q_src, g_src = data.source(q["split"]), data.source(g["split"])
     has_cam = q.get("camid") is not None and g.get("camid") is not None
+    cam = (lambda part, i: f" c{int(part['camid'][i])}") if has_cam else (lambda part, i: "")
     q_imgs, r_imgs, matches, titles = [], [], [], []
     for row, qi in enumerate(qsel):
         keep = []
@@ -373,9 +323,16 @@ def write_ranklist(path, data, config, extra, n: int) -> None:
         q_imgs.append(q_src[int(q["index"][qi])]["image"])
         r_imgs.append([g_src[int(g["index"][gi])]["image"] for gi in keep])
         matches.append([bool(g["pid"][gi] == q["pid"][qi]) for gi in keep])
-        titles.append([f"{int(g['pid'][gi])}" for gi in keep])
-    reporting.rank_grid(path, q_imgs, r_imgs, matches, query_titles=[f"q {int(q['pid'][i])}" for i in qsel],
-                        ranked_titles=titles)
+        titles.append([f"#{r + 1} d={_hamming(q['packed'][code][qi], g['packed'][code][gi])}\n"
+                       f"id {int(g['pid'][gi])}{cam(g, gi)}" for r, gi in enumerate(keep)])
+    header = (f"{config.method.name} on {config.dataset.name}" + (f", step {step}" if step is not None else "")
+              + f": top {TOPK} of {len(qsel)} queries, {extra['bits']}-bit '{code}' code, gallery of {len(g['pid'])}")
+    legend = ("green frame: same identity as the query   red frame: another identity   "
+              "#r rank   d Hamming distance   id identity   c camera"
+              + ("" if not has_cam else "   (same-camera matches of the query's identity are not shown)"))
+    reporting.rank_grid(path, q_imgs, r_imgs, matches,
+                        query_titles=[f"query\nid {int(q['pid'][i])}{cam(q, i)}" for i in qsel],
+                        ranked_titles=titles, header=header, legend=legend)
 
 
 def tradeoff_points(extra, protocol, config, main_row) -> list[dict]:
@@ -389,7 +346,7 @@ def tradeoff_points(extra, protocol, config, main_row) -> list[dict]:
         if name == extra["code"]:
             m, ms = main_row, main_row["ms/query"]
         else:
-            m = protocol_metrics(protocol, enc, name, seed=config.seed)
+            m = protocol_metrics(protocol, enc, name, seed=config.seed, ties=config.eval.ties)
             ms = time_topk(enc["query"]["packed"][name], enc["gallery"]["packed"][name])
         points.append({"label": f"{name} {bits}b", "series": "hamming", "bits": bits, "mAP": m["mAP"], "ms_per_query": ms})
     full = f"code/{extra['code']}"
@@ -398,7 +355,7 @@ def tradeoff_points(extra, protocol, config, main_row) -> list[dict]:
         if 0 < b < enc["query"][full].shape[1]:
             for part in enc.values():
                 part["packed"]["_prefix"] = np.asarray(search.pack_codes(np.asarray(part[full])[:, :b]))
-            m = protocol_metrics(protocol, enc, "_prefix", seed=config.seed)
+            m = protocol_metrics(protocol, enc, "_prefix", seed=config.seed, ties=config.eval.ties)
             ms = time_topk(enc["query"]["packed"]["_prefix"], enc["gallery"]["packed"]["_prefix"])
             points.append({"label": f"{b}b prefix", "series": "hamming (prefix)", "bits": b, "mAP": m["mAP"],
                            "ms_per_query": ms})
@@ -411,7 +368,7 @@ def tradeoff_points(extra, protocol, config, main_row) -> list[dict]:
             dist = 1.0 - fq @ fg.T
             np.argpartition(dist, min(TOPK, dist.shape[1] - 1), axis=1)
             ms = 1000.0 * (time.perf_counter() - t) / len(fq)
-            m = protocol_metrics(protocol, enc, extra["code"], seed=config.seed, distances=dist)
+            m = protocol_metrics(protocol, enc, extra["code"], seed=config.seed, ties=config.eval.ties, distances=dist)
             points.append({"label": f"float {fq.shape[1]}d", "series": "float cosine", "bits": 32 * fq.shape[1],
                            "mAP": m["mAP"], "ms_per_query": ms})
     return points

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -48,6 +47,8 @@ from jhash import config as config_lib
 from jhash import encode as encode_lib
 from jhash import methods as methods_lib
 from jhash import optim, parallel, reporting
+from jhash import workdir as workdir_lib
+from jhash.engine import Data, init_variables  # noqa: F401  (also re-exported: trainer.Data, ...)
 
 log = logging.getLogger(__name__)
 
@@ -97,108 +98,9 @@ class TrainState:
         return {"opt_state": self.opt_state, "rng": self.rng, "step": self.step}
 
 
-# --------------------------------------------------------------------------------------------------
-# Data access (a thin layer over jhash.data, replaceable by a stand-in in tests)
-
-
-class Data:
-    """The splits of ``config.dataset`` and the loaders the engine uses."""
-
-    def __init__(self, config):
-        from jhash import data as data_lib
-
-        self._load = data_lib.load
-        self.config = config
-        self._sources = {}
-        self.train_source, self.info = self._open(config.dataset.train_split)
-
-    def _open(self, split):
-        if split not in self._sources:
-            d = self.config.dataset
-            self._sources[split] = self._load(
-                d.name, split, data_dir=config_lib.data_dir(self.config), manual_dir=d.manual_dir, config=_ds_config(d.config)
-            )
-        return self._sources[split]
-
-    def source(self, split):
-        return self._open(split)[0]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.config.input.image_size or self.info.image_size)
-
-    def train_loader(self, seed: int):
-        """This process's share of the global P×K batch, an iterator with get_state()/set_state()."""
-        from jhash.data import pipeline
-
-        t = self.config.train
-        augment = self.config.input.augment
-        return pipeline.train_loader(
-            self.train_source,
-            self.info,
-            batch_p=t.batch_p // jax.process_count(),
-            batch_k=t.batch_k,
-            image_size=self.image_size,
-            seed=seed + 1000003 * jax.process_index(),
-            augment_config=None if augment is None else augment.to_dict(),
-            num_workers=self.config.input.num_workers,
-        )
-
-    def eval_batches(self, split: str, batch_size: int):
-        """Batches (numpy dicts) of this process's records of ``split`` in stored order; ``index`` is the
-        position in the split. The training split's batches also carry ``label``."""
-        from jhash.data import pipeline
-
-        source = self.source(split)
-        labels = pipeline.label_map(self.train_source) if split == self.config.dataset.train_split else None
-        start, step = (jax.process_index(), jax.process_count())
-        view = source if step == 1 else _Strided(source, start, step)
-        loader = pipeline.eval_loader(view, batch_size=batch_size, image_size=self.image_size,
-                                      num_workers=self.config.input.num_workers, labels=labels)
-        for batch in loader:
-            if step != 1:
-                batch["index"] = start + step * batch["index"]
-            yield batch
-
-
-def _ds_config(c):
-    return c.to_dict() if hasattr(c, "to_dict") else c
-
-
-class _Strided:
-    """Records ``start, start + step, ...`` of a source: one process's share of an evaluation split."""
-
-    def __init__(self, source, start, step):
-        self.source, self.start, self.step = source, start, step
-
-    def __len__(self):
-        n = len(self.source)
-        return max(0, (n - self.start + self.step - 1) // self.step)
-
-    def __getitem__(self, i):
-        return self.source[self.start + i * self.step]
-
-
+# Data access and initial variables live in jhash.engine (shared with evaluation and encoding)
 # --------------------------------------------------------------------------------------------------
 # State and step
-
-
-def init_variables(model, config, image_size, rng, *, pretrained: bool = True, method=None) -> dict:
-    """Initial variables of ``model``; with ``config.model.pretrained`` the torchvision weights are loaded by the
-    method's ``load_pretrained(variables, path, config)`` hook when it has one (e.g. SSR's two-branch PCB),
-    else into the backbone by :func:`jhash.models.load_pretrained`."""
-    h, w = image_size
-    images = jnp.zeros((2, h, w, 3), jnp.float32)
-    p_rng, d_rng = jax.random.split(rng)
-    variables = jax.jit(lambda x: model.init({"params": p_rng, "dropout": d_rng}, x, train=False))(images)
-    variables = flax.core.unfreeze(variables)
-    if pretrained and config.model.pretrained:
-        if method is not None and hasattr(method, "load_pretrained"):
-            return method.load_pretrained(variables, config.model.pretrained, config)
-        from jhash import models
-
-        variables = models.load_pretrained(variables, config.model.pretrained)
-    return variables
 
 
 def create_state(config, info, method, variables, tx, rng) -> TrainState:
@@ -364,39 +266,27 @@ def _row_step(line: str) -> int | None:
         return None  # a line cut by a crash
 
 
-def _meta(config, info, step, total, method_name):
-    return {
-        "step": int(step),
-        "total_steps": int(total),
-        "method": method_name,
-        "dataset": config.dataset.name,
-        "dataset_config": _ds_config(config.dataset.config),
-        "bits": int(config.model.bits),
-        "num_classes": int(info.num_classes),
-        "info": dataclasses.asdict(info),
-        "image_size": list(config.input.image_size or info.image_size),
-        "config": json.loads(config.to_json_best_effort()),
-    }
+_meta = workdir_lib.run_meta  # (config, info, step, total, method_name) -> the checkpoint's meta item
 
 
 def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | None = None, progress: bool = True,
-          async_checkpoints: bool = True) -> TrainResult:
+          async_checkpoints: bool = True, report=None) -> TrainResult:
     """Train ``config`` in ``workdir`` (resuming from its newest intact checkpoint); return the final state.
 
     ``data`` / ``method`` replace the dataset access and the method module (tests); ``mesh`` the default mesh
     over all devices (:func:`jhash.parallel.make_mesh`). ``stop_at`` behaves like
-    a SIGTERM received after that step (save, then :class:`Interrupted`).
+    a SIGTERM received after that step (save, then :class:`Interrupted`). The config, the workdir's stored config
+    and the dataset are validated before any work (:class:`jhash.config.ConfigError`); ``report(text)`` receives
+    the start-of-training summary.
     """
     parallel.initialize()
     workdir = pathlib.Path(workdir).expanduser()
+    config_lib.validate(config)  # every count, size, rate and period in range (train.keep >= 1 among them)
     workdir.mkdir(parents=True, exist_ok=True)
-    if config.train.keep < 1:
-        raise config_lib.ConfigError(
-            f"config.train.keep must be >= 1 (the newest checkpoint is always kept), got {config.train.keep}")
     lock = ckpt_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
     with lock, _StopFlag() as stop:
         return _train_locked(config, workdir, stop, data=data, method=method, mesh=mesh, stop_at=stop_at,
-                             progress=progress, async_checkpoints=async_checkpoints)
+                             progress=progress, async_checkpoints=async_checkpoints, report=report)
 
 
 def _restore_newest_intact(ckpts, state: TrainState, mesh):
@@ -427,10 +317,13 @@ def _restore_newest_intact(ckpts, state: TrainState, mesh):
     return None, None
 
 
-def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progress, async_checkpoints) -> TrainResult:
+def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progress, async_checkpoints,
+                  report) -> TrainResult:
+    changes = workdir_lib.check_stored_config(workdir, config)
     data = Data(config) if data is None else data
     method = methods_lib.get(config.method.name) if method is None else method
     info = data.info
+    notes = config_lib.validate_for_dataset(config, info, method, getattr(data, "has_split", None))
     total = config_lib.total_steps(config, info)
     done = ckpt_lib.saved_steps(workdir)
     if done and done[-1] > total:
@@ -451,10 +344,12 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
     state = parallel.replicate(state, mesh)
     stop.check(0, workdir)
 
+    workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
-        config_path = workdir / "config.json"
-        if not config_path.exists():
-            ckpt_lib.write_json_atomic(config_path, json.loads(config.to_json_best_effort()))
+        workdir_lib.write_config(workdir, config, changes, step=workdir_lib.latest_step(workdir))
+    if report is not None and jax.process_index() == 0:
+        report(reporting.start_summary(config, info, data.image_size, variables["params"], total, per_epoch, workdir,
+                                       workdir_lib.latest_step(workdir), changes, notes))
 
     loader = data.train_loader(config.seed)
     search = None

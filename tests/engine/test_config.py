@@ -1,5 +1,6 @@
 """Config loading, overrides, schema errors, optimizer schedules and groups."""
 
+import json
 import pathlib
 import re
 import subprocess
@@ -9,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jhash import config as config_lib
 from jhash import methods, optim
@@ -105,3 +108,162 @@ def test_weight_decay_skips_biases_by_default():
     tx, _ = optim.make_optimizer(c, params)
     updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
     assert float(updates["kernel"][0, 0]) == pytest.approx(-0.5) and float(updates["bias"][0]) == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Command-line values, validation, config.json round trip, the stored-vs-new check
+
+
+def test_none_from_the_command_line_means_none():
+    c = config_lib.load(ROOT / "configs/synthetic_reid/ssr.py", ["dataset.val_split=None", "model.pretrained=None"])
+    assert c.dataset.val_split is None and c.model.pretrained is None
+
+
+def test_one_number_image_size_is_square():
+    c = config_lib.load(ROOT / "configs/synthetic_reid/baseline.py", ["input.image_size=64"])
+    assert c.input.image_size == (64, 64)
+    config_lib.validate(c)
+
+
+def test_every_shipped_config_validates():
+    for path in CONFIGS:
+        config_lib.validate(config_lib.load(path))
+
+
+def _valid(**changes):
+    c = config_lib.base_config()
+    c.train.steps = 10
+    for key, value in changes.items():
+        parent, name = config_lib._resolve(c, key.replace("__", "."))
+        parent[name] = value
+    return c
+
+
+@pytest.mark.parametrize("key, value", [
+    ("seed", -1), ("input.num_workers", -1), ("model.bits", 0), ("model.bits", -8), ("model.pooling", "max"),
+    ("method.aux_every", -1), ("optimizer.name", "rmsprop"), ("optimizer.lr", 0.0), ("optimizer.lr", -1e-3),
+    ("optimizer.lr", float("nan")), ("optimizer.lr", float("inf")), ("optimizer.momentum", 1.0),
+    ("optimizer.weight_decay", -1.0), ("optimizer.warmup", -1.0), ("optimizer.warmup_factor", 0.0),
+    ("optimizer.gamma", 0.0), ("optimizer.min_lr_ratio", 2.0), ("optimizer.grad_clip_norm", -1.0),
+    ("optimizer.milestones", (5, 2)), ("optimizer.schedule", "poly"), ("train.steps", -5), ("train.epochs", -1),
+    ("train.batch_p", 0), ("train.batch_p", 1), ("train.batch_k", 0), ("train.log_every", 0),
+    ("train.ckpt_every", 0), ("train.keep", 0), ("train.compute_dtype", "int8"), ("eval.batch_size", 0),
+    ("eval.ties", "random"), ("eval.tradeoff_bits", (0,)), ("eval.hashing_metrics", ("recall@10",)),
+    ("input.image_size", (64,)), ("input.image_size", (64, 0)), ("dataset.val_split", ""),
+])
+def test_validate_names_the_key(key, value):
+    with pytest.raises(config_lib.ConfigError, match=re.escape(f"config.{key}")):
+        config_lib.validate(_valid(**{key: value}))
+
+
+def test_validate_needs_a_training_length():
+    with pytest.raises(config_lib.ConfigError, match="train.steps and config.train.epochs are both 0"):
+        config_lib.validate(_valid(**{"train.steps": 0}))
+
+
+def _info(**kw):
+    from jhash.data.info import DatasetInfo
+
+    return DatasetInfo(**{"name": "d", "num_classes": 20, "image_size": (8, 8), "num_train_images": 80, **kw})
+
+
+def test_validate_for_dataset():
+    class Fits:
+        def fit_search(self, codes, pids, config):
+            return {}
+
+    c = _valid(**{"train.batch_p": 21})
+    with pytest.raises(config_lib.ConfigError, match=r"config.train.batch_p=21 .* only 20 training identities.*batch_p=20"):
+        config_lib.validate_for_dataset(c, _info(), object())
+    c = _valid(**{"dataset.val_split": "val"})
+    with pytest.raises(config_lib.ConfigError, match="config.dataset.val_split='val'.*no split 'val'"):
+        config_lib.validate_for_dataset(c, _info(), Fits(), has_split=lambda s: s != "val")
+    assert config_lib.validate_for_dataset(c, _info(), Fits(), has_split=lambda s: True) == []
+    assert config_lib.validate_for_dataset(c, _info(), object(), has_split=lambda s: False) == []  # no fit_search
+
+    ssr = config_lib.load(ROOT / "configs/synthetic_reid/ssr.py")
+    with pytest.raises(config_lib.ConfigError, match="config.method.attributes=True .* no attribute labels"):
+        config_lib.validate_for_dataset(ssr, _info(num_classes=50), object())
+    ssr = config_lib.load(ROOT / "configs/synthetic_reid/ssr.py", ["method.attributes=False"])
+    with pytest.raises(config_lib.ConfigError, match="config.method.afr=True needs attribute codes"):
+        config_lib.validate_for_dataset(ssr, _info(num_classes=50), object())
+
+    ctf = config_lib.load(ROOT / "configs/synthetic_reid/ctf.py", ["model.bits=16"])
+    (note,) = config_lib.validate_for_dataset(ctf, _info(num_classes=50), object())
+    assert "config.method.lengths" in note and "model.bits=16 is not used" in note
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_config_json_round_trip(path):
+    from jhash import workdir
+
+    c = config_lib.load(path)
+    back = workdir.config_from_json(json.loads(json.dumps(workdir.config_to_json(c))))
+    assert back.to_dict() == c.to_dict()
+    assert workdir.config_changes(workdir.config_to_json(c), workdir.config_to_json(back)) == {}
+
+
+_leaf = st.one_of(st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.text("abc_", min_size=1, max_size=4),
+                  st.booleans(), st.none(), st.tuples(st.integers(0, 9), st.integers(0, 9)))
+_free = st.dictionaries(st.sampled_from(["pattern", "val_fraction", "widths", "x"]),
+                        st.one_of(_leaf, st.dictionaries(st.sampled_from(["a", "b"]), _leaf, max_size=2)), max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ds=st.one_of(st.none(), st.text("abc", min_size=1, max_size=3), _free), method=_free, kwargs=_free)
+def test_free_form_fields_round_trip(ds, method, kwargs):
+    """Free-form dict fields (dataset.config as a name or a dict, method.*, model.backbone_kwargs) come back from
+    config.json as they went in."""
+    import ml_collections
+
+    from jhash import workdir
+
+    c = config_lib.base_config()
+    c.train.steps = 3
+    if isinstance(ds, dict):
+        del c.dataset["config"]
+        c.dataset.config = ml_collections.ConfigDict(ds)
+    else:
+        c.dataset.config = ds
+    for k, v in method.items():
+        c.method[f"m_{k}"] = ml_collections.ConfigDict(v) if isinstance(v, dict) else v
+    c.model.backbone_kwargs = ml_collections.ConfigDict(kwargs)
+    back = workdir.config_from_json(json.loads(json.dumps(workdir.config_to_json(c))))
+    assert back.to_dict() == c.to_dict()
+
+
+def test_stored_config_check(tmp_path):
+    from jhash import workdir
+
+    c = config_lib.load(ROOT / "configs/synthetic_reid/baseline.py")
+    assert workdir.check_stored_config(tmp_path, c) == {}
+    workdir.write_config(tmp_path, c)
+    assert workdir.check_stored_config(tmp_path, c) == {}
+    other = config_lib.load(ROOT / "configs/synthetic_reid/baseline.py", ["model.bits=32", "optimizer.lr=1e-4"])
+    # no checkpoint yet: any change is allowed (and reported)
+    assert set(workdir.check_stored_config(tmp_path, other)) == {"model.bits", "optimizer.lr"}
+    (tmp_path / "checkpoints" / "4").mkdir(parents=True)
+    with pytest.raises(config_lib.ConfigError, match=r"model.bits \(64 -> 32\); use a new --workdir") as e:
+        workdir.check_stored_config(tmp_path, other)
+    assert "optimizer.lr" not in str(e.value) and "\n" not in str(e.value)
+    fine = config_lib.load(ROOT / "configs/synthetic_reid/baseline.py", ["optimizer.lr=1e-4", "train.epochs=3"])
+    changes = workdir.check_stored_config(tmp_path, fine)
+    assert set(changes) == {"optimizer.lr", "train.epochs"} and changes["optimizer.lr"][1] == 1e-4
+    workdir.write_config(tmp_path, fine, changes, step=4)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["optimizer"]["lr"] == 1e-4 and stored["_history"][0]["resumed_from_step"] == 4
+    assert workdir.read_config(tmp_path).optimizer.lr == 1e-4
+    # momentum / weight decay / clipping add optimizer state: only zero <-> zero or non-zero <-> non-zero is fine
+    assert workdir.is_compatible("optimizer.weight_decay", 5e-4, 1e-4)
+    assert not workdir.is_compatible("optimizer.grad_clip_norm", 0.0, 1.0)
+    assert not workdir.is_compatible("dataset.config", "tiny", "default")
+
+
+def test_remove_if_unused(tmp_path):
+    from jhash import workdir
+
+    (tmp_path / "a" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "a" / "config.json").write_text("{}")
+    assert workdir.remove_if_unused(tmp_path / "a") and not (tmp_path / "a").exists()
+    (tmp_path / "b" / "checkpoints" / "2").mkdir(parents=True)
+    assert not workdir.remove_if_unused(tmp_path / "b") and (tmp_path / "b").exists()

@@ -120,7 +120,7 @@ def test_missing_checkpoint_is_a_clear_cli_error(tmp_path, trained):
     _, env, _ = trained
     (tmp_path / "config.json").write_text((trained[0] / "config.json").read_text())
     r = _run(["evaluate.py", "--workdir", str(tmp_path)], env)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert f"no checkpoints in workdir {str(tmp_path)!r}" in r.stderr and "Traceback" not in r.stderr
     from jhash import checkpoints, evaluator
 
