@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import sys
 import time
 from typing import Callable, Sequence
@@ -41,20 +42,42 @@ def one_line(error: BaseException) -> str:
     return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def _interrupted_early(signum, frame):
+    """Ctrl-C / SIGTERM before the training loop installs its own handlers (imports, flags, data, compiling):
+    nothing is being written then, so exit at once (an exception raised here could be swallowed by a callback
+    it interrupts, or meet a half-initialised runtime)."""
+    print(f"\n{signal.Signals(signum).name} received before training started: stopped, nothing was written",
+          file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def install_early_interrupt_handler() -> None:
+    """Make Ctrl-C / SIGTERM exit cleanly during start-up (call first thing in a command's entry point)."""
+    signal.signal(signal.SIGINT, _interrupted_early)
+    signal.signal(signal.SIGTERM, _interrupted_early)
+
+
 def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
-    """``main(argv)`` with jhash's error handling: user errors -> one line on stderr and status 2; Ctrl-C outside
-    the training loop (which saves a checkpoint itself) -> 'interrupted' and status 130."""
+    """``main(argv)`` with jhash's error handling: user errors -> one line on stderr and status 2; a run that
+    cannot go on (a damaged checkpoint, a workdir in use, already trained) -> one line and status 1."""
+    from jhash.checkpoints import CheckpointError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
-        return 130
+    except CheckpointError as e:
+        if os.environ.get("JHASH_DEBUG"):
+            raise
+        sys.stderr.write(f"error: {one_line(e)}\n")
+        return 1
     except USER_ERRORS as e:
         if os.environ.get("JHASH_DEBUG"):
             raise
         sys.stderr.write(f"error: {one_line(e)}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("\nSIGINT received twice: stopped at once; the checkpoints saved so far are intact\n")
+        return 130
 
 
 def _quiet_logging() -> None:
@@ -119,6 +142,7 @@ def _train(argv: Sequence[str]) -> int:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``jhash-train`` / ``python train.py``."""
+    install_early_interrupt_handler()
     return run(_train, argv)
 
 

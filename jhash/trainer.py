@@ -5,10 +5,19 @@
   ``config.train.compute_dtype`` as their modules' ``dtype``; parameters stay float32). Data parallel over a
   Mesh axis ``'data'`` (see :mod:`jhash.parallel`).
 - Checkpoints (:mod:`jhash.checkpoints`) every ``train.ckpt_every`` steps and at the end, keeping the last
-  ``train.keep``; a run started again with the same ``--workdir`` resumes from the latest one, with the data
-  iterator, rng and the method's ``aux`` state, so it computes what an uninterrupted run computes.
-- SIGINT / SIGTERM: the current step finishes, a checkpoint is saved, :class:`Interrupted` is raised.
-- A NaN / inf loss raises :class:`NonFiniteLossError` naming the step; no checkpoint is written after it.
+  ``train.keep`` (>= 1) and the final one; a run started again with the same ``--workdir`` resumes from the
+  newest intact one (each is verified against its manifest; damaged newer ones are moved to
+  ``<workdir>/checkpoints.damaged``), with the data iterator, rng and the method's ``aux`` state, so it
+  computes what an uninterrupted run computes. A workdir already past the requested steps is left untouched
+  (:class:`jhash.checkpoints.AlreadyTrainedError`).
+- One trainer per workdir: :class:`jhash.checkpoints.WorkdirLock` is held for the whole run.
+- SIGINT / SIGTERM at any moment: the current phase or step finishes, a checkpoint is saved when a step was
+  trained, :class:`Interrupted` is raised (a second SIGINT raises ``KeyboardInterrupt`` at once).
+- A NaN / inf loss raises :class:`NonFiniteLossError` naming the step; parameters, batch statistics,
+  optimizer state and ``aux`` are checked on device before every save (:class:`NonFiniteStateError`), so
+  every checkpoint is finite: "the last verified checkpoint" in these errors is one a run can resume from.
+- Training batches must hold labels in ``[0, num_classes)``: junk / distractor identities are no class
+  (:class:`jhash.data.common.DatasetError` otherwise); the encoding pass for ``update_aux`` drops them.
 - Methods with ``init_aux`` / ``update_aux`` get an encoding pass over the training set every
   ``method.aux_every`` epochs; methods with ``fit_search`` fit it on ``dataset.val_split`` at the end.
 - Progress bar (tqdm: loss, images/s); one JSON line per ``train.log_every`` steps in ``<workdir>/metrics.jsonl``.
@@ -48,15 +57,23 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
+class NonFiniteStateError(NonFiniteLossError):
+    """Parameters, batch statistics, optimizer state or ``aux`` hold NaN / inf when a checkpoint is due."""
+
+
 class Interrupted(Exception):
     """Training stopped by SIGINT / SIGTERM after saving a checkpoint."""
 
-    def __init__(self, step: int, signum: int, workdir):
-        self.step, self.signum = step, signum
+    def __init__(self, step: int, signum: int, workdir, saved: bool = True):
+        self.step, self.signum, self.saved = step, signum, saved
         name = signal.Signals(signum).name if signum else "stop request"
-        super().__init__(
-            f"{name} received: saved a checkpoint at step {step} in {str(workdir)!r}; run the same command to resume"
-        )
+        if saved:
+            what = f"saved a checkpoint at step {step} in {str(workdir)!r}; run the same command to resume"
+        elif step:
+            what = f"stopped before training on; the checkpoint of step {step} in {str(workdir)!r} is unchanged"
+        else:
+            what = f"stopped before the first step; no checkpoint was written in {str(workdir)!r}"
+        super().__init__(f"{name} received: {what}")
 
 
 @flax.struct.dataclass
@@ -141,7 +158,8 @@ def jit_train_step(step_fn, mesh):
 
 
 class _StopFlag:
-    """SIGINT / SIGTERM set a flag the loop checks after each step (a second SIGINT raises at once)."""
+    """SIGINT / SIGTERM set a flag the loop checks after each step and the set-up checks between its phases
+    (a second SIGINT raises ``KeyboardInterrupt`` at once)."""
 
     def __init__(self):
         self.signum = 0
@@ -158,6 +176,11 @@ class _StopFlag:
             raise KeyboardInterrupt
         self.signum = signum
         log.warning("%s received: finishing the current step and saving a checkpoint", signal.Signals(signum).name)
+
+    def check(self, step: int, workdir) -> None:
+        """Raise :class:`Interrupted` (nothing saved) if a signal came during the set-up."""
+        if self.signum:
+            raise Interrupted(step, self.signum, workdir, saved=False)
 
     def __exit__(self, *exc):
         for s, h in self._old.items():
@@ -177,16 +200,70 @@ class TrainResult:
     search: dict | None
 
 
+_ADVICE = "Lower config.optimizer.lr, enable config.optimizer.grad_clip_norm or check the data."
+
+
+def _kept(workdir, last_saved: int | None) -> str:
+    if last_saved is None:
+        return f"no checkpoint was saved in {str(workdir)!r}"
+    return f"the last verified checkpoint is step {last_saved} in {str(workdir)!r}"
+
+
 def _check_finite(step: int, metrics: dict, workdir, last_saved: int | None):
     loss = float(metrics["loss"])
     if not math.isfinite(loss):
         bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
-        kept = f"the last good checkpoint is step {last_saved}" if last_saved is not None else "no checkpoint was saved"
         raise NonFiniteLossError(
-            f"loss is {loss} at step {step} (non-finite: {', '.join(bad)}); training stopped, {kept} in "
-            f"{str(workdir)!r}. Lower config.optimizer.lr, enable config.optimizer.grad_clip_norm or check the data."
+            f"loss is {loss} at step {step} (non-finite: {', '.join(bad)}); training stopped, "
+            f"{_kept(workdir, last_saved)}. {_ADVICE}"
         )
     return loss
+
+
+def _check_state_finite(state: TrainState, step: int, workdir, last_saved: int | None) -> None:
+    """Raise :class:`NonFiniteStateError` when a part of ``state`` holds NaN / inf (one on-device reduction)."""
+    bad = ckpt_lib.nonfinite_parts({"params": state.params, "batch_stats": state.batch_stats,
+                                    "opt_state": state.opt_state, "aux": state.aux})
+    if bad:
+        raise NonFiniteStateError(
+            f"{', '.join(bad)} hold NaN or infinite values at step {step} (the logged loss may still look finite); "
+            f"nothing was saved for it, training stopped, {_kept(workdir, last_saved)}. {_ADVICE}"
+        )
+
+
+def _check_labels(batch: dict, num_classes: int, step: int) -> None:
+    """Training labels are class ids in ``[0, num_classes)``: junk (-1) or distractor ids are no class."""
+    labels = batch.get("label")
+    if labels is None or np.size(labels) == 0:
+        return
+    labels = np.asarray(labels)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        from jhash.data.common import DatasetError
+
+        raise DatasetError(
+            f"the training batch of step {step} holds labels in [{lo}, {hi}], outside [0, {num_classes}) "
+            f"(num_classes): junk or distractor identities must not reach the training batches"
+        )
+
+
+def _truncate_metrics(path: pathlib.Path, step: int) -> None:
+    """Drop the rows of ``metrics.jsonl`` past ``step`` (written by a run that stopped after that checkpoint)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [l for l in lines if l.strip() and _row_step(l) is not None and _row_step(l) <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        tmp.write_text("".join(l if l.endswith("\n") else l + "\n" for l in kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _row_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut by a crash
 
 
 _meta = workdir_lib.run_meta  # (config, info, step, total, method_name) -> the checkpoint's meta item
@@ -194,7 +271,7 @@ _meta = workdir_lib.run_meta  # (config, info, step, total, method_name) -> the 
 
 def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | None = None, progress: bool = True,
           async_checkpoints: bool = True, report=None) -> TrainResult:
-    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint); return the final state.
+    """Train ``config`` in ``workdir`` (resuming from its newest intact checkpoint); return the final state.
 
     ``data`` / ``method`` replace the dataset access and the method module (tests); ``mesh`` the default mesh
     over all devices (:func:`jhash.parallel.make_mesh`). ``stop_at`` behaves like
@@ -204,13 +281,56 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
     """
     parallel.initialize()
     workdir = pathlib.Path(workdir).expanduser()
-    config_lib.validate(config)
+    config_lib.validate(config)  # every count, size, rate and period in range (train.keep >= 1 among them)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = ckpt_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock, _StopFlag() as stop:
+        return _train_locked(config, workdir, stop, data=data, method=method, mesh=mesh, stop_at=stop_at,
+                             progress=progress, async_checkpoints=async_checkpoints, report=report)
+
+
+def _restore_newest_intact(ckpts, state: TrainState, mesh):
+    """``(step, restored)`` of the newest checkpoint that verifies and restores, ``(None, None)`` when there is
+    none. Damaged newer steps are moved to ``<workdir>/checkpoints.damaged`` once an intact one is found;
+    when every step is damaged nothing is moved and :class:`jhash.checkpoints.CheckpointDamagedError` names them."""
+    damaged = []
+    for step in sorted(ckpts.all_steps(), reverse=True):
+        try:
+            restored = ckpts.restore(step, model_like=state.model_item(), train_like=state.train_item(),
+                                     sharding=parallel.replicated(mesh), data=True, search=True, name_intact=False)
+        except ckpt_lib.CheckpointDamagedError as e:
+            damaged.append(e)
+            continue
+        for e in damaged:
+            moved = ckpts.quarantine(e.step)
+            log.warning("%s; moved it to %s", e, moved)
+        if damaged:
+            log.warning("resuming from step %d, the newest intact checkpoint in %s", step, ckpts.workdir)
+        if not ckpts.verify(step) and jax.process_index() == 0:
+            ckpts.seal(step)  # it restored and is finite: record its files from now on
+        return step, restored
+    if damaged:
+        raise ckpt_lib.CheckpointDamagedError(
+            f"no intact checkpoint in {str(ckpts.workdir)!r}: " + "; ".join(f"step {e.step}: {e.reason}" for e in damaged)
+            + f". Move {str(ckpts.directory)!r} away to train from scratch", step=damaged[0].step,
+            reason=damaged[0].reason)
+    return None, None
+
+
+def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progress, async_checkpoints,
+                  report) -> TrainResult:
     changes = workdir_lib.check_stored_config(workdir, config)
     data = Data(config) if data is None else data
     method = methods_lib.get(config.method.name) if method is None else method
     info = data.info
     notes = config_lib.validate_for_dataset(config, info, method, getattr(data, "has_split", None))
     total = config_lib.total_steps(config, info)
+    done = ckpt_lib.saved_steps(workdir)
+    if done and done[-1] > total:
+        raise ckpt_lib.AlreadyTrainedError(
+            f"workdir {str(workdir)!r} is already trained to step {done[-1]}, past the requested {total} steps; "
+            f"nothing was changed (evaluate a saved step with evaluate.py --step, or train in a new --workdir)")
+    stop.check(0, workdir)
     per_epoch = config_lib.steps_per_epoch(config, info)
     global_batch = config.train.batch_p * config.train.batch_k
     mesh = parallel.make_mesh() if mesh is None else mesh
@@ -222,6 +342,7 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
     tx, schedule = optim.make_optimizer(config, variables["params"], info)
     state = create_state(config, info, method, variables, tx, state_rng)
     state = parallel.replicate(state, mesh)
+    stop.check(0, workdir)
 
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
@@ -231,29 +352,30 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
                                        workdir_lib.latest_step(workdir), changes, notes))
 
     loader = data.train_loader(config.seed)
-    resumed_from = None
     search = None
-    with ckpt_lib.Checkpoints(workdir, keep=config.train.keep, async_save=async_checkpoints) as ckpts, _StopFlag() as stop:
-        latest = ckpts.latest_step()
+    with ckpt_lib.Checkpoints(workdir, keep=config.train.keep, async_save=async_checkpoints) as ckpts:
+        latest, restored = _restore_newest_intact(ckpts, state, mesh)
         if latest is not None:
-            restored = ckpts.restore(latest, model_like=state.model_item(), train_like=state.train_item(),
-                                     sharding=parallel.replicated(mesh), data=True, search=True)
             m, t = restored["model"], restored["train"]
             state = state.replace(params=m["params"], batch_stats=m.get("batch_stats", {}), aux=m.get("aux"),
                                   opt_state=t["opt_state"], rng=t["rng"], step=t["step"])
             if restored["data"] is not None:
                 loader.set_state(restored["data"])
             search = restored["search"]
-            resumed_from = latest
             log.info("resumed from step %d in %s", latest, workdir)
+            if jax.process_index() == 0:
+                _truncate_metrics(workdir / "metrics.jsonl", latest)
+        resumed_from = latest
 
         step = int(jax.device_get(state.step))
+        stop.check(step, workdir)
         last_saved = latest
 
-        def save(s, final_search=None):
+        def save(s, final_search=None, final=False):
             nonlocal last_saved
+            _check_state_finite(state, s, workdir, last_saved)
             ckpts.save(s, model=state.model_item(), train=state.train_item(), data_state=loader.get_state(),
-                       meta=_meta(config, info, s, total, config.method.name), search=final_search)
+                       meta=_meta(config, info, s, total, config.method.name), search=final_search, final=final)
             last_saved = s
 
         if step < total:
@@ -265,6 +387,7 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
             try:
                 while step < total:
                     batch = next(loader)
+                    _check_labels(batch, info.num_classes, step + 1)
                     state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
                     step += 1
                     window_n += 1
@@ -275,7 +398,8 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
                     aux_due = (hasattr(method, "update_aux") and config.method.aux_every > 0 and at_epoch_end
                                and (step // per_epoch) % config.method.aux_every == 0)
                     log_due = step % config.train.log_every == 0 or step == total
-                    save_due = step < total and (step % config.train.ckpt_every == 0 or stop.signum or step == stop_at)
+                    stopping = bool(stop.signum) or step == stop_at  # read once: a signal may land at any line
+                    save_due = step < total and (step % config.train.ckpt_every == 0 or stopping)
                     if log_due or save_due or aux_due:
                         loss = _check_finite(*pending, workdir, last_saved)
                         pending = None
@@ -293,7 +417,7 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
                     bar.update(step - bar.n)
                     if save_due:
                         save(step)
-                    if step < total and (stop.signum or step == stop_at):
+                    if step < total and stopping:
                         ckpts.wait()
                         raise Interrupted(step, stop.signum, workdir)
                 if pending is not None:
@@ -308,9 +432,21 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
         if latest != total:  # this run trained up to the end: fit the search, save the final checkpoint
             if hasattr(method, "fit_search") and config.dataset.val_split:
                 search = run_fit_search(method, model, state, data, config, mesh)
-            save(total, final_search=search)
+            save(total, final_search=search, final=True)
         ckpts.wait()
     return TrainResult(state=state, step=step, workdir=workdir, resumed_from=resumed_from, search=search)
+
+
+def _labelled_rows(outputs: dict) -> dict:
+    """The rows of an encoding pass whose ``label`` is a class (>= 0); all rows when there is no ``label``."""
+    labels = outputs.get("label")
+    if labels is None:
+        return outputs
+    keep = np.asarray(labels) >= 0
+    if keep.all():
+        return outputs
+    n = len(keep)
+    return {k: (np.asarray(v)[keep] if np.ndim(v) and np.shape(v)[0] == n else v) for k, v in outputs.items()}
 
 
 def run_update_aux(method, model, state, data, config, mesh):
@@ -319,7 +455,7 @@ def run_update_aux(method, model, state, data, config, mesh):
         encode_lib.outputs_fn(model, config, mesh), state.variables(), data.eval_batches(config.dataset.train_split, config.eval.batch_size),
         mesh, config.eval.batch_size,
     )
-    return method.update_aux(state.aux, outputs, config)
+    return method.update_aux(state.aux, _labelled_rows(outputs), config)
 
 
 def run_fit_search(method, model, state, data, config, mesh):

@@ -9,10 +9,22 @@ from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jhash.losses import _checks
 
 Array = jax.Array
+
+
+def _check_class_ids(fn: str, name: str, labels, num_classes: int) -> None:
+    """Concrete ``labels`` lie in ``[0, num_classes)``; traced ones cannot be checked (see the losses' docs)."""
+    if isinstance(labels, jax.core.Tracer) or np.size(labels) == 0:
+        return
+    values = np.asarray(labels)
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"jhash.losses.{fn}: argument {name!r} must hold class ids in [0, {num_classes}) "
+                         f"(logits.shape[-1]), got values in [{lo}, {hi}]")
 
 
 def softmax_cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0, weights: Array | None = None) -> Array:
@@ -25,6 +37,11 @@ def softmax_cross_entropy(logits: Array, labels: Array, label_smoothing: float =
 
     With ``label_smoothing`` :math:`\varepsilon = 0` this is DHMTL's softmax loss (Liang et al., eq. 1–2).
     BoT/CtF use :math:`\varepsilon = 0.1`.
+
+    Labels outside ``[0, K)`` (e.g. the ReID junk id -1, or K) are no class. Concrete labels are checked: a
+    ``ValueError`` names the argument and the range found. Under ``jit`` the labels are tracers and cannot be
+    checked; a sample with an out-of-range label then contributes NaN, so the loss is NaN (never the loss of
+    some other class) and the trainer's finiteness check stops the run naming the step.
 
     Args:
       logits: ``[B, K]`` float, unnormalised class scores.
@@ -42,13 +59,18 @@ def softmax_cross_entropy(logits: Array, labels: Array, label_smoothing: float =
     _checks.same_leading(fn, ("logits", "labels"), (logits, labels))
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"jhash.losses.{fn}: argument 'label_smoothing' must be in [0, 1), got {label_smoothing}")
+    num_classes = logits.shape[-1]
+    _check_class_ids(fn, "labels", labels, num_classes)
     logits = logits.astype(jnp.float32)
+    labels = labels.astype(jnp.int32)
     logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    valid = (labels >= 0) & (labels < num_classes)
+    nll = -jnp.take_along_axis(logp, jnp.clip(labels, 0, num_classes - 1)[:, None], axis=-1)[:, 0]
     if label_smoothing > 0:
         per = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(logp, axis=-1)
     else:
         per = nll
+    per = jnp.where(valid, per, jnp.nan)
     if weights is None:
         return jnp.mean(per)
     _checks.floating(fn, "weights", weights, 1)

@@ -74,3 +74,23 @@ def test_multi_head_is_the_sum_of_heads():
         losses.multi_head_cross_entropy(logits, {"id": labels["id"], "model": labels["model"]})
     with pytest.raises(ValueError, match="head 'model'"):
         losses.multi_head_cross_entropy(logits, {**labels, "model": labels["model"][:3]})
+
+
+@pytest.mark.parametrize("bad", [-1, 3])
+def test_out_of_range_labels(bad):
+    """Concrete labels outside [0, K) are a ValueError naming 'labels'; under jit (unchecked) they make the
+    loss NaN, never the loss of another class; valid rows keep finite gradients."""
+    logits = jnp.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
+    labels = np.array([bad, 1], np.int32)
+    with pytest.raises(ValueError, match=rf"argument 'labels' must hold class ids in \[0, 3\).*\[{min(bad, 1)}, {max(bad, 1)}\]"):
+        losses.softmax_cross_entropy(logits, labels)
+    with pytest.raises(ValueError, match="head 'id'.*'labels' must hold class ids"):
+        losses.multi_head_cross_entropy({"id": logits}, {"id": labels})
+    for eps in (0.0, 0.1):
+        fn = jax.jit(lambda l, y: losses.softmax_cross_entropy(l, y, label_smoothing=eps))
+        assert np.isnan(fn(logits, labels))
+        np.testing.assert_allclose(fn(logits[1:], labels[1:]), _np_ce(np.asarray(logits[1:]), labels[1:], eps), rtol=1e-6)
+    w = jnp.array([0.0, 1.0])
+    assert np.isnan(jax.jit(losses.softmax_cross_entropy)(logits, labels, weights=w))
+    g = jax.grad(lambda l: jax.jit(losses.softmax_cross_entropy)(l, jnp.array([0, 1])))(logits)
+    assert np.all(np.isfinite(g))
