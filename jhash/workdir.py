@@ -217,12 +217,8 @@ def remove_if_unused(workdir) -> bool:
 # Checkpoints
 
 
-def checkpoint_steps(workdir) -> list[int]:
-    """Steps of the finished checkpoints in ``workdir`` (directory names; unfinished orbax temporaries skipped)."""
-    directory = ckpt_lib.checkpoint_dir(workdir)
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+#: steps of the finished checkpoints in a workdir (directory names; unfinished orbax temporaries skipped)
+checkpoint_steps = ckpt_lib.saved_steps
 
 
 def latest_step(workdir) -> int | None:
