@@ -21,7 +21,7 @@ TINY = ["--config.dataset.config=tiny", "--config.train.epochs=0", "--config.tra
         "--config.model.backbone_kwargs.widths=(8, 16)", "--config.model.bits=16", "--config.eval.batch_size=16"]
 
 
-def _run(args, env, timeout=300):
+def _run(args, env, timeout=900):
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
