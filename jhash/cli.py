@@ -58,23 +58,20 @@ def install_early_interrupt_handler() -> None:
 
 
 def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
-    """``main(argv)`` with jhash's error handling: user errors -> one line on stderr and status 2; a run that
-    cannot go on (a damaged checkpoint, a workdir in use, already trained) -> one line and status 1."""
-    from jhash.checkpoints import CheckpointError
+    """``main(argv)`` with jhash's error handling: user errors (also a workdir without config.json or checkpoints)
+    -> one line on stderr and status 2; a run that cannot go on (a damaged checkpoint, a workdir in use, already
+    trained) -> one line and status 1."""
+    from jhash.checkpoints import CheckpointError, CheckpointNotFoundError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
-    except CheckpointError as e:
+    except (CheckpointError, *USER_ERRORS) as e:
         if os.environ.get("JHASH_DEBUG"):
             raise
         sys.stderr.write(f"error: {one_line(e)}\n")
-        return 1
-    except USER_ERRORS as e:
-        if os.environ.get("JHASH_DEBUG"):
-            raise
-        sys.stderr.write(f"error: {one_line(e)}\n")
-        return 2
+        cannot_go_on = isinstance(e, CheckpointError) and not isinstance(e, CheckpointNotFoundError)
+        return 1 if cannot_go_on else 2
     except KeyboardInterrupt:
         sys.stderr.write("\nSIGINT received twice: stopped at once; the checkpoints saved so far are intact\n")
         return 130
