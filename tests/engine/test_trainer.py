@@ -287,7 +287,7 @@ def test_unsealed_checkpoint_loads_with_a_warning_and_is_sealed_on_resume(tmp_pa
 
 
 def test_retention_keeps_the_newest_and_the_final(tmp_path):
-    with pytest.raises(config_lib.ConfigError, match="train.keep must be >= 1"):
+    with pytest.raises(config_lib.ConfigError, match=r"config.train.keep=0: expected an integer >= 1"):
         _train(tmp_path / "zero", fakes.config(keep=0))
     assert not (tmp_path / "zero" / "checkpoints").exists()
     _train(tmp_path, fakes.config(steps=6, keep=1))
