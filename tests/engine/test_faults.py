@@ -94,7 +94,7 @@ def test_divergence_stops_naming_the_last_verified_step(env, tmp_path):
 
 
 def test_keep_zero_is_refused_before_any_work(env, tmp_path):
-    line = _error_line(_run(_train_cmd(tmp_path, "--config.train.keep=0"), env))
+    line = _error_line(_run(_train_cmd(tmp_path, "--config.train.keep=0"), env), code=2)
     assert "train.keep" in line and ">= 1" in line
     assert _steps(tmp_path) == []
 
