@@ -23,7 +23,9 @@
   recorded in ``selection.json``); ``train.patience`` stops early.
 - Methods with ``init_aux`` / ``update_aux`` get an encoding pass over the training set every
   ``method.aux_every`` epochs; methods with ``fit_search`` fit it on ``dataset.val_split`` at the end.
-- Progress bar (tqdm: loss, images/s); one JSON line per ``train.log_every`` steps in ``<workdir>/metrics.jsonl``.
+- Progress bar (tqdm: loss, images/s); one JSON line per ``train.log_every`` steps in ``<workdir>/metrics.jsonl``,
+  the same scalars as TensorBoard events in ``<workdir>/tensorboard/`` and ``<workdir>/curves.png`` at the end
+  (:mod:`jhash.curves`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from jhash import checkpoints as ckpt_lib
 from jhash import config as config_lib
 from jhash import encode as encode_lib
 from jhash import methods as methods_lib
-from jhash import optim, parallel, reporting, validation
+from jhash import curves, optim, parallel, reporting, validation
 
 log = logging.getLogger(__name__)
 
@@ -521,6 +523,8 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
         if not finished and step < total:
             train_step = jit_train_step(make_train_step(model, method, config, tx, schedule), mesh)
             jsonl = reporting.JsonlWriter(workdir / "metrics.jsonl") if jax.process_index() == 0 else None
+            events = (curves.EventWriter(workdir / "tensorboard", purge_step=step + 1 if step else None)
+                      if jax.process_index() == 0 else None)
             bar = reporting.progress(total=total, initial=step, enabled=progress and jax.process_index() == 0)
             pending = None  # (step, metrics) of the previous step, checked while the next one runs
             window_t, window_n = time.perf_counter(), 0
@@ -568,6 +572,7 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                         row.update(vals, time=time.time())
                         if jsonl:
                             jsonl.write(row)
+                            events.write(row)
                     bar.update(step - bar.n)
                     if save_due:
                         save(step)
@@ -587,11 +592,14 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                 bar.close()
                 if jsonl:
                     jsonl.close()
+                    events.close()
 
         if not finished:  # this run trained up to the end (or stopped early): fit the search, save the final step
             if hasattr(method, "fit_search") and config.dataset.val_split:
                 search = run_fit_search(method, model, state, data, config, mesh)
             save(step, final_search=search, final=True)
+            if jax.process_index() == 0 and (workdir / "metrics.jsonl").is_file():
+                curves.plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
         ckpts.wait()
     return TrainResult(state=state, step=step, workdir=workdir, resumed_from=resumed_from, search=search)
 

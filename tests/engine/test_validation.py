@@ -134,3 +134,34 @@ def test_validation_never_opens_a_test_split(tmp_path):
 def test_selection_config_errors(tmp_path, train, match):
     with pytest.raises(config_lib.ConfigError, match=match):
         _train(tmp_path, _config(**train))
+
+
+def _events(logdir):
+    """(tag, step, value) of every scalar in the TFRecord-framed event files under ``logdir``."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for path in sorted(logdir.rglob("events.out.tfevents.*")):
+        raw = path.read_bytes()
+        pos = 0
+        while pos < len(raw):
+            (n,) = struct.unpack("<Q", raw[pos:pos + 8])
+            event = event_pb2.Event.FromString(raw[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return out
+
+
+def test_tensorboard_events_and_curves_png(tmp_path):
+    c = _config()
+    trainer.train(c, tmp_path, data=_ValData(c), method=methods.get(c.method.name), progress=False)
+    rows = reporting.read_jsonl(tmp_path / "metrics.jsonl")
+    events = _events(tmp_path / "tensorboard")
+    for tag in ("loss", "lr", "val/mAP"):
+        want = [(r["step"], r[tag]) for r in rows if tag in r]
+        got = [(s, v) for t, s, v in events if t == tag]
+        assert [s for s, _ in got] == [s for s, _ in want]
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
