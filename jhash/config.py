@@ -57,7 +57,10 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     train.compute_dtype      str    'float32' | 'bfloat16' (parameters and optimizer state stay float32)
     train.log_every          int    steps between metrics.jsonl lines and progress-bar updates
     train.ckpt_every         int    steps between checkpoints (the last step is always saved)
-    train.keep               int    checkpoints kept (the newest N)
+    train.keep               int    checkpoints kept (the newest N, >= 1; the final and the selected best are kept too)
+    train.eval_every         int    steps between validations on dataset.val_split (0 = none; see jhash.validation)
+    train.select             str    'last' | 'best_val_map': the checkpoint evaluate.py uses by default
+    train.patience           int    stop after this many validations without a better val mAP (0 = never)
     eval.batch_size          int    images per encoding batch
     eval.code                str    the code used for exhaustive search and the ReID table ('id')
     eval.tradeoff_bits       tuple  prefix lengths of the code shown in ``evaluate.py --tradeoff``
@@ -146,6 +149,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.log_every = 50
     c.train.ckpt_every = 1000
     c.train.keep = 3
+    c.train.eval_every = 0
+    c.train.select = "last"
+    c.train.patience = 0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 128

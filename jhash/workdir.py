@@ -295,6 +295,10 @@ def load_trained(workdir, *, step: int | None = None, config=None, untrained: bo
     else:
         ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
         try:
+            if step is None:  # train.select='best_val_map' recorded the step to use
+                from jhash import validation
+
+                step = validation.selected_step(workdir, ckpts.all_steps())
             step = ckpts.resolve_step(step)
             meta = ckpts.manager.restore(step, args=ckpt_lib.ocp.args.Composite(meta=ckpt_lib.ocp.args.JsonRestore()))["meta"]
             info = info_from_meta(meta)
