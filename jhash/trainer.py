@@ -99,7 +99,8 @@ class Data:
         if split not in self._sources:
             d = self.config.dataset
             self._sources[split] = self._load(
-                d.name, split, data_dir=config_lib.data_dir(self.config), manual_dir=d.manual_dir, config=_ds_config(d.config)
+                d.name, split, data_dir=config_lib.data_dir(self.config), manual_dir=d.manual_dir,
+                config=_ds_config(d.config, d.get("options"))
             )
         return self._sources[split]
 
@@ -144,8 +145,11 @@ class Data:
             yield batch
 
 
-def _ds_config(c):
-    return c.to_dict() if hasattr(c, "to_dict") else c
+def _ds_config(c, options=None):
+    """The builder config for ``jhash.data.load``: ``dataset.config`` with ``dataset.options`` on top."""
+    from jhash.data import with_options
+
+    return with_options(c.to_dict() if hasattr(c, "to_dict") else c, options)
 
 
 class _Strided:
@@ -293,7 +297,7 @@ def _meta(config, info, step, total, method_name):
         "total_steps": int(total),
         "method": method_name,
         "dataset": config.dataset.name,
-        "dataset_config": _ds_config(config.dataset.config),
+        "dataset_config": _ds_config(config.dataset.config, config.dataset.get("options")),
         "bits": int(config.model.bits),
         "num_classes": int(info.num_classes),
         "info": dataclasses.asdict(info),
