@@ -92,7 +92,22 @@ def _builder(name, *, data_dir, config=None, **kwargs):
 
     cls = builder_class(name)
     data_dir = os.fspath(Path(default_data_dir(data_dir)).expanduser())
-    return cls(data_dir=data_dir, config=make_config(cls, config), file_format="array_record", **kwargs)
+    with _quiet_tfds():  # no "Using custom data configuration ..." warning for every config variant
+        return cls(data_dir=data_dir, config=make_config(cls, config), file_format="array_record", **kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's informational warnings (absl logger) off for the duration; errors still show."""
+    import logging
+
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def prepare(name: str, *, data_dir=None, manual_dir=None, config=None, progress: bool = True, **kwargs):
@@ -197,7 +212,7 @@ def _build(builder, manual_dir, say) -> None:
     if say is not None:
         say(f"preparing {_full_name(builder)} into {builder.data_path} ...")
         builder.progress = _Progress(say)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_tfds():
         builder.download_and_prepare(download_config=dl_config)
     builder.progress = None
     if say is not None:

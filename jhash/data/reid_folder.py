@@ -80,6 +80,33 @@ class ReidFolderConfig(ReidConfig):
     image_size: tuple[int, int] = (256, 128)
 
 
+def experiment_config(c, image_size=(256, 128), val_fraction: float = 0.1):
+    """Point the experiment config ``c`` (an ``ml_collections.ConfigDict``) at your own images: the dataset part
+    every ``configs/reid_folder/*.py`` shares. Sets ``dataset.name='reid_folder'``, ``dataset.config='default'``,
+    ``dataset.options`` with every builder option a user may change from the command line
+    (``--config.dataset.options.<name>=<value>``: pattern, example, match_on, splits.<split>, val_fraction,
+    skip_unmatched; documented above), ``dataset.val_split='val'`` (``val_fraction`` of the training identities,
+    held out from training), ``input.image_size`` and the default training augmentation. Returns ``c``."""
+    import ml_collections
+
+    if "config" in c.dataset:
+        del c.dataset["config"]  # a config may have made it a dict
+    c.dataset.name = "reid_folder"
+    c.dataset.config = "default"
+    c.dataset.options = ml_collections.ConfigDict(dict(
+        pattern=DEFAULT_PATTERN,
+        example="",
+        match_on="name",
+        splits=dict(DEFAULT_SPLITS),
+        val_fraction=float(val_fraction),
+        skip_unmatched=False,
+    ))
+    c.dataset.val_split = "val"
+    c.input.image_size = tuple(image_size)
+    c.input.augment = None  # jhash.data.augment.AugmentConfig's defaults
+    return c
+
+
 class ReidFolder(ReidBuilder, skip_registration=True):
     """A user's own ReID images: folders with a filename rule, or CSV files."""
 
