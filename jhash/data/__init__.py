@@ -30,6 +30,7 @@ from jhash.data.info import DatasetInfo
 BUILDERS: dict[str, str] = {
     "market1501": "jhash.data.market1501:Market1501",
     "dukemtmc_reid": "jhash.data.dukemtmc_reid:DukemtmcReid",
+    "cuhk03": "jhash.data.cuhk03:Cuhk03",
     "cuhk03_np": "jhash.data.cuhk03_np:Cuhk03Np",
     "msmt17": "jhash.data.msmt17:Msmt17",
     "veri776": "jhash.data.veri776:Veri776",

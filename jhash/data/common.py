@@ -487,12 +487,12 @@ def pick_identities(pids: Iterable[int], fraction: float, seed: int) -> set[int]
 
 
 def _stat_key(source: ImageSource, cache: dict) -> str:
-    """``size:mtime_ns`` of the file an image is read from (the zip archive for a zip member); '' for bytes
-    and generated images (their content follows from the config)."""
+    """``size:mtime_ns`` of the file an image is read from (for a source with an ``archive`` attribute, such as a
+    :class:`ZipMember`, that file); '' for bytes and generated images (their content follows from the config)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-    elif isinstance(source, ZipMember):
-        path = source.archive
+    elif getattr(source, "archive", None) is not None:  # a zip member (ZipMember), an array in a .mat file
+        path = Path(source.archive)
     else:
         return ""
     key = os.fspath(path)
