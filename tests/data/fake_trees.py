@@ -291,6 +291,23 @@ def make_reid_folder_tree(root) -> Path:
     return root
 
 
+# <pid>-<cam>-<n>.jpg: 6 training people (2 cameras x 2 images), 3 test people (query: camera 1; gallery:
+# camera 2, 2 images each) plus a junk (-1) and a distractor (0) image in the gallery.
+PCN_TRAIN = [(pid, cam, n) for pid in (1, 2, 3, 4, 5, 6) for cam in (1, 2) for n in (1, 2)]
+PCN_QUERY = [(pid, 1, 1) for pid in (21, 22, 23)]
+PCN_GALLERY = [(pid, 2, n) for pid in (21, 22, 23) for n in (1, 2)] + [(-1, 3, 1), (0, 3, 1)]
+
+
+def make_pid_cam_n_tree(root, *, seed: int = 0, train=None) -> Path:
+    """``root/{train,query,gallery}/<pid>-<cam>-<n>.jpg`` (the naming the README's own-data recipe uses)."""
+    root = Path(root)
+    for s, (split, items) in enumerate((("train", PCN_TRAIN if train is None else train), ("query", PCN_QUERY),
+                                        ("gallery", PCN_GALLERY))):
+        for k, (pid, cam, n) in enumerate(items):
+            write_image(root / split / f"{pid}-{cam}-{n}.jpg", seed + 1000 * s + k)
+    return root
+
+
 CSV_ATTRIBUTES = ("male", "backpack")
 
 
