@@ -210,9 +210,8 @@ def _build(builder, manual_dir, say) -> None:
     )
     tfds.disable_progress_bar()
     start = time.monotonic()
-    if say is not None:
-        say(f"preparing {_full_name(builder)} into {builder.data_path} ...")
-        builder.progress = _Progress(say)
+    if say is not None:  # the first line once the source is listed and checked (an error comes alone)
+        builder.progress = _Progress(say, header=f"preparing {_full_name(builder)} into {builder.data_path} ...")
     with contextlib.redirect_stdout(io.StringIO()), _quiet_tfds():
         builder.download_and_prepare(download_config=dl_config)
     builder.progress = None
@@ -221,18 +220,21 @@ def _build(builder, manual_dir, say) -> None:
 
 
 class _Progress:
-    """``progress(split, done, total)`` for the builders: one line per finished split; on a terminal, a
-    counter updated in place at most every half second."""
+    """``progress(split, done, total)`` for the builders: ``header`` before the first image, one line per finished
+    split; on a terminal, a counter updated in place at most every half second."""
 
-    def __init__(self, say):
+    def __init__(self, say, header: str = ""):
         import sys
 
-        self.say, self.tty, self.last = say, sys.stderr.isatty(), 0.0
+        self.say, self.tty, self.last, self.header = say, sys.stderr.isatty(), 0.0, header
 
     def __call__(self, split: str, done: int, total: int) -> None:
         import sys
         import time
 
+        if self.header:
+            self.say(self.header)
+            self.header = ""
         if done >= total:
             self.say(("\r" if self.tty else "") + f"  {split:8s} {total:8d} images written")
         elif self.tty and time.monotonic() - self.last > 0.5:
