@@ -28,37 +28,13 @@ A quick CPU check (minutes): --config.model.backbone=small_cnn --config.model.ba
 --config.input.image_size="(64, 32)" --config.train.epochs=3 --config.model.bits=64.
 """
 
+import pathlib
+
 from jhash import config as config_lib
 from jhash.data import reid_folder
-from jhash.methods import baseline
 
 
 def get_config():
-    c = reid_folder.experiment_config(config_lib.base_config(), image_size=(256, 128), val_fraction=0.1)
-
-    c.model.backbone = "resnet50"
-    c.model.backbone_kwargs.last_stride = 1
-    c.model.bits = 256
-    c.model.pooling = "avg"
-
-    c.method = baseline.method_config(triplet_margin=0.3, label_smoothing=0.1)
-
-    c.optimizer.name = "adam"
-    c.optimizer.lr = 3.5e-4
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "multistep"
-    c.optimizer.warmup = 10  # epochs
-    c.optimizer.warmup_factor = 0.1
-    c.optimizer.milestones = (40, 70)
-    c.optimizer.gamma = 0.1
-
-    c.train.epochs = 120
-    c.train.batch_p = 16
-    c.train.batch_k = 4
-    c.train.log_every = 50
-    c.train.ckpt_every = 2000
-    c.train.keep = 3
-
-    c.eval.batch_size = 256
-    c.eval.tradeoff_bits = (32, 64, 128)
-    return c
+    """configs/market1501/baseline.py's network and training on your own images."""
+    c = config_lib.load_file(pathlib.Path(__file__).resolve().parents[1] / "market1501" / "baseline.py")
+    return reid_folder.experiment_config(c, image_size=(256, 128), val_fraction=0.1)
