@@ -249,12 +249,18 @@ def _config_dir(builder) -> Path:
 
 @contextlib.contextmanager
 def _locked(builder):
-    """An exclusive ``fcntl`` lock on ``<config dir>/.jhash-prepare.lock`` (waits for another preparation)."""
+    """An exclusive ``fcntl`` lock on ``<config dir>/.jhash-prepare.lock`` (waits for another preparation). In a
+    read-only data_dir (a shared, prepared copy) there is nothing to lock: nothing can be written there."""
     import fcntl
 
     d = _config_dir(builder)
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".jhash-prepare.lock", "a") as f:
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        f = open(d / ".jhash-prepare.lock", "a")
+    except OSError:
+        yield
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
