@@ -16,6 +16,9 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     seed                     int    global seed (parameters, data order, dropout / erasing rngs)
     dataset.name             str    TFDS builder name, e.g. 'synthetic_reid', 'market1501'
     dataset.config           str    builder config ('tiny' / 'default' / 'large' for synthetic_reid); None = default
+    dataset.options          dict   builder config fields set on top of ``dataset.config`` (free-form), e.g.
+                                    reid_folder's pattern, example, match_on, splits, val_fraction, skip_unmatched;
+                                    each distinct set is prepared into its own folder under ``dataset.data_dir``
     dataset.data_dir         str    where prepared datasets live; None = $JHASH_DATA_DIR or ~/tensorflow_datasets
     dataset.manual_dir       str    where the user put the downloaded archives (real benchmarks); None
     dataset.train_split      str    'train'
@@ -99,6 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "synthetic_reid"
     c.dataset.config = config_dict.placeholder(str)
+    c.dataset.options = ml_collections.ConfigDict()
     c.dataset.data_dir = config_dict.placeholder(str)
     c.dataset.manual_dir = config_dict.placeholder(str)
     c.dataset.train_split = "train"
@@ -298,10 +302,10 @@ def apply_overrides(config: ml_collections.ConfigDict,
 
 
 def check(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict | None = None, prefix: str = "") -> None:
-    """Every key of ``config`` outside ``method``, ``model.backbone_kwargs`` and ``input.augment`` (free-form)
-    must be a schema key; raise :class:`ConfigError` listing the valid ones."""
+    """Every key of ``config`` outside ``method``, ``model.backbone_kwargs``, ``input.augment`` and
+    ``dataset.options`` (free-form) must be a schema key; raise :class:`ConfigError` listing the valid ones."""
     schema = base_config() if schema is None else schema
-    free = {"method", "model.backbone_kwargs", "input.augment"}
+    free = {"method", "model.backbone_kwargs", "input.augment", "dataset.options"}
     for k in config.keys():
         full = f"{prefix}{k}"
         if k not in schema:
