@@ -385,6 +385,90 @@ static void scan_avx512_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
   }
 }
 
+// Codes of B = 8, 16 or 32 bytes (64-256 bits): 8 gallery rows per step. The
+// rows are XORed with the query broadcast to every 64-bit word, VPOPCNTQ
+// counts every word, and the words of a row are summed with unpack /
+// shuffle adds, giving the 8 distances in one register (row u in lane(u)).
+template <int B>
+struct Small512 {
+  static_assert(B == 8 || B == 16 || B == 32, "8, 16 or 32-byte codes");
+  // The lane holding row u's distance in dist8's result.
+  static constexpr int lane(int u) {
+    return B == 8 ? u : B == 16 ? (u < 4 ? 2 * u : 2 * (u - 4) + 1) : ((u & 4) | ((u & 1) << 1) | ((u >> 1) & 1));
+  }
+  static JH_INLINE __m512i broadcast(const uint8_t* q) {
+    if constexpr (B == 8) return _mm512_set1_epi64((long long)ld64(q));
+    else if constexpr (B == 16) return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)q));
+    else return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)q));
+  }
+  static JH_INLINE __m512i pc(__m512i qb, const uint8_t* p) {
+    return _mm512_popcnt_epi64(_mm512_xor_si512(qb, _mm512_loadu_si512((const void*)p)));
+  }
+  // Distances of rows p[0 .. 8 B) to the query (lanes in kLane order).
+  static JH_INLINE __m512i dist8(__m512i qb, const uint8_t* p) {
+    if constexpr (B == 8) {
+      return pc(qb, p);  // one row per word, lane u = row u
+    } else if constexpr (B == 16) {
+      // a: rows 0-3, b: rows 4-7 (one row per 128-bit lane); the pair sums
+      // put row l in lane 2 l and row 4 + l in lane 2 l + 1.
+      const __m512i a = pc(qb, p), b = pc(qb, p + 64);
+      return _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    } else {
+      // a..d: rows (0,1), (2,3), (4,5), (6,7), a row per 256 bits. Pair sums
+      // per 128-bit lane, then the two lanes of a row added: the result holds
+      // rows 0, 2, 1, 3, 4, 6, 5, 7.
+      const __m512i a = pc(qb, p), b = pc(qb, p + 64), c = pc(qb, p + 128), d = pc(qb, p + 192);
+      const __m512i x = _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+      const __m512i y = _mm512_add_epi64(_mm512_unpacklo_epi64(c, d), _mm512_unpackhi_epi64(c, d));
+      return _mm512_add_epi64(_mm512_shuffle_i64x2(x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_i64x2(x, y, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+  }
+};
+// G queries over the same 8 rows at a time; rows j0 .. j1 in order (the
+// selection requires increasing indices per query), remainder rows scalar.
+template <int B, int G>
+static JH_INLINE void scan_small512_group(const uint8_t* q, const uint8_t* g, int64_t j0,
+                                          int64_t j1, QState* st, const SelCtx* ctx) {
+  using S = Small512<B>;
+  __m512i qb[G];
+  int32_t T[G];
+  for (int a = 0; a < G; ++a) {
+    qb[a] = S::broadcast(q + a * B);
+    T[a] = st[a].T;
+  }
+  int64_t j = j0;
+  const uint8_t* p = g + j0 * B;
+  for (; j + 8 <= j1; j += 8, p += 8 * B) {
+#pragma GCC unroll 4
+    for (int a = 0; a < G; ++a) {
+      const __m512i d = S::dist8(qb[a], p);
+      if (__builtin_expect(_mm512_cmplt_epi64_mask(d, _mm512_set1_epi64(T[a])) != 0, 0)) {
+        alignas(64) int64_t dd[8];
+        _mm512_store_si512((void*)dd, d);
+        for (int u = 0; u < 8; ++u) {
+          const int32_t e = (int32_t)dd[S::lane(u)];
+          if (e < T[a]) T[a] = accept_key(st + a, ctx, e, j + u);
+        }
+      }
+    }
+  }
+  for (; j < j1; ++j, p += B)
+    for (int a = 0; a < G; ++a) {
+      const int32_t e = dist_fixed<B>(q + a * B, p);
+      if (e < T[a]) T[a] = accept_key(st + a, ctx, e, j);
+    }
+}
+
+template <int B, int G>
+static void scan_small512(const uint8_t* q, int64_t nq, int64_t nbytes, const uint8_t* g,
+                          int64_t j0, int64_t j1, QState* st, const SelCtx* ctx) {
+  (void)nbytes;
+  int64_t i = 0;
+  for (; i + G <= nq; i += G) scan_small512_group<B, G>(q + i * B, g, j0, j1, st + i, ctx);
+  for (; i < nq; ++i) scan_small512_group<B, 1>(q + i * B, g, j0, j1, st + i, ctx);
+}
+
 template <int B>
 static int32_t dist512_fn(const uint8_t* a, const uint8_t* b, int64_t) {
   constexpr int Z = B / 64;

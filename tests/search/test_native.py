@@ -389,3 +389,15 @@ def test_distance_kernels_property(nbytes, nq, ng, c, isa, seed):
     dg = native.hamming_distance_gather_numpy(q, g, cand, isa=isa)
     np.testing.assert_array_equal(
         dg, np.where(cand < 0, 8 * nbytes + 1, np.take_along_axis(want, np.maximum(cand, 0), 1)))
+
+
+def test_kernel_for_names_each_width():
+    """kernel_for gives the kernel of the default ISA (as info()) or of a forced one; bad widths raise."""
+    assert native.kernel_for(32) == native.info()["kernels"][256]
+    assert native.kernel_for(32, "baseline") == "scalar-fixed"
+    assert native.kernel_for(13, "baseline") == "scalar-runtime"
+    if "avx2" in ISAS:
+        assert native.kernel_for(64, "avx2") == "avx2-mula"
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="width_bytes"):
+            native.kernel_for(bad)
