@@ -231,8 +231,18 @@ def test_bench_quick_reports_identical_distances():
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "identical distances: yes" in proc.stdout, proc.stdout
-    assert "identical distances: NO" not in proc.stdout, proc.stdout
+    out = proc.stdout
+    assert "identical distances: yes" in out, out
+    assert "identical distances: NO" not in out, out
+    # both libraries at 1 and 2 threads, the kernel per width, the load around every shape, the README table
+    for name in ("jhash 1t", "jhash 2t", "faiss 1t", "faiss 2t"):
+        assert f"  {name} " in out, out
+    assert "kernel per width: 64 b: " in out and f"jhash kernel {native.kernel_for(32)}" in out, out
+    assert out.count("load average before / after:") == out.count("== shape "), out
+    assert "jhash/faiss throughput, 1 thread each:" in out and "jhash speed-up 1 -> 2 threads:" in out, out
+    assert "| 100,000 × 64 b | 10 |" in out and "| 20,000 × 256 b | 200 |" in out, out
+    loaded = out.count("this row is LOADED")
+    assert loaded == out.count("**LOADED** |"), out  # every warned shape is labelled in the table
 
 
 # ---------------------------------------------------------------- dense and gathered distances --
