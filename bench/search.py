@@ -366,7 +366,8 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
         return median_ratio(times[b], times[a]) if a in times and b in times else None
 
     all_t = f"{threads}t"
-    res = ShapeResult(shape, kernel, med_ms, ratio("jhash 1t", "faiss 1t"), ratio(f"jhash {all_t}", f"faiss {all_t}"),
+    res = ShapeResult(shape, kernel, med_ms, ratio("jhash 1t", "faiss 1t"),
+                      ratio(f"jhash {all_t}", f"faiss {all_t}") if threads > 1 else None,
                       ratio(f"jhash {all_t}", "jhash 1t") if threads > 1 else None,
                       ratio(f"faiss {all_t}", "faiss 1t") if threads > 1 else None,
                       (load_before, load_after), ok)

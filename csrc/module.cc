@@ -238,14 +238,16 @@ static PyObject* py_gather_into(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
+// kernel_name / dist_kernel_name(isa, nbytes): the kernel variant `name_of`
+// gives for a width under an ISA (0: the default one), None if unusable.
+static PyObject* KernelNameOf(PyObject* args, const char* (*name_of)(int, int64_t)) {
   int isa;
   long long nbytes;
   if (!PyArg_ParseTuple(args, "iL", &isa, &nbytes)) return nullptr;
   const char* name = nullptr;
   if (const char* err = jhn::no_throw([&]() -> const char* {
         if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
-        if (nbytes >= 1 && jhn::isa_supported(isa)) name = jhn::dist_kernel_name(isa, nbytes);
+        if (nbytes >= 1 && jhn::isa_supported(isa)) name = name_of(isa, nbytes);
         return nullptr;
       })) {
     SetPyError(err);
@@ -253,6 +255,10 @@ static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
   }
   if (!name) Py_RETURN_NONE;
   return PyUnicode_FromString(name);
+}
+
+static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
+  return KernelNameOf(args, &jhn::dist_kernel_name);
 }
 
 // topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)
@@ -463,20 +469,7 @@ static PyObject* py_default_num_threads(PyObject*, PyObject*) {
 }
 
 static PyObject* py_kernel_name(PyObject*, PyObject* args) {
-  int isa;
-  long long nbytes;
-  if (!PyArg_ParseTuple(args, "iL", &isa, &nbytes)) return nullptr;
-  const char* name = nullptr;
-  if (const char* err = jhn::no_throw([&]() -> const char* {
-        if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
-        if (nbytes >= 1 && jhn::isa_supported(isa)) name = jhn::kernel_name(isa, nbytes);
-        return nullptr;
-      })) {
-    SetPyError(err);
-    return nullptr;
-  }
-  if (!name) Py_RETURN_NONE;
-  return PyUnicode_FromString(name);
+  return KernelNameOf(args, &jhn::kernel_name);
 }
 
 static PyObject* py_build_info(PyObject*, PyObject*) {

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from jhash.search import native
+from tests.search.test_native_threads import ref_topk
 
 if not native.is_available():
     pytest.skip(f"native kernel unavailable: {native.unavailable_reason()}", allow_module_level=True)
 
-POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 NEEDED = ("avx512f", "avx512bw", "avx512vl", "avx512_vpopcntdq")
 
 
@@ -31,16 +31,6 @@ pytestmark = pytest.mark.skipif(
     not (cpu_has_avx512() and native.info().get("x86_dispatch")),
     reason="CPU or build without AVX-512 VPOPCNTDQ",
 )
-
-
-def ref_topk(q: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    dist = np.empty((q.shape[0], k), np.int64)
-    idx = np.empty((q.shape[0], k), np.int64)
-    for i in range(q.shape[0]):
-        d = POPCOUNT8[np.bitwise_xor(q[i][None, :], g)].sum(axis=1)
-        order = np.lexsort((np.arange(g.shape[0]), d))[:k]
-        dist[i], idx[i] = d[order], order
-    return dist, idx
 
 
 def test_avx512_passed_its_self_test():
