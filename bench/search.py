@@ -6,7 +6,10 @@ the order alternates every round), and prints per contender the median wall time
 
 - the jhash/faiss throughput ratio at 1 thread and at all threads (median of the per-round ratios: both sides of
   a ratio ran seconds apart, under the same load);
-- each library's scaling from 1 thread to all threads (same-round ratios);
+- each library's scaling from 1 thread to all threads (same-round ratios), and the CPU time a search costs (all
+  threads of the process, median): CPU time at all threads over CPU time at 1 thread is the extra work threading
+  costs, a figure the machine's load hardly changes (the wall-time scaling on a busy machine mostly does not
+  measure the kernels);
 - the kernel jhash dispatched for the width (and the instruction set), and whether every contender returned the
   exact top-k (each index has its distance, rows sorted, distances identical to faiss's);
 - the load average (1 minute) before and after the shape. A shape whose load exceeded 0.5 is flagged "LOADED":
@@ -323,13 +326,15 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
         print(f"  {name}: skipped ({why})")
     results = {c.name: c.run() for c in contenders}  # warm-up (compiles the JAX programs)
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    cpu: dict[str, list[float]] = {c.name: [] for c in contenders}
     spin: list[float] = []
     for r in range(runs):
         order = contenders if r % 2 == 0 else contenders[::-1]  # alternate who goes first
         for c in order:
-            t0 = time.perf_counter()
+            c0, t0 = process_cpu_seconds(), time.perf_counter()
             c.run()
             times[c.name].append(time.perf_counter() - t0)
+            cpu[c.name].append(process_cpu_seconds() - c0)
             c0 = process_cpu_seconds()
             time.sleep(gap)  # let the previous contender's idle threads stop spinning
             if c.name.startswith("faiss") and not c.name.endswith(" 1t"):
@@ -343,8 +348,8 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
         ref_d, ref_name = numpy_reference(q, g, K), "numpy brute force"
     else:
         ref_d, ref_name = None, "none"
-    print(f"  {'contender':<12}{'median ms':>11}{'min ms':>9}{'Gcomp/s':>9}  exact and identical distances "
-          f"(vs {ref_name})")
+    print(f"  {'contender':<12}{'median ms':>11}{'min ms':>9}{'Gcomp/s':>9}{'CPU ms':>9}  exact and identical "
+          f"distances (vs {ref_name})")
     med_ms: dict[str, float] = {}
     for c in contenders:
         med = statistics.median(times[c.name])
@@ -360,7 +365,8 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
         else:
             same, ok = "NO (distance lists differ)", False
         print(f"  {c.name:<12}{med * 1e3:>11.2f}{min(times[c.name]) * 1e3:>9.2f}"
-              f"{shape.nq * shape.ng / med / 1e9:>9.3f}  identical distances: {same}")
+              f"{shape.nq * shape.ng / med / 1e9:>9.3f}{statistics.median(cpu[c.name]) * 1e3:>9.1f}  "
+              f"identical distances: {same}")
 
     def ratio(a: str, b: str) -> float | None:
         return median_ratio(times[b], times[a]) if a in times and b in times else None
@@ -377,6 +383,10 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
                      (f"faiss speed-up 1 -> {threads} threads", res.scale_faiss)):
         if v is not None:
             print(f"  {label}: {v:.2f}x")
+    for lib in ("jhash", "faiss"):
+        if threads > 1 and f"{lib} 1t" in cpu and f"{lib} {all_t}" in cpu:
+            print(f"  {lib} CPU time at {threads} threads / at 1 thread (extra work of threading): "
+                  f"{median_ratio(cpu[f'{lib} {all_t}'], cpu[f'{lib} 1t']):.2f}")
     if spin:
         print(f"  CPU burnt by faiss's idle OpenMP threads in the {gap:.2f} s gap after a search: "
               f"{statistics.median(spin) * 1e3:.1f} ms (median)")

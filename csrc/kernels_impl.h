@@ -277,6 +277,76 @@ static void scan_avx2_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
   for (; i < nq; ++i) scan_group<V, 1, 0>(q + i * B, g, j0, j1, st + i, ctx);
 }
 
+// 16-byte (128-bit) codes: two rows per 256-bit vector, the query in both
+// halves. Per vector, the Mula byte counts of a row's two 8-byte halves are
+// added (a qword swap) before psadbw, so each qword holds a row's distance;
+// 8 rows (4 vectors) are then packed into 8 int32 lanes, row u in lane16(u).
+static constexpr int lane16(int u) { return (u & 1) * 4 + u / 2; }
+
+static JH_INLINE __m256i dist8_16(__m256i qq, const uint8_t* p) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i t[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    const __m256i b = mula_bytes(_mm256_xor_si256(qq, _mm256_loadu_si256((const __m256i*)(p + 32 * v))));
+    t[v] = _mm256_sad_epu8(_mm256_add_epi8(b, _mm256_shuffle_epi32(b, 0x4E)), zero);
+  }
+  // t[v]: row 2v in lane 0, row 2v + 1 in lane 1 (dwords 0 and 2 of the lane)
+  const __m256i u01 = _mm256_blend_epi32(t[0], _mm256_slli_epi64(t[1], 32), 0xAA);
+  const __m256i u23 = _mm256_blend_epi32(t[2], _mm256_slli_epi64(t[3], 32), 0xAA);
+  return _mm256_unpacklo_epi64(u01, u23);  // rows 0 2 4 6 | 1 3 5 7
+}
+
+// NV queries on the vector path and NS (0 or 1) on the scalar path over the
+// same 8 rows (as scan_group); remainder rows scalar.
+template <int NV, int NS>
+static JH_INLINE void scan_group16(const uint8_t* q, const uint8_t* g, int64_t j0, int64_t j1,
+                                   QState* st, const SelCtx* ctx) {
+  constexpr int B = 16;
+  __m256i qq[NV];
+  for (int a = 0; a < NV; ++a) qq[a] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(q + a * B)));
+  int32_t T[NV + NS];
+  for (int a = 0; a < NV + NS; ++a) T[a] = st[a].T;
+  const QWords<B> qs(q + (NV + NS - 1) * B);
+  int64_t j = j0;
+  const uint8_t* p = g + j0 * B;
+  for (; j + 8 <= j1; j += 8, p += 8 * B) {
+#pragma GCC unroll 4
+    for (int a = 0; a < NV; ++a) {
+      const __m256i d = dist8_16(qq[a], p);
+      const int mk = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(T[a]), d)));
+      if (__builtin_expect(mk != 0, 0)) {
+        alignas(32) int32_t dd[8];
+        _mm256_store_si256((__m256i*)dd, d);
+        for (int u = 0; u < 8; ++u)
+          if (dd[lane16(u)] < T[a]) T[a] = accept_key(st + a, ctx, dd[lane16(u)], j + u);
+      }
+    }
+    if constexpr (NS == 1) {
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) {
+        const int32_t e = qs.dist(p + u * B);
+        if (__builtin_expect(e < T[NV], 0)) T[NV] = accept_key(st + NV, ctx, e, j + u);
+      }
+    }
+  }
+  for (; j < j1; ++j, p += B)
+    for (int a = 0; a < NV + NS; ++a) {
+      const int32_t e = dist_fixed<B>(q + a * B, p);
+      if (e < T[a]) T[a] = accept_key(st + a, ctx, e, j);
+    }
+}
+
+template <int NV, int NS>
+static void scan_avx2_16(const uint8_t* q, int64_t nq, int64_t nbytes, const uint8_t* g, int64_t j0,
+                         int64_t j1, QState* st, const SelCtx* ctx) {
+  (void)nbytes;
+  constexpr int G = NV + NS;
+  int64_t i = 0;
+  for (; i + G <= nq; i += G) scan_group16<NV, NS>(q + i * 16, g, j0, j1, st + i, ctx);
+  for (; i < nq; ++i) scan_group16<1, 0>(q + i * 16, g, j0, j1, st + i, ctx);
+}
+
 // Runtime width (nbytes % 32 == 0, 32 * V): one query at a time.
 static void scan_avx2_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
                          const uint8_t* g, int64_t j0, int64_t j1, QState* st,

@@ -411,3 +411,18 @@ def test_kernel_for_names_each_width():
     for bad in (0, -8, 2.5, True):
         with pytest.raises(ValueError, match="width_bytes"):
             native.kernel_for(bad)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("ng", [7, 8, 61, 1003])
+def test_query_groups_and_row_remainders(isa, nq, ng):
+    """Kernels that scan several queries over 8 rows at a time (128 and 256 bits): remainder queries and
+    remainder rows, with exact matches and ties."""
+    rng = np.random.default_rng(nq * 10_000 + ng)
+    for nbytes in (8, 16, 32):
+        q = random_codes(rng, nq, nbytes)
+        g = random_codes(rng, ng, nbytes)
+        g[::3] = q[rng.integers(0, nq, g[::3].shape[0])]
+        g[1::5, -1] ^= 1
+        check(q, g, min(ng, 9), isa=isa)
