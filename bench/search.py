@@ -1,27 +1,33 @@
-"""Exact Hamming top-k benchmark: jhash (native CPU kernel, pure JAX) vs faiss IndexBinaryFlat.
+"""Exact Hamming top-k benchmark: jhash's native CPU kernel vs faiss ``IndexBinaryFlat``, 1 thread and all threads.
 
-Workload (issue 2): exact top-100 for 100 queries against
-  (a) 1,000,000 x 256-bit and (b) 200,000 x 2048-bit random codes (seeded).
+For every shape (queries x gallery codes x bits, exact top-100, random seeded codes) it times four contenders in
+one process, interleaved round by round (jhash 1 thread, faiss 1 thread, jhash all threads, faiss all threads;
+the order alternates every round), and prints per contender the median wall time and comparisons per second, then
 
-For every shape it prints, per contender: the median wall time over >= 5 timed
-runs (after a warm-up call that also compiles the JAX programs), comparisons per
-second (nq * ng / time), the extra peak memory of the search, and whether the
-distances equal faiss's. Contenders run in the same process, interleaved
-(A, B, C, A, B, C, ...) because the machine may be shared; the jhash/faiss
-throughput ratio is given per interleaved pair and as the median of those.
+- the jhash/faiss throughput ratio at 1 thread and at all threads (median of the per-round ratios: both sides of
+  a ratio ran seconds apart, under the same load);
+- each library's scaling from 1 thread to all threads (same-round ratios), and the CPU time a search costs (all
+  threads of the process, median): CPU time at all threads over CPU time at 1 thread is the extra work threading
+  costs, a figure the machine's load hardly changes (the wall-time scaling on a busy machine mostly does not
+  measure the kernels);
+- the kernel jhash dispatched for the width (and the instruction set), and whether every contender returned the
+  exact top-k (each index has its distance, rows sorted, distances identical to faiss's);
+- the load average (1 minute) before and after the shape. A shape whose load exceeded 0.5 is flagged "LOADED":
+  its times measure the machine's other work as much as the kernels (faiss's OpenMP threads in particular slow
+  down by up to 10x on a busy machine, while jhash's do not), so quote such rows only as "under load".
 
-Peak memory: each contender is run again in its own subprocess, which builds
-the same data and only that contender, makes one warm-up call (JIT compilation
-memory is not search memory), resets the kernel's peak-RSS mark
-(``/proc/self/clear_refs``; elsewhere the ``getrusage(RUSAGE_SELF).ru_maxrss``
-delta is used) and runs the searches; extra peak memory = peak RSS during the
-searches minus the RSS before them (outputs, scratch, XLA buffers, on top of
-the inputs). tracemalloc is not used: it only sees Python allocations, not
-faiss's, XLA's or the native kernel's memory.
+Between two timed calls the benchmark sleeps ``--gap`` seconds (default 0.1 s): faiss's OpenMP worker threads keep
+spinning on the CPU for a few milliseconds after a search returns, which would steal a core from whichever
+contender runs next. The CPU time those idle threads burn during the gap is printed.
+
+The last table repeats every shape as Markdown, for the README.
 
 Usage:
-  python bench/search.py            # full shapes (a) and (b)
-  python bench/search.py --quick    # small shapes, smoke test (no memory subprocesses)
+  python bench/search.py                  # all shapes (several minutes)
+  python bench/search.py --quick          # small shapes, smoke test (seconds)
+  python bench/search.py --shapes 256,2048 --runs 9
+  python bench/search.py --xla            # also time the pure-JAX path (slow)
+  python bench/search.py --memory         # also measure each contender's extra peak memory (subprocesses)
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,97 +52,151 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 K = 100
-NQ = 100
-FULL_SHAPES = {"a": (1_000_000, 256), "b": (200_000, 2048)}
-QUICK_SHAPES = {"a": (20_000, 256), "b": (5_000, 2048)}
+LOAD_WARN = 0.5
 POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
 
 
+@dataclass(frozen=True)
+class Shape:
+    label: str
+    nq: int
+    ng: int
+    bits: int
+
+
+# One shape per code width from 64 to 2048 bits (about 1-2 s of single-thread work each), a batch-evaluation
+# shape with 1,000 queries and a large short-code gallery.
+FULL_SHAPES = [
+    Shape("64", 100, 1_000_000, 64),
+    Shape("128", 100, 1_000_000, 128),
+    Shape("256", 100, 1_000_000, 256),
+    Shape("512", 100, 500_000, 512),
+    Shape("1024", 100, 300_000, 1024),
+    Shape("2048", 100, 200_000, 2048),
+    Shape("256-1000q", 1000, 1_000_000, 256),
+    Shape("64-10M", 100, 10_000_000, 64),
+]
+QUICK_SHAPES = [
+    Shape("64", 10, 20_000, 64),
+    Shape("256", 10, 20_000, 256),
+    Shape("2048", 10, 5_000, 2048),
+    Shape("256-1000q", 200, 20_000, 256),
+    Shape("64-10M", 10, 100_000, 64),
+]
+
+
 def make_data(ng: int, bits: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Uniformly random packed codes (seeded): q uint8 [nq, bits/8], g uint8 [ng, bits/8]."""
     rng = np.random.default_rng(seed)
     g = rng.integers(0, 256, size=(ng, bits // 8), dtype=np.uint8)
     q = rng.integers(0, 256, size=(nq, bits // 8), dtype=np.uint8)
     return q, g
 
 
-# ------------------------------------------------------------ contenders --
-def _jhash_search_topk():
-    """jhash.search.hamming_topk if the public search module provides it."""
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not report one)."""
     try:
-        from jhash.search import hamming_topk  # type: ignore[attr-defined]
-    except ImportError:
+        return os.getloadavg()[0]
+    except OSError:
         return None
-    return hamming_topk
 
 
-def build_contenders(
-    q: np.ndarray, g: np.ndarray, k: int, only: str | None = None
-) -> dict[str, Callable[[], tuple]]:
-    """name -> zero-arg callable returning (dist, idx) numpy arrays; unavailable ones left out."""
-    out: dict[str, Callable[[], tuple]] = {}
+def process_cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ------------------------------------------------------------ contenders --
+@dataclass
+class Contender:
+    name: str
+    run: Callable[[], tuple]
+    after: Callable[[], None] = field(default=lambda: None)  # called after each timed call (not timed)
+
+
+def all_threads() -> int:
+    from jhash.search import native
+
+    return native.info()["num_threads"] if native.is_available() else (os.cpu_count() or 1)
+
+
+def build_contenders(q: np.ndarray, g: np.ndarray, k: int, threads: int, *, xla: bool = False,
+                     only: str | None = None) -> tuple[list[Contender], dict[str, str]]:
+    """The contenders for one shape (unavailable ones are left out, with the reason in the second value).
+
+    jhash runs through ``jax.jit`` of :func:`jhash.search.native.hamming_topk` (the XLA FFI custom call that
+    ``jhash.search.hamming_topk(backend="native")`` dispatches to), faiss through ``IndexBinaryFlat.search``
+    with ``omp_set_num_threads``.
+    """
+    out: list[Contender] = []
     notes: dict[str, str] = {}
     want = (lambda name: only is None or name == only)
-    try:
-        if not want("faiss"):
-            raise ModuleNotFoundError("not requested")
-        import faiss
-
-        index = faiss.IndexBinaryFlat(g.shape[1] * 8)
-        index.add(g)
-
-        def run_faiss():
-            d, i = index.search(q, k)
-            return d, i
-
-        out["faiss"] = run_faiss
-    except ImportError as exc:
-        if want("faiss"):
-            notes["faiss"] = f"faiss not installed (pip install -e '.[faiss]'): {exc}"
-
     import jax
 
     from jhash.search import native
 
     qj, gj = jax.device_put(q), jax.device_put(g)
-    public = _jhash_search_topk()
-    if not want("jhash-native"):
-        pass
-    elif native.is_available():
-        if public is not None:
-            fn = jax.jit(lambda a, b: public(a, b, k, backend="native"))
-            via = "jhash.search.hamming_topk(backend='native')"
-        else:
-            fn = jax.jit(lambda a, b: native.hamming_topk(a, b, k))
-            via = "jhash.search.native.hamming_topk"
-
-        def run_native():
-            d, i = fn(qj, gj)
-            return np.asarray(d), np.asarray(i)
-
-        run_native.via = via  # type: ignore[attr-defined]
-        out["jhash-native"] = run_native
+    if not native.is_available():
+        notes["jhash"] = f"unavailable: {native.unavailable_reason()}"
     else:
-        notes["jhash-native"] = f"unavailable: {native.unavailable_reason()}"
-    if not want("jhash-xla"):
-        pass
-    elif public is not None:
-        fx = jax.jit(lambda a, b: public(a, b, k, backend="xla"))
+        for n in sorted({1, threads}):
+            name = f"jhash {n}t"
+            if not want(name):
+                continue
+            fn = jax.jit(lambda a, b, n=n: native.hamming_topk(a, b, k, num_threads=n))
+
+            def run_native(fn=fn):
+                d, i = fn(qj, gj)
+                return np.asarray(d), np.asarray(i)
+
+            out.append(Contender(name, run_native))
+    try:
+        import faiss
+    except ImportError as exc:
+        notes["faiss"] = f"not installed (pip install -e '.[faiss]'): {exc}"
+    else:
+        index = None
+        for n in sorted({1, threads}):
+            name = f"faiss {n}t"
+            if not want(name):
+                continue
+            if index is None:
+                index = faiss.IndexBinaryFlat(g.shape[1] * 8)
+                index.add(g)
+
+            def run_faiss(n=n, index=index):
+                faiss.omp_set_num_threads(n)
+                return index.search(q, k)
+
+            out.append(Contender(name, run_faiss))
+    if xla and want("jhash-xla"):
+        from jhash.search import hamming_topk
+
+        fx = jax.jit(lambda a, b: hamming_topk(a, b, k, backend="xla"))
 
         def run_xla():
             d, i = fx(qj, gj)
             return np.asarray(d), np.asarray(i)
 
-        run_xla.via = "jhash.search.hamming_topk(backend='xla')"  # type: ignore[attr-defined]
-        out["jhash-xla"] = run_xla
-    else:
-        notes["jhash-xla"] = "jhash.search.hamming_topk not available yet"
-    build_contenders.notes = notes  # type: ignore[attr-defined]
-    return out
+        out.append(Contender("jhash-xla", run_xla))
+    return out, notes
 
 
 # ---------------------------------------------------------------- checks --
 def verify(q: np.ndarray, g: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> str | None:
-    """None if every row is sorted, indices are distinct and each index has its distance."""
+    """None if every row is sorted, indices are distinct and in range, and each index has its distance."""
     if dist.shape != (q.shape[0], K) or idx.shape != (q.shape[0], K):
         return f"bad result shapes {dist.shape} {idx.shape}"
     for r in range(q.shape[0]):
@@ -158,11 +220,11 @@ def numpy_reference(q: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- memory --
-def _proc_status_kib(field: str) -> int | None:
+def _proc_status_kib(field_name: str) -> int | None:
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith(field + ":"):
+                if line.startswith(field_name + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
@@ -179,16 +241,20 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def memory_child(name: str, ng: int, bits: int, runs: int) -> None:
-    """Extra peak RSS of `runs` searches after a warm-up (compile) call, on top of the inputs."""
+def memory_child(name: str, nq: int, ng: int, bits: int, threads: int, runs: int) -> None:
+    """Extra peak RSS of `runs` searches after a warm-up (compile) call, on top of the inputs.
+
+    tracemalloc would only see Python allocations, not faiss's, XLA's or the native kernel's, so the kernel's
+    peak-RSS mark is reset (``/proc/self/clear_refs``; elsewhere the ``ru_maxrss`` delta is used).
+    """
     import gc
 
-    q, g = make_data(ng, bits, NQ)
-    contenders = build_contenders(q, g, K, only=name)
-    if name not in contenders:
+    q, g = make_data(ng, bits, nq)
+    contenders, _ = build_contenders(q, g, K, threads, xla=name == "jhash-xla", only=name)
+    if not contenders:
         print(json.dumps({"error": "unavailable"}))
         return
-    fn = contenders[name]
+    fn = contenders[0].run
     fn()  # warm-up: JIT compilation memory is not part of the search's working memory
     gc.collect()
     if _reset_peak_rss():
@@ -197,15 +263,15 @@ def memory_child(name: str, ng: int, bits: int, runs: int) -> None:
         before, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss delta"
     for _ in range(runs):
         fn()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hwm = _proc_status_kib("VmHWM")
-    peak = hwm if (hwm is not None and method.startswith("VmHWM")) else after
+    peak = hwm if (hwm is not None and method.startswith("VmHWM")) else resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"before_kib": before, "after_kib": peak, "method": method}))
 
 
-def measure_memory(name: str, ng: int, bits: int, runs: int) -> str:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", name,
-           "--ng", str(ng), "--bits", str(bits), "--runs", str(runs)]
+def measure_memory(name: str, shape: Shape, threads: int, runs: int) -> str:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", name, "--nq", str(shape.nq),
+           "--ng", str(shape.ng), "--bits", str(shape.bits), "--threads", str(threads), "--runs", str(runs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         return "error: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -216,116 +282,215 @@ def measure_memory(name: str, ng: int, bits: int, runs: int) -> str:
     if "error" in rec:
         return rec["error"]
     delta = max(0, rec["after_kib"] - rec["before_kib"]) / 1024
-    return (f"{delta:.1f} MiB over the {rec['before_kib'] / 1024:.0f} MiB resident before the "
-            f"timed searches ({rec['method']})")
+    return f"{delta:.1f} MiB over the {rec['before_kib'] / 1024:.0f} MiB resident before ({rec['method']})"
 
 
 # ------------------------------------------------------------------ main --
-def bench_shape(label: str, ng: int, bits: int, runs: int, memory: bool, quick: bool) -> bool:
-    q, g = make_data(ng, bits, NQ if not quick else 10)
-    nq = q.shape[0]
-    print(f"\n== shape ({label}): {nq} queries x {ng:,} gallery codes x {bits} bits, exact top-{K} ==")
-    contenders = build_contenders(q, g, K)
-    for name, why in build_contenders.notes.items():  # type: ignore[attr-defined]
+def median_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num[r] / den[r] (same-round pairs ran under the same load)."""
+    return statistics.median(a / b for a, b in zip(num, den))
+
+
+def fmt_load(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+@dataclass
+class ShapeResult:
+    shape: Shape
+    kernel: str
+    med_ms: dict[str, float]
+    ratio_1t: float | None
+    ratio_all: float | None
+    scale_jhash: float | None
+    scale_faiss: float | None
+    load: tuple[float | None, float | None]
+    ok: bool
+
+    @property
+    def loaded(self) -> bool:
+        return any(x is not None and x > LOAD_WARN for x in self.load)
+
+
+def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool, memory: bool,
+                quick: bool) -> ShapeResult:
+    from jhash.search import native
+
+    load_before = load_average()
+    q, g = make_data(shape.ng, shape.bits, shape.nq)
+    kernel = native.kernel_for(shape.bits // 8) if native.is_available() else "n/a"
+    print(f"\n== shape {shape.label}: {shape.nq:,} queries x {shape.ng:,} gallery codes x {shape.bits} bits, "
+          f"exact top-{K}; jhash kernel {kernel}; load average before {fmt_load(load_before)} ==")
+    contenders, notes = build_contenders(q, g, K, threads, xla=xla)
+    for name, why in notes.items():
         print(f"  {name}: skipped ({why})")
-    names = list(contenders)
-    results: dict[str, tuple] = {}
-    for name in names:  # warm-up (compiles the JAX programs)
-        results[name] = contenders[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
+    results = {c.name: c.run() for c in contenders}  # warm-up (compiles the JAX programs)
+    times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    cpu: dict[str, list[float]] = {c.name: [] for c in contenders}
+    spin: list[float] = []
     for r in range(runs):
-        order = names if r % 2 == 0 else names[::-1]  # interleave, alternate who goes first
-        for name in order:
-            t0 = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - t0)
+        order = contenders if r % 2 == 0 else contenders[::-1]  # alternate who goes first
+        for c in order:
+            c0, t0 = process_cpu_seconds(), time.perf_counter()
+            c.run()
+            times[c.name].append(time.perf_counter() - t0)
+            cpu[c.name].append(process_cpu_seconds() - c0)
+            c0 = process_cpu_seconds()
+            time.sleep(gap)  # let the previous contender's idle threads stop spinning
+            if c.name.startswith("faiss") and not c.name.endswith(" 1t"):
+                spin.append(process_cpu_seconds() - c0)
+    load_after = load_average()
 
     ok = True
-    ref_d = None
-    ref_name = "faiss"
-    if "faiss" in results:
-        ref_d = np.asarray(results["faiss"][0], dtype=np.int64)
+    if "faiss 1t" in results:
+        ref_d, ref_name = np.asarray(results["faiss 1t"][0], np.int64), "faiss"
     elif quick:
         ref_d, ref_name = numpy_reference(q, g, K), "numpy brute force"
-    print(f"  {'contender':<14}{'median ms':>11}{'min ms':>9}{'Gcomp/s':>9}  identical distances (vs {ref_name})")
-    for name in names:
-        med = statistics.median(times[name])
-        thr = nq * ng / med / 1e9
-        d, i = (np.asarray(a) for a in results[name])
+    else:
+        ref_d, ref_name = None, "none"
+    print(f"  {'contender':<12}{'median ms':>11}{'min ms':>9}{'Gcomp/s':>9}{'CPU ms':>9}  exact and identical "
+          f"distances (vs {ref_name})")
+    med_ms: dict[str, float] = {}
+    for c in contenders:
+        med = statistics.median(times[c.name])
+        med_ms[c.name] = med * 1e3
+        d, i = (np.asarray(a) for a in results[c.name])
         problem = verify(q, g, d, i)
-        if ref_d is None:
-            same = "n/a (no reference)"
-        elif problem is not None:
+        if problem is not None:
             same, ok = f"NO ({problem})", False
+        elif ref_d is None:
+            same = "n/a (no reference)"
         elif np.array_equal(d.astype(np.int64), ref_d):
             same = "yes"
         else:
             same, ok = "NO (distance lists differ)", False
-        print(f"  {name:<14}{med * 1e3:>11.2f}{min(times[name]) * 1e3:>9.2f}{thr:>9.3f}  "
+        print(f"  {c.name:<12}{med * 1e3:>11.2f}{min(times[c.name]) * 1e3:>9.2f}"
+              f"{shape.nq * shape.ng / med / 1e9:>9.3f}{statistics.median(cpu[c.name]) * 1e3:>9.1f}  "
               f"identical distances: {same}")
-    for name in names:
-        via = getattr(contenders[name], "via", None)
-        if via:
-            print(f"  {name} called via {via}")
-    if "faiss" in times:
-        for name in names:
-            if name == "faiss":
-                continue
-            pair = [f / j for f, j in zip(times["faiss"], times[name])]  # throughput ratio
-            print(f"  ratio {name}/faiss throughput: median {statistics.median(pair):.2f}x "
-                  f"(per interleaved pair: {', '.join(f'{x:.2f}' for x in pair)})")
+
+    def ratio(a: str, b: str) -> float | None:
+        return median_ratio(times[b], times[a]) if a in times and b in times else None
+
+    all_t = f"{threads}t"
+    res = ShapeResult(shape, kernel, med_ms, ratio("jhash 1t", "faiss 1t"),
+                      ratio(f"jhash {all_t}", f"faiss {all_t}") if threads > 1 else None,
+                      ratio(f"jhash {all_t}", "jhash 1t") if threads > 1 else None,
+                      ratio(f"faiss {all_t}", "faiss 1t") if threads > 1 else None,
+                      (load_before, load_after), ok)
+    for label, v in (("jhash/faiss throughput, 1 thread each", res.ratio_1t),
+                     (f"jhash/faiss throughput, {threads} threads each", res.ratio_all),
+                     (f"jhash speed-up 1 -> {threads} threads", res.scale_jhash),
+                     (f"faiss speed-up 1 -> {threads} threads", res.scale_faiss)):
+        if v is not None:
+            print(f"  {label}: {v:.2f}x")
+    for lib in ("jhash", "faiss"):
+        if threads > 1 and f"{lib} 1t" in cpu and f"{lib} {all_t}" in cpu:
+            print(f"  {lib} CPU time at {threads} threads / at 1 thread (extra work of threading): "
+                  f"{median_ratio(cpu[f'{lib} {all_t}'], cpu[f'{lib} 1t']):.2f}")
+    if spin:
+        print(f"  CPU burnt by faiss's idle OpenMP threads in the {gap:.2f} s gap after a search: "
+              f"{statistics.median(spin) * 1e3:.1f} ms (median)")
+    print(f"  load average before / after: {fmt_load(load_before)} / {fmt_load(load_after)}")
+    if res.loaded:
+        print(f"  WARNING: load average above {LOAD_WARN}: this row is LOADED (other work shared the CPUs); "
+              "quote it only as an under-load figure")
     if memory:
-        for name in names:
-            print(f"  extra peak memory {name:<14} {measure_memory(name, ng, bits, min(runs, 3))}")
-    else:
-        print("  extra peak memory: not measured (--quick or --no-memory)")
-    return ok
+        for c in contenders:
+            n = int(c.name.split()[-1][:-1]) if c.name.endswith("t") else threads
+            print(f"  extra peak memory {c.name:<12} {measure_memory(c.name, shape, n, min(runs, 3))}")
+    return res
+
+
+def summary_table(results: list[ShapeResult], threads: int) -> str:
+    """The shapes as a Markdown table (the README's search benchmark table)."""
+    t = threads
+    lines = [f"| gallery | queries | jhash kernel | jhash 1t / {t}t ms | faiss 1t / {t}t ms | jhash/faiss 1t | "
+             f"jhash/faiss {t}t | scaling 1→{t}t jhash / faiss | load before→after |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r.shape
+
+        def ms(name: str) -> str:
+            return f"{r.med_ms[name]:.1f}" if name in r.med_ms else "–"
+
+        def x(v: float | None) -> str:
+            return "–" if v is None else f"{v:.2f}×"
+
+        flag = " **LOADED**" if r.loaded else ""
+        lines.append(
+            f"| {s.ng:,} × {s.bits} b | {s.nq:,} | {r.kernel} | {ms('jhash 1t')} / {ms(f'jhash {t}t')} | "
+            f"{ms('faiss 1t')} / {ms(f'faiss {t}t')} | {x(r.ratio_1t)} | {x(r.ratio_all)} | "
+            f"{x(r.scale_jhash)} / {x(r.scale_faiss)} | {fmt_load(r.load[0])}→{fmt_load(r.load[1])}{flag} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes, smoke test")
-    ap.add_argument("--runs", type=int, default=None, help="timed runs per contender (default 7, quick 3)")
-    ap.add_argument("--shapes", default="a,b", help="comma-separated subset of a,b")
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--runs", type=int, default=None, help="timed rounds per shape (default 7, quick 2)")
+    ap.add_argument("--shapes", default=None, help="comma-separated shape labels (default: all); "
+                    "full: " + ",".join(s.label for s in FULL_SHAPES))
+    ap.add_argument("--threads", type=int, default=None, help="'all threads' (default: the CPUs jhash uses)")
+    ap.add_argument("--gap", type=float, default=0.1, help="seconds of sleep between timed calls (default 0.1)")
+    ap.add_argument("--xla", action="store_true", help="also time jhash's pure-JAX search (slow)")
+    ap.add_argument("--memory", action="store_true", help="also measure extra peak memory (subprocesses)")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--nq", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ng", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--bits", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_child:
-        memory_child(args.memory_child, args.ng, args.bits, args.runs or 3)
+        memory_child(args.memory_child, args.nq, args.ng, args.bits, args.threads or 1, args.runs or 3)
         return 0
-    runs = args.runs or (3 if args.quick else 7)
-    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    runs = args.runs or (2 if args.quick else 7)
+    if runs < 1:
+        ap.error(f"--runs: expected >= 1, got {runs}")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads: expected >= 1, got {args.threads}")
+    catalogue = QUICK_SHAPES if args.quick else FULL_SHAPES
+    by_label = {s.label: s for s in catalogue}
+    labels = [x.strip() for x in args.shapes.split(",") if x.strip()] if args.shapes else list(by_label)
+    unknown = [x for x in labels if x not in by_label]
+    if unknown:
+        ap.error(f"--shapes: unknown {unknown}; expected some of {list(by_label)}")
 
     import jax
 
     from jhash.search import native
 
+    threads = args.threads or all_threads()
     print("jhash search benchmark" + (" (--quick)" if args.quick else ""))
-    print(f"  jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs visible")
+    print(f"  CPU: {cpu_model()}, {os.cpu_count()} CPUs visible; jax {jax.__version__} ({jax.default_backend()})")
     if native.is_available():
         inf = native.info()
-        print(f"  jhash native: isa={inf['isa']} (available {inf['available_isas']}), "
-              f"threads={inf['num_threads']}, {inf['compiler']}, kernels {inf['kernels']}")
+        print(f"  jhash native: ISA {inf['isa']} (usable: {', '.join(inf['available_isas'])}), {inf['compiler']}, "
+              f"{inf['num_threads']} threads by default")
+        widths = sorted({s.bits for s in catalogue} | {64, 128, 256, 512, 1024, 2048})
+        print("  kernel per width: " + ", ".join(f"{b} b: {native.kernel_for(b // 8)}" for b in widths))
     else:
         print(f"  jhash native unavailable: {native.unavailable_reason()}")
     try:
         import faiss
 
-        print(f"  faiss {faiss.__version__}, OpenMP threads={faiss.omp_get_max_threads()}")
+        opts = faiss.get_compile_options() if hasattr(faiss, "get_compile_options") else "?"
+        print(f"  faiss {faiss.__version__} (compile options: {opts.strip()}), "
+              f"OpenMP max threads {faiss.omp_get_max_threads()}")
     except ImportError:
         pass
-    try:
-        la = os.getloadavg()
-        print(f"  load average at start: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (shared machine: see interleaved ratios)")
-    except OSError:
-        pass
-    ok = True
-    for label in [s.strip() for s in args.shapes.split(",") if s.strip()]:
-        ng, bits = shapes[label]
-        ok &= bench_shape(label, ng, bits, runs, memory=not (args.quick or args.no_memory), quick=args.quick)
-    return 0 if ok else 1
+    print(f"  'all threads' = {threads}; {runs} interleaved rounds per shape, {args.gap:.2f} s gap between calls")
+    la = load_average()
+    if la is not None and la > LOAD_WARN:
+        print(f"  WARNING: load average {la:.2f} > {LOAD_WARN} at start: the machine is busy, timings will be "
+              "noisy and multi-threaded figures unreliable; rows measured above the limit are labelled LOADED")
+
+    results = [bench_shape(by_label[label], threads, runs, args.gap, xla=args.xla, memory=args.memory,
+                           quick=args.quick) for label in labels]
+    print("\n== summary (Markdown) ==")
+    print(summary_table(results, threads))
+    loaded = [r.shape.label for r in results if r.loaded]
+    if loaded:
+        print(f"\nLOADED rows (load average > {LOAD_WARN} before or after): {', '.join(loaded)}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

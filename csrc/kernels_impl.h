@@ -277,6 +277,76 @@ static void scan_avx2_fixed(const uint8_t* q, int64_t nq, int64_t nbytes,
   for (; i < nq; ++i) scan_group<V, 1, 0>(q + i * B, g, j0, j1, st + i, ctx);
 }
 
+// 16-byte (128-bit) codes: two rows per 256-bit vector, the query in both
+// halves. Per vector, the Mula byte counts of a row's two 8-byte halves are
+// added (a qword swap) before psadbw, so each qword holds a row's distance;
+// 8 rows (4 vectors) are then packed into 8 int32 lanes, row u in lane16(u).
+static constexpr int lane16(int u) { return (u & 1) * 4 + u / 2; }
+
+static JH_INLINE __m256i dist8_16(__m256i qq, const uint8_t* p) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i t[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    const __m256i b = mula_bytes(_mm256_xor_si256(qq, _mm256_loadu_si256((const __m256i*)(p + 32 * v))));
+    t[v] = _mm256_sad_epu8(_mm256_add_epi8(b, _mm256_shuffle_epi32(b, 0x4E)), zero);
+  }
+  // t[v]: row 2v in lane 0, row 2v + 1 in lane 1 (dwords 0 and 2 of the lane)
+  const __m256i u01 = _mm256_blend_epi32(t[0], _mm256_slli_epi64(t[1], 32), 0xAA);
+  const __m256i u23 = _mm256_blend_epi32(t[2], _mm256_slli_epi64(t[3], 32), 0xAA);
+  return _mm256_unpacklo_epi64(u01, u23);  // rows 0 2 4 6 | 1 3 5 7
+}
+
+// NV queries on the vector path and NS (0 or 1) on the scalar path over the
+// same 8 rows (as scan_group); remainder rows scalar.
+template <int NV, int NS>
+static JH_INLINE void scan_group16(const uint8_t* q, const uint8_t* g, int64_t j0, int64_t j1,
+                                   QState* st, const SelCtx* ctx) {
+  constexpr int B = 16;
+  __m256i qq[NV];
+  for (int a = 0; a < NV; ++a) qq[a] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(q + a * B)));
+  int32_t T[NV + NS];
+  for (int a = 0; a < NV + NS; ++a) T[a] = st[a].T;
+  const QWords<B> qs(q + (NV + NS - 1) * B);
+  int64_t j = j0;
+  const uint8_t* p = g + j0 * B;
+  for (; j + 8 <= j1; j += 8, p += 8 * B) {
+#pragma GCC unroll 4
+    for (int a = 0; a < NV; ++a) {
+      const __m256i d = dist8_16(qq[a], p);
+      const int mk = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(T[a]), d)));
+      if (__builtin_expect(mk != 0, 0)) {
+        alignas(32) int32_t dd[8];
+        _mm256_store_si256((__m256i*)dd, d);
+        for (int u = 0; u < 8; ++u)
+          if (dd[lane16(u)] < T[a]) T[a] = accept_key(st + a, ctx, dd[lane16(u)], j + u);
+      }
+    }
+    if constexpr (NS == 1) {
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) {
+        const int32_t e = qs.dist(p + u * B);
+        if (__builtin_expect(e < T[NV], 0)) T[NV] = accept_key(st + NV, ctx, e, j + u);
+      }
+    }
+  }
+  for (; j < j1; ++j, p += B)
+    for (int a = 0; a < NV + NS; ++a) {
+      const int32_t e = dist_fixed<B>(q + a * B, p);
+      if (e < T[a]) T[a] = accept_key(st + a, ctx, e, j);
+    }
+}
+
+template <int NV, int NS>
+static void scan_avx2_16(const uint8_t* q, int64_t nq, int64_t nbytes, const uint8_t* g, int64_t j0,
+                         int64_t j1, QState* st, const SelCtx* ctx) {
+  (void)nbytes;
+  constexpr int G = NV + NS;
+  int64_t i = 0;
+  for (; i + G <= nq; i += G) scan_group16<NV, NS>(q + i * 16, g, j0, j1, st + i, ctx);
+  for (; i < nq; ++i) scan_group16<1, 0>(q + i * 16, g, j0, j1, st + i, ctx);
+}
+
 // Runtime width (nbytes % 32 == 0, 32 * V): one query at a time.
 static void scan_avx2_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
                          const uint8_t* g, int64_t j0, int64_t j1, QState* st,
@@ -383,6 +453,90 @@ static void scan_avx512_rt(const uint8_t* q, int64_t nq, int64_t nbytes,
       if (__builtin_expect(d < T, 0)) T = accept_key(s, ctx, d, j);
     }
   }
+}
+
+// Codes of B = 8, 16 or 32 bytes (64-256 bits): 8 gallery rows per step. The
+// rows are XORed with the query broadcast to every 64-bit word, VPOPCNTQ
+// counts every word, and the words of a row are summed with unpack /
+// shuffle adds, giving the 8 distances in one register (row u in lane(u)).
+template <int B>
+struct Small512 {
+  static_assert(B == 8 || B == 16 || B == 32, "8, 16 or 32-byte codes");
+  // The lane holding row u's distance in dist8's result.
+  static constexpr int lane(int u) {
+    return B == 8 ? u : B == 16 ? (u < 4 ? 2 * u : 2 * (u - 4) + 1) : ((u & 4) | ((u & 1) << 1) | ((u >> 1) & 1));
+  }
+  static JH_INLINE __m512i broadcast(const uint8_t* q) {
+    if constexpr (B == 8) return _mm512_set1_epi64((long long)ld64(q));
+    else if constexpr (B == 16) return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)q));
+    else return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)q));
+  }
+  static JH_INLINE __m512i pc(__m512i qb, const uint8_t* p) {
+    return _mm512_popcnt_epi64(_mm512_xor_si512(qb, _mm512_loadu_si512((const void*)p)));
+  }
+  // Distances of rows p[0 .. 8 B) to the query (lanes in kLane order).
+  static JH_INLINE __m512i dist8(__m512i qb, const uint8_t* p) {
+    if constexpr (B == 8) {
+      return pc(qb, p);  // one row per word, lane u = row u
+    } else if constexpr (B == 16) {
+      // a: rows 0-3, b: rows 4-7 (one row per 128-bit lane); the pair sums
+      // put row l in lane 2 l and row 4 + l in lane 2 l + 1.
+      const __m512i a = pc(qb, p), b = pc(qb, p + 64);
+      return _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    } else {
+      // a..d: rows (0,1), (2,3), (4,5), (6,7), a row per 256 bits. Pair sums
+      // per 128-bit lane, then the two lanes of a row added: the result holds
+      // rows 0, 2, 1, 3, 4, 6, 5, 7.
+      const __m512i a = pc(qb, p), b = pc(qb, p + 64), c = pc(qb, p + 128), d = pc(qb, p + 192);
+      const __m512i x = _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+      const __m512i y = _mm512_add_epi64(_mm512_unpacklo_epi64(c, d), _mm512_unpackhi_epi64(c, d));
+      return _mm512_add_epi64(_mm512_shuffle_i64x2(x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_i64x2(x, y, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+  }
+};
+// G queries over the same 8 rows at a time; rows j0 .. j1 in order (the
+// selection requires increasing indices per query), remainder rows scalar.
+template <int B, int G>
+static JH_INLINE void scan_small512_group(const uint8_t* q, const uint8_t* g, int64_t j0,
+                                          int64_t j1, QState* st, const SelCtx* ctx) {
+  using S = Small512<B>;
+  __m512i qb[G];
+  int32_t T[G];
+  for (int a = 0; a < G; ++a) {
+    qb[a] = S::broadcast(q + a * B);
+    T[a] = st[a].T;
+  }
+  int64_t j = j0;
+  const uint8_t* p = g + j0 * B;
+  for (; j + 8 <= j1; j += 8, p += 8 * B) {
+#pragma GCC unroll 4
+    for (int a = 0; a < G; ++a) {
+      const __m512i d = S::dist8(qb[a], p);
+      if (__builtin_expect(_mm512_cmplt_epi64_mask(d, _mm512_set1_epi64(T[a])) != 0, 0)) {
+        alignas(64) int64_t dd[8];
+        _mm512_store_si512((void*)dd, d);
+        for (int u = 0; u < 8; ++u) {
+          const int32_t e = (int32_t)dd[S::lane(u)];
+          if (e < T[a]) T[a] = accept_key(st + a, ctx, e, j + u);
+        }
+      }
+    }
+  }
+  for (; j < j1; ++j, p += B)
+    for (int a = 0; a < G; ++a) {
+      const int32_t e = dist_fixed<B>(q + a * B, p);
+      if (e < T[a]) T[a] = accept_key(st + a, ctx, e, j);
+    }
+}
+
+template <int B, int G>
+static void scan_small512(const uint8_t* q, int64_t nq, int64_t nbytes, const uint8_t* g,
+                          int64_t j0, int64_t j1, QState* st, const SelCtx* ctx) {
+  (void)nbytes;
+  int64_t i = 0;
+  for (; i + G <= nq; i += G) scan_small512_group<B, G>(q + i * B, g, j0, j1, st + i, ctx);
+  for (; i < nq; ++i) scan_small512_group<B, 1>(q + i * B, g, j0, j1, st + i, ctx);
 }
 
 template <int B>

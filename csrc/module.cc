@@ -14,6 +14,25 @@
 namespace ffi = xla::ffi;
 namespace jhn = jhash_native;
 
+// An XLA FFI error for a kernel error message: out of memory is
+// RESOURCE_EXHAUSTED, a thread or internal failure INTERNAL (both raise a
+// RuntimeError in JAX), anything else a bad argument.
+static ffi::Error FfiError(const char* target, const char* err) {
+  const std::string msg = std::string(target) + ": " + err;
+  if (err == jhn::kErrNoMemory) return ffi::Error(ffi::ErrorCode::kResourceExhausted, msg);
+  if (err == jhn::kErrThreads || err == jhn::kErrInternal) return ffi::Error(ffi::ErrorCode::kInternal, msg);
+  return ffi::Error::InvalidArgument(msg);
+}
+
+// Sets the Python exception for a kernel error message: MemoryError for out of
+// memory, RuntimeError for a thread or internal failure, else ValueError.
+static void SetPyError(const char* err) {
+  PyObject* type = PyExc_ValueError;
+  if (err == jhn::kErrNoMemory) type = PyExc_MemoryError;
+  else if (err == jhn::kErrThreads || err == jhn::kErrInternal) type = PyExc_RuntimeError;
+  PyErr_SetString(type, err);
+}
+
 // ----------------------------------------------------------- FFI handler --
 // Operands: q u8[nq, nbytes], g u8[ng, nbytes]; attributes: k, num_threads
 // (<= 0: default), isa (0 auto, 1 baseline, 2 avx2, 3 avx512); results:
@@ -31,10 +50,10 @@ static ffi::Error TopkImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
   const auto dd = dist->dimensions();
   if (dd.size() != 2 || dd[0] != qd[0] || dd[1] != k)
     return ffi::Error::InvalidArgument("jhash_hamming_topk: bad result shape");
-  const char* err = jhn::hamming_topk(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1], k,
+  const char* err = jhn::no_throw([&]() -> const char* { return jhn::hamming_topk(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1], k,
                                      (int)num_threads, (int)isa, dist->typed_data(),
-                                     idx->typed_data());
-  if (err) return ffi::Error::InvalidArgument(std::string("jhash_hamming_topk: ") + err);
+                                     idx->typed_data()); });
+  if (err) return FfiError("jhash_hamming_topk", err);
   return ffi::Error::Success();
 }
 
@@ -62,9 +81,9 @@ static ffi::Error DistanceImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
   const auto dd = dist->dimensions();
   if (dd.size() != 2 || dd[0] != qd[0] || dd[1] != gd[0])
     return ffi::Error::InvalidArgument("jhash_hamming_distance: bad result shape");
-  const char* err = jhn::hamming_distance(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1],
-                                          (int)num_threads, (int)isa, dist->typed_data());
-  if (err) return ffi::Error::InvalidArgument(std::string("jhash_hamming_distance: ") + err);
+  const char* err = jhn::no_throw([&]() -> const char* { return jhn::hamming_distance(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1],
+                                          (int)num_threads, (int)isa, dist->typed_data()); });
+  if (err) return FfiError("jhash_hamming_distance", err);
   return ffi::Error::Success();
 }
 
@@ -94,10 +113,10 @@ static ffi::Error GatherImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
   const auto dd = dist->dimensions();
   if (dd.size() != 2 || dd[0] != id[0] || dd[1] != id[1])
     return ffi::Error::InvalidArgument("jhash_hamming_distance_gather: bad result shape");
-  const char* err = jhn::hamming_distance_gather(q.typed_data(), qd[0], g.typed_data(), gd[0],
+  const char* err = jhn::no_throw([&]() -> const char* { return jhn::hamming_distance_gather(q.typed_data(), qd[0], g.typed_data(), gd[0],
                                                  qd[1], idx.typed_data(), id[1], (int)num_threads,
-                                                 (int)isa, dist->typed_data());
-  if (err) return ffi::Error::InvalidArgument(std::string("jhash_hamming_distance_gather: ") + err);
+                                                 (int)isa, dist->typed_data()); });
+  if (err) return FfiError("jhash_hamming_distance_gather", err);
   return ffi::Error::Success();
 }
 
@@ -152,15 +171,15 @@ static PyObject* py_distance_into(PyObject*, PyObject* args) {
     err = "output buffer must hold nq * ng int32";
   } else {
     Py_BEGIN_ALLOW_THREADS
-    err = jhn::hamming_distance((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes,
-                                num_threads, isa, (int32_t*)ob.buf);
+    err = jhn::no_throw([&]() -> const char* { return jhn::hamming_distance((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes,
+                                num_threads, isa, (int32_t*)ob.buf); });
     Py_END_ALLOW_THREADS
   }
   PyBuffer_Release(&qb);
   PyBuffer_Release(&gb);
   PyBuffer_Release(&ob);
   if (err) {
-    PyErr_SetString(PyExc_ValueError, err);
+    SetPyError(err);
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -203,9 +222,9 @@ static PyObject* py_gather_into(PyObject*, PyObject* args) {
     err = "idx and output buffers must hold nq * c int32";
   } else {
     Py_BEGIN_ALLOW_THREADS
-    err = jhn::hamming_distance_gather((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng,
+    err = jhn::no_throw([&]() -> const char* { return jhn::hamming_distance_gather((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng,
                                        nbytes, (const int32_t*)ib.buf, c, num_threads, isa,
-                                       (int32_t*)ob.buf);
+                                       (int32_t*)ob.buf); });
     Py_END_ALLOW_THREADS
   }
   PyBuffer_Release(&qb);
@@ -213,19 +232,33 @@ static PyObject* py_gather_into(PyObject*, PyObject* args) {
   PyBuffer_Release(&ib);
   PyBuffer_Release(&ob);
   if (err) {
-    PyErr_SetString(PyExc_ValueError, err);
+    SetPyError(err);
     return nullptr;
   }
   Py_RETURN_NONE;
 }
 
-static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
+// kernel_name / dist_kernel_name(isa, nbytes): the kernel variant `name_of`
+// gives for a width under an ISA (0: the default one), None if unusable.
+static PyObject* KernelNameOf(PyObject* args, const char* (*name_of)(int, int64_t)) {
   int isa;
   long long nbytes;
   if (!PyArg_ParseTuple(args, "iL", &isa, &nbytes)) return nullptr;
-  if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
-  if (nbytes < 1 || !jhn::isa_supported(isa)) Py_RETURN_NONE;
-  return PyUnicode_FromString(jhn::dist_kernel_name(isa, nbytes));
+  const char* name = nullptr;
+  if (const char* err = jhn::no_throw([&]() -> const char* {
+        if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
+        if (nbytes >= 1 && jhn::isa_supported(isa)) name = name_of(isa, nbytes);
+        return nullptr;
+      })) {
+    SetPyError(err);
+    return nullptr;
+  }
+  if (!name) Py_RETURN_NONE;
+  return PyUnicode_FromString(name);
+}
+
+static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
+  return KernelNameOf(args, &jhn::dist_kernel_name);
 }
 
 // topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)
@@ -267,8 +300,8 @@ static PyObject* py_topk_into(PyObject*, PyObject* args) {
     err = "output buffers must hold nq * k int32";
   } else {
     Py_BEGIN_ALLOW_THREADS
-    err = jhn::hamming_topk((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes, k,
-                           num_threads, isa, (int32_t*)db.buf, (int32_t*)ib.buf);
+    err = jhn::no_throw([&]() -> const char* { return jhn::hamming_topk((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes, k,
+                           num_threads, isa, (int32_t*)db.buf, (int32_t*)ib.buf); });
     Py_END_ALLOW_THREADS
   }
   PyBuffer_Release(&qb);
@@ -276,7 +309,7 @@ static PyObject* py_topk_into(PyObject*, PyObject* args) {
   PyBuffer_Release(&db);
   PyBuffer_Release(&ib);
   if (err) {
-    PyErr_SetString(PyExc_ValueError, err);
+    SetPyError(err);
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -349,13 +382,13 @@ static PyObject* py_ctf_into(PyObject*, PyObject* args) {
   } else {
     const int32_t* th = n > 1 ? static_cast<const int32_t*>(tv.ptr()) : nullptr;
     Py_BEGIN_ALLOW_THREADS
-    err = jhn::ctf_search((int)n, qp, gp, nb, nq, ng, th, k, num_threads, isa,
+    err = jhn::no_throw([&]() -> const char* { return jhn::ctf_search((int)n, qp, gp, nb, nq, ng, th, k, num_threads, isa,
                           static_cast<int32_t*>(kv.ptr()), static_cast<int32_t*>(iv.ptr()),
-                          static_cast<int32_t*>(fv.ptr()), static_cast<int64_t*>(cv.ptr()));
+                          static_cast<int32_t*>(fv.ptr()), static_cast<int64_t*>(cv.ptr())); });
     Py_END_ALLOW_THREADS
   }
   if (err) {
-    PyErr_SetString(PyExc_ValueError, err);
+    SetPyError(err);
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -385,15 +418,15 @@ static PyObject* py_afr_into(PyObject*, PyObject* args) {
     err = "out_keys and out_idx must hold nq * k int32";
   } else {
     Py_BEGIN_ALLOW_THREADS
-    err = jhn::afr_search(static_cast<const uint8_t*>(qa.ptr()), static_cast<const uint8_t*>(cv.ptr()),
+    err = jhn::no_throw([&]() -> const char* { return jhn::afr_search(static_cast<const uint8_t*>(qa.ptr()), static_cast<const uint8_t*>(cv.ptr()),
                           static_cast<const int64_t*>(sv.ptr()), static_cast<const int32_t*>(iv.ptr()), n_groups,
                           nba, static_cast<const uint8_t*>(qi.ptr()), static_cast<const uint8_t*>(gi.ptr()), nbi,
                           nq, ng, w, k, num_threads, isa, static_cast<int32_t*>(kv.ptr()),
-                          static_cast<int32_t*>(xv.ptr()));
+                          static_cast<int32_t*>(xv.ptr())); });
     Py_END_ALLOW_THREADS
   }
   if (err) {
-    PyErr_SetString(PyExc_ValueError, err);
+    SetPyError(err);
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -402,30 +435,41 @@ static PyObject* py_afr_into(PyObject*, PyObject* args) {
 static PyObject* py_isa_supported(PyObject*, PyObject* args) {
   int isa;
   if (!PyArg_ParseTuple(args, "i", &isa)) return nullptr;
-  return PyBool_FromLong(jhn::isa_supported(isa));
+  bool ok = false;
+  if (const char* err = jhn::no_throw([&]() -> const char* { ok = jhn::isa_supported(isa); return nullptr; })) {
+    SetPyError(err);
+    return nullptr;
+  }
+  return PyBool_FromLong(ok);
 }
 
 static PyObject* py_isa_error(PyObject*, PyObject* args) {
   int isa;
   if (!PyArg_ParseTuple(args, "i", &isa)) return nullptr;
-  const char* e = jhn::isa_selftest_error(isa);
+  const char* e = nullptr;
+  if (const char* err = jhn::no_throw([&]() -> const char* { e = jhn::isa_selftest_error(isa); return nullptr; })) {
+    SetPyError(err);
+    return nullptr;
+  }
   if (!e) Py_RETURN_NONE;
   return PyUnicode_FromString(e);
 }
 
-static PyObject* py_default_isa(PyObject*, PyObject*) { return PyLong_FromLong(jhn::default_isa()); }
+static PyObject* py_default_isa(PyObject*, PyObject*) {
+  int isa = 0;
+  if (const char* err = jhn::no_throw([&]() -> const char* { isa = jhn::default_isa(); return nullptr; })) {
+    SetPyError(err);
+    return nullptr;
+  }
+  return PyLong_FromLong(isa);
+}
 
 static PyObject* py_default_num_threads(PyObject*, PyObject*) {
   return PyLong_FromLong(jhn::default_num_threads());
 }
 
 static PyObject* py_kernel_name(PyObject*, PyObject* args) {
-  int isa;
-  long long nbytes;
-  if (!PyArg_ParseTuple(args, "iL", &isa, &nbytes)) return nullptr;
-  if (isa == jhn::ISA_AUTO) isa = jhn::default_isa();
-  if (nbytes < 1 || !jhn::isa_supported(isa)) Py_RETURN_NONE;
-  return PyUnicode_FromString(jhn::kernel_name(isa, nbytes));
+  return KernelNameOf(args, &jhn::kernel_name);
 }
 
 static PyObject* py_build_info(PyObject*, PyObject*) {

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -17,6 +19,14 @@
 #endif
 
 namespace jhash_native {
+
+const char* const kErrNoMemory =
+    "out of memory: the search's working buffers could not be allocated (search fewer queries per call, "
+    "or with a smaller k)";
+const char* const kErrThreads =
+    "could not start the worker threads (the system refused a new thread: a process, thread or memory "
+    "limit); pass a smaller num_threads or set JHASH_NUM_THREADS";
+const char* const kErrInternal = "internal error in the native kernel (an unexpected C++ exception)";
 
 // ------------------------------------------------------------- selection --
 static void compact(QState* s, const SelCtx* ctx) {
@@ -41,6 +51,36 @@ __attribute__((noinline)) int32_t accept_key(QState* s, const SelCtx* ctx,
   s->below = (int32_t)below;
   s->T = T;
   return T;
+}
+
+// Lowers a state's threshold to a bound t < s->T received from another
+// gallery chunk of the same query (that chunk holds k rows with d < t, so no
+// row here with d >= t can be in the top-k). Keys with d < t stay counted in
+// `below`; buffered keys with d >= t are left in the buffer (they are real
+// keys and sort after the ones that matter, so they never change a result).
+static void lower_threshold(QState* s, int32_t t) {
+  int64_t below = 0;
+  for (int32_t d = 0; d < t; ++d) below += s->hist[d];
+  s->below = (int32_t)below;
+  s->T = t;
+}
+
+// Exchanges one query's threshold with the other gallery chunks scanning it
+// (`bound`: the smallest "accept iff d < bound" any chunk has proved): adopts a
+// lower bound, or publishes T + 1 when that is lower (rows of another chunk
+// tying at T may have a smaller index, so they stay acceptable there). T + 1 <
+// bound implies this chunk's own selection lowered T, i.e. it holds k rows with
+// d <= T (a received bound is never below the current one). Called between
+// tiles, so the kernels only ever see a threshold in s->T.
+static void share_threshold(QState* s, std::atomic<int32_t>* bound) {
+  int32_t b = bound->load(std::memory_order_relaxed);
+  if (b < s->T) {
+    lower_threshold(s, b);
+  } else if (s->T + 1 < b) {
+    const int32_t mine = s->T + 1;
+    while (mine < b && !bound->compare_exchange_weak(b, mine, std::memory_order_relaxed)) {
+    }
+  }
 }
 
 // The m = min(k, n) smallest keys of a state, sorted, into dst.
@@ -202,19 +242,38 @@ int default_num_threads() {
 // ------------------------------------------------------------ the driver --
 void run_parallel(int nthreads, int64_t nitems, void (*fn)(void*, int, int64_t), void* arg) {
   std::atomic<int64_t> next(0);
-  auto worker = [&](int tid) {
-    for (;;) {
-      const int64_t it = next.fetch_add(1, std::memory_order_relaxed);
-      if (it >= nitems) break;
-      fn(arg, tid, it);
+  std::atomic<bool> failed(false);
+  std::exception_ptr error;  // the first failure, written once under `failed`
+  std::mutex error_mu;
+  auto fail = [&](std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(error_mu);
+    if (!error) error = e;
+    failed.store(true, std::memory_order_relaxed);
+  };
+  auto worker = [&](int tid) noexcept {
+    try {
+      while (!failed.load(std::memory_order_relaxed)) {
+        const int64_t it = next.fetch_add(1, std::memory_order_relaxed);
+        if (it >= nitems) break;
+        fn(arg, tid, it);
+      }
+    } catch (...) {
+      fail(std::current_exception());
     }
   };
   const int nt = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, nitems));
   std::vector<std::thread> pool;
-  pool.reserve(nt - 1);
-  for (int t = 1; t < nt; ++t) pool.emplace_back(worker, t);
-  worker(0);
+  try {
+    pool.reserve(nt - 1);
+    for (int t = 1; t < nt; ++t) pool.emplace_back(worker, t);
+  } catch (const std::system_error& e) {
+    fail(std::make_exception_ptr(ThreadStartError(e.what())));
+  } catch (...) {
+    fail(std::current_exception());
+  }
+  if (!failed.load(std::memory_order_relaxed)) worker(0);
   for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
 }
 
 namespace {
@@ -232,6 +291,8 @@ struct Plan {
   int32_t* out_idx;
   std::vector<uint64_t> partial;  // [n_gc][nq][kk] keys (only if n_gc > 1)
   std::vector<int64_t> pcount;    // [n_gc][nq]
+  // [nq] per query, the lowest threshold proved by any gallery chunk (n_gc > 1)
+  std::unique_ptr<std::atomic<int32_t>[]> bound;
   struct Scratch {
     std::vector<uint32_t> hist;
     std::vector<uint64_t> buf;
@@ -267,6 +328,8 @@ static void scan_item(void* arg, int tid, int64_t item) {
   const uint8_t* qb = P.q + q0 * P.nbytes;
   for (int64_t t0 = c0; t0 < c1; t0 += P.tile_rows) {
     const int64_t t1 = std::min(c1, t0 + P.tile_rows);
+    if (P.n_gc > 1)  // chunks of one query share their thresholds between tiles
+      for (int64_t i = 0; i < nqb; ++i) share_threshold(&S.st[i], &P.bound[q0 + i]);
     P.scan(qb, nqb, P.nbytes, P.g, t0, t1, S.st.data(), &P.ctx);
   }
   for (int64_t i = 0; i < nqb; ++i) {
@@ -328,7 +391,13 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
 
   // Gallery chunks: with few queries, split the gallery so that all threads
   // get work (4 items per thread for load balance on a busy machine); each
-  // chunk keeps its own top-k and the chunks are merged at the end.
+  // chunk keeps its own top-k and the chunks are merged at the end. The chunks
+  // of a query share their thresholds between tiles (share_threshold): without
+  // it every chunk paid the selection's warm-up (rows accepted while its own
+  // threshold is still high) again -- measured 1M x 256 bits, 100 queries,
+  // top-100, 2 threads: ~890 accepted rows per query with 1 chunk, ~5,800
+  // with 8 independent chunks (~16 buffer compactions instead of ~3), ~1,660
+  // with shared thresholds (the two first chunks warm up side by side).
   const int64_t min_chunk = std::max<int64_t>(4096, 2 * k);
   const int64_t cap0 = k + std::max<int64_t>(k, 256);
   const int64_t state_bytes = (P.maxd + 1) * 4 + std::min<int64_t>(cap0, ng) * 8;
@@ -348,6 +417,8 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   if (P.n_gc > 1) {
     P.partial.resize((size_t)(P.n_gc * nq * P.kk));
     P.pcount.assign((size_t)(P.n_gc * nq), 0);
+    P.bound.reset(new std::atomic<int32_t>[(size_t)nq]);
+    for (int64_t i = 0; i < nq; ++i) P.bound[i].store((int32_t)(P.maxd + 1), std::memory_order_relaxed);
   }
   const int64_t nitems = P.n_qs * P.n_gc;
   const int nthreads = (int)std::max<int64_t>(1, std::min<int64_t>(nt, nitems));

@@ -17,7 +17,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace jhash_native {
 
@@ -92,7 +95,39 @@ const char* kernel_name(int isa, int64_t nbytes);
 
 // Runs fn(arg, thread id, item) for item in [0, nitems) on up to nthreads
 // threads (the calling thread included); items are handed out dynamically.
+// Exception-safe: if a thread cannot be started (ThreadStartError) or an item
+// throws (e.g. std::bad_alloc), the remaining items are skipped, every started
+// thread is joined and the first exception is rethrown in the calling thread.
 void run_parallel(int nthreads, int64_t nitems, void (*fn)(void*, int, int64_t), void* arg);
+
+struct ThreadStartError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Error messages the bindings map to Python exceptions by identity: kErrNoMemory
+// -> MemoryError (RESOURCE_EXHAUSTED under XLA), kErrThreads / kErrInternal ->
+// RuntimeError; every other message is a bad argument (ValueError).
+extern const char* const kErrNoMemory;
+extern const char* const kErrThreads;
+extern const char* const kErrInternal;
+
+// Calls f() (which returns nullptr or an error message) and turns any C++
+// exception into one of the messages above, so that no exception ever leaves
+// the native code (it would abort the Python process).
+template <class F>
+const char* no_throw(F&& f) noexcept {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return kErrNoMemory;
+  } catch (const ThreadStartError&) {
+    return kErrThreads;
+  } catch (const std::system_error&) {  // std::call_once, mutexes
+    return kErrThreads;
+  } catch (...) {
+    return kErrInternal;
+  }
+}
 
 // Exact top-k. Returns nullptr on success, else a static error message.
 // Requirements (checked): nq >= 0, 1 <= k <= ng < 2^31, nbytes >= 1.

@@ -43,7 +43,7 @@ import os
 import pathlib
 import shutil
 import socket
-import time
+
 
 import jax
 import jax.numpy as jnp

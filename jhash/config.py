@@ -16,6 +16,9 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     seed                     int    global seed (parameters, data order, dropout / erasing rngs)
     dataset.name             str    TFDS builder name, e.g. 'synthetic_reid', 'market1501'
     dataset.config           str    builder config ('tiny' / 'default' / 'large' for synthetic_reid); None = default
+    dataset.options          dict   builder config fields set on top of ``dataset.config`` (free-form), e.g.
+                                    reid_folder's pattern, example, match_on, splits, val_fraction, skip_unmatched;
+                                    each distinct set is prepared into its own folder under ``dataset.data_dir``
     dataset.data_dir         str    where prepared datasets live; None = $JHASH_DATA_DIR or ~/tensorflow_datasets
     dataset.manual_dir       str    where the user put the downloaded archives (real benchmarks); None
     dataset.train_split      str    'train'
@@ -57,7 +60,10 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     train.compute_dtype      str    'float32' | 'bfloat16' (parameters and optimizer state stay float32)
     train.log_every          int    steps between metrics.jsonl lines and progress-bar updates
     train.ckpt_every         int    steps between checkpoints (the last step is always saved)
-    train.keep               int    checkpoints kept (the newest N)
+    train.keep               int    checkpoints kept (the newest N, >= 1; the final and the selected best are kept too)
+    train.eval_every         int    steps between validations on dataset.val_split (0 = none; see jhash.validation)
+    train.select             str    'last' | 'best_val_map': the checkpoint evaluate.py uses by default
+    train.patience           int    stop after this many validations without a better val mAP (0 = never)
     eval.batch_size          int    images per encoding batch
     eval.code                str    the code used for exhaustive search and the ReID table ('id')
     eval.tradeoff_bits       tuple  prefix lengths of the code shown in ``evaluate.py --tradeoff``
@@ -96,6 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "synthetic_reid"
     c.dataset.config = config_dict.placeholder(str)
+    c.dataset.options = ml_collections.ConfigDict()
     c.dataset.data_dir = config_dict.placeholder(str)
     c.dataset.manual_dir = config_dict.placeholder(str)
     c.dataset.train_split = "train"
@@ -146,6 +153,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.log_every = 50
     c.train.ckpt_every = 1000
     c.train.keep = 3
+    c.train.eval_every = 0
+    c.train.select = "last"
+    c.train.patience = 0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 128
@@ -292,10 +302,10 @@ def apply_overrides(config: ml_collections.ConfigDict,
 
 
 def check(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict | None = None, prefix: str = "") -> None:
-    """Every key of ``config`` outside ``method``, ``model.backbone_kwargs`` and ``input.augment`` (free-form)
-    must be a schema key; raise :class:`ConfigError` listing the valid ones."""
+    """Every key of ``config`` outside ``method``, ``model.backbone_kwargs``, ``input.augment`` and
+    ``dataset.options`` (free-form) must be a schema key; raise :class:`ConfigError` listing the valid ones."""
     schema = base_config() if schema is None else schema
-    free = {"method", "model.backbone_kwargs", "input.augment"}
+    free = {"method", "model.backbone_kwargs", "input.augment", "dataset.options"}
     for k in config.keys():
         full = f"{prefix}{k}"
         if k not in schema:

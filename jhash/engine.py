@@ -32,7 +32,8 @@ class Data:
         if split not in self._sources:
             d = self.config.dataset
             self._sources[split] = self._load(
-                d.name, split, data_dir=config_lib.data_dir(self.config), manual_dir=d.manual_dir, config=_ds_config(d.config)
+                d.name, split, data_dir=config_lib.data_dir(self.config), manual_dir=d.manual_dir,
+                config=_ds_config(d.config, d.get("options"))
             )
         return self._sources[split]
 
@@ -87,8 +88,11 @@ class Data:
             yield batch
 
 
-def _ds_config(c):
-    return c.to_dict() if hasattr(c, "to_dict") else c
+def _ds_config(c, options=None):
+    """The builder config for ``jhash.data.load``: ``dataset.config`` with ``dataset.options`` on top."""
+    from jhash.data import with_options
+
+    return with_options(c.to_dict() if hasattr(c, "to_dict") else c, options)
 
 
 class _Strided:

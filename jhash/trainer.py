@@ -18,9 +18,14 @@
   every checkpoint is finite: "the last verified checkpoint" in these errors is one a run can resume from.
 - Training batches must hold labels in ``[0, num_classes)``: junk / distractor identities are no class
   (:class:`jhash.data.common.DatasetError` otherwise); the encoding pass for ``update_aux`` drops them.
+- ``train.eval_every`` > 0: validation on ``dataset.val_split`` (R1 / mAP / mINP in ``metrics.jsonl``, see
+  :mod:`jhash.validation`); ``train.select='best_val_map'`` keeps the best step's checkpoint (never pruned,
+  recorded in ``selection.json``); ``train.patience`` stops early.
 - Methods with ``init_aux`` / ``update_aux`` get an encoding pass over the training set every
   ``method.aux_every`` epochs; methods with ``fit_search`` fit it on ``dataset.val_split`` at the end.
-- Progress bar (tqdm: loss, images/s); one JSON line per ``train.log_every`` steps in ``<workdir>/metrics.jsonl``.
+- Progress bar (tqdm: loss, images/s); one JSON line per ``train.log_every`` steps in ``<workdir>/metrics.jsonl``,
+  the same scalars as TensorBoard events in ``<workdir>/tensorboard/`` and ``<workdir>/curves.png`` at the end
+  (:mod:`jhash.curves`).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from jhash import checkpoints as ckpt_lib
 from jhash import config as config_lib
 from jhash import encode as encode_lib
 from jhash import methods as methods_lib
-from jhash import optim, parallel, reporting
+from jhash import curves, optim, parallel, reporting, validation
 from jhash import workdir as workdir_lib
 from jhash.engine import Data, init_variables  # noqa: F401  (also re-exported: trainer.Data, ...)
 
@@ -284,10 +289,31 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
     workdir = pathlib.Path(workdir).expanduser()
     config_lib.validate(config)  # every count, size, rate and period in range (train.keep >= 1 among them)
     workdir.mkdir(parents=True, exist_ok=True)
+    _check_validation_config(config)
     lock = ckpt_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
     with lock, _StopFlag() as stop:
         return _train_locked(config, workdir, stop, data=data, method=method, mesh=mesh, stop_at=stop_at,
                              progress=progress, async_checkpoints=async_checkpoints, report=report)
+
+
+def _check_validation_config(config) -> None:
+    t = config.train
+    if t.select not in validation.SELECT_CHOICES:
+        raise config_lib.ConfigError(f"config.train.select must be one of {validation.SELECT_CHOICES}, got {t.select!r}")
+    for key in ("eval_every", "patience"):
+        if t[key] < 0:
+            raise config_lib.ConfigError(f"config.train.{key} must be >= 0, got {t[key]}")
+    if (t.select != "last" or t.patience) and not (t.eval_every > 0 and config.dataset.val_split):
+        raise config_lib.ConfigError(
+            f"config.train.select={t.select!r} / config.train.patience={t.patience} need validation: set "
+            f"config.train.eval_every > 0 and config.dataset.val_split (now {t.eval_every} and "
+            f"{config.dataset.val_split!r})")
+
+
+def _write_selection(workdir, config, selection: validation.Selection) -> None:
+    if config.train.select == "best_val_map" and jax.process_index() == 0:
+        ckpt_lib.write_json_atomic(pathlib.Path(workdir) / validation.SELECTION_FILE,
+                                   {"select": config.train.select, **selection.to_dict()})
 
 
 def _restore_newest_intact(ckpts, state: TrainState, mesh):
@@ -298,7 +324,8 @@ def _restore_newest_intact(ckpts, state: TrainState, mesh):
     for step in sorted(ckpts.all_steps(), reverse=True):
         try:
             restored = ckpts.restore(step, model_like=state.model_item(), train_like=state.train_item(),
-                                     sharding=parallel.replicated(mesh), data=True, search=True, name_intact=False)
+                                     sharding=parallel.replicated(mesh), data=True, search=True, meta=True,
+                                     name_intact=False)
         except ckpt_lib.CheckpointDamagedError as e:
             damaged.append(e)
             continue
@@ -354,6 +381,9 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
 
     loader = data.train_loader(config.seed)
     search = None
+    selection = validation.Selection()
+    select_best = config.train.select == "best_val_map"
+    validate_every = config.train.eval_every if config.dataset.val_split else 0
     with ckpt_lib.Checkpoints(workdir, keep=config.train.keep, async_save=async_checkpoints) as ckpts:
         latest, restored = _restore_newest_intact(ckpts, state, mesh)
         if latest is not None:
@@ -363,10 +393,15 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
             if restored["data"] is not None:
                 loader.set_state(restored["data"])
             search = restored["search"]
+            selection = validation.Selection.from_dict((restored["meta"] or {}).get("selection"))
             log.info("resumed from step %d in %s", latest, workdir)
             if jax.process_index() == 0:
                 _truncate_metrics(workdir / "metrics.jsonl", latest)
+                _write_selection(workdir, config, selection)
         resumed_from = latest
+        finished = latest == total or selection.stopped_early
+        if select_best and selection.best_step is not None:
+            ckpts.protected = {selection.best_step}
 
         step = int(jax.device_get(state.step))
         stop.check(step, workdir)
@@ -375,13 +410,17 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
         def save(s, final_search=None, final=False):
             nonlocal last_saved
             _check_state_finite(state, s, workdir, last_saved)
+            meta = {**_meta(config, info, s, total, config.method.name), "selection": selection.to_dict()}
             ckpts.save(s, model=state.model_item(), train=state.train_item(), data_state=loader.get_state(),
-                       meta=_meta(config, info, s, total, config.method.name), search=final_search, final=final)
+                       meta=meta, search=final_search, final=final)
             last_saved = s
+            _write_selection(workdir, config, selection)
 
-        if step < total:
+        if not finished and step < total:
             train_step = jit_train_step(make_train_step(model, method, config, tx, schedule), mesh)
             jsonl = reporting.JsonlWriter(workdir / "metrics.jsonl") if jax.process_index() == 0 else None
+            events = (curves.EventWriter(workdir / "tensorboard", purge_step=step + 1 if step else None)
+                      if jax.process_index() == 0 else None)
             bar = reporting.progress(total=total, initial=step, enabled=progress and jax.process_index() == 0)
             pending = None  # (step, metrics) of the previous step, checked while the next one runs
             window_t, window_n = time.perf_counter(), 0
@@ -406,18 +445,38 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                         pending = None
                     if aux_due:
                         state = state.replace(aux=run_update_aux(method, model, state, data, config, mesh))
-                    if log_due:
+                    vals = {}
+                    if validate_every and (step % validate_every == 0 or step == total):
+                        if not (log_due or save_due or aux_due):
+                            _check_finite(*pending, workdir, last_saved)
+                            pending = None
+                        vals = validation.validate(method, model, state, data, config, mesh)
+                        if selection.update(step, vals["val/mAP"]) and select_best:
+                            ckpts.protected = {step}
+                            save_due = step < total
+                        if config.train.patience and selection.since_best >= config.train.patience and step < total:
+                            selection.stopped_early = True
+                            save_due = False  # the final save below takes this step
+                    if log_due or vals:
                         now = time.perf_counter()
-                        ips = window_n * global_batch / max(now - window_t, 1e-9)
-                        row = {"step": step, "epoch": step / per_epoch, **{k: float(v) for k, v in metrics.items()},
-                               "images_per_sec": ips, "time": time.time()}
+                        row = {"step": step, "epoch": step / per_epoch}
+                        if log_due:
+                            ips = window_n * global_batch / max(now - window_t, 1e-9)
+                            row.update({k: float(v) for k, v in metrics.items()}, images_per_sec=ips)
+                            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
+                            window_t, window_n = now, 0
+                        row.update(vals, time=time.time())
                         if jsonl:
                             jsonl.write(row)
-                        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
-                        window_t, window_n = now, 0
+                            events.write(row)
                     bar.update(step - bar.n)
                     if save_due:
                         save(step)
+                    if selection.stopped_early:
+                        log.warning("no better validation mAP in %d validations: stopping early at step %d (best: "
+                                    "step %d, mAP %.4f)", config.train.patience, step, selection.best_step,
+                                    selection.best_val_map)
+                        break
                     if step < total and stopping:
                         ckpts.wait()
                         raise Interrupted(step, stop.signum, workdir)
@@ -429,11 +488,14 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                 bar.close()
                 if jsonl:
                     jsonl.close()
+                    events.close()
 
-        if latest != total:  # this run trained up to the end: fit the search, save the final checkpoint
+        if not finished:  # this run trained up to the end (or stopped early): fit the search, save the final step
             if hasattr(method, "fit_search") and config.dataset.val_split:
                 search = run_fit_search(method, model, state, data, config, mesh)
-            save(total, final_search=search, final=True)
+            save(step, final_search=search, final=True)
+            if jax.process_index() == 0 and (workdir / "metrics.jsonl").is_file():
+                curves.plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
         ckpts.wait()
     return TrainResult(state=state, step=step, workdir=workdir, resumed_from=resumed_from, search=search)
 

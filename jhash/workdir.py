@@ -226,6 +226,14 @@ def latest_step(workdir) -> int | None:
     return steps[-1] if steps else None
 
 
+def _builder_config(config):
+    """``dataset.config`` with ``dataset.options`` on top, as JSON (what the dataset was built from)."""
+    from jhash.data import with_options
+
+    d = config_to_json(config)["dataset"]
+    return with_options(d.get("config"), d.get("options"))
+
+
 def run_meta(config, info, step: int, total: int, method_name: str | None = None) -> dict:
     """The run metadata stored with every checkpoint (its ``meta`` item)."""
     return {
@@ -233,7 +241,7 @@ def run_meta(config, info, step: int, total: int, method_name: str | None = None
         "total_steps": int(total),
         "method": method_name or config.method.name,
         "dataset": config.dataset.name,
-        "dataset_config": config_to_json(config)["dataset"].get("config"),
+        "dataset_config": _builder_config(config),
         "bits": int(config.model.bits),
         "num_classes": int(info.num_classes),
         "info": dataclasses.asdict(info),
@@ -302,6 +310,10 @@ def load_trained(workdir, *, step: int | None = None, config=None, untrained: bo
     else:
         ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
         try:
+            if step is None:  # train.select='best_val_map' recorded the step to use
+                from jhash import validation
+
+                step = validation.selected_step(workdir, ckpts.all_steps())
             step = ckpts.resolve_step(step)
             meta = ckpts.manager.restore(step, args=ckpt_lib.ocp.args.Composite(meta=ckpt_lib.ocp.args.JsonRestore()))["meta"]
             info = info_from_meta(meta)

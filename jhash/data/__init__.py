@@ -15,6 +15,7 @@ lazily: importing :mod:`jhash.data` does not import TensorFlow Datasets.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from pathlib import Path
@@ -22,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from jhash.data.errors import DATA_ERRORS, DatasetError, ManualDirError
 from jhash.data.info import DatasetInfo
 
 # name -> "module:Class"; modules are imported on first use.
 BUILDERS: dict[str, str] = {
     "market1501": "jhash.data.market1501:Market1501",
     "dukemtmc_reid": "jhash.data.dukemtmc_reid:DukemtmcReid",
+    "cuhk03": "jhash.data.cuhk03:Cuhk03",
     "cuhk03_np": "jhash.data.cuhk03_np:Cuhk03Np",
     "msmt17": "jhash.data.msmt17:Msmt17",
     "veri776": "jhash.data.veri776:Veri776",
@@ -36,7 +39,8 @@ BUILDERS: dict[str, str] = {
     "synthetic_reid": "jhash.data.synthetic:SyntheticReid",
 }
 
-__all__ = ["BUILDERS", "DatasetInfo", "ReidSource", "available", "builder_class", "dataset_info", "load", "prepare"]
+__all__ = ["BUILDERS", "DATA_ERRORS", "DatasetError", "DatasetInfo", "ManualDirError", "ReidSource", "available", "builder_class", "dataset_info", "default_data_dir", "load",
+           "prepare", "with_options"]
 
 
 def available() -> list[str]:
@@ -47,46 +51,254 @@ def available() -> list[str]:
 def builder_class(name: str) -> type:
     """The builder class registered as ``name``; ``ValueError`` listing the valid names otherwise."""
     if name not in BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(available())}")
+        raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(available())}")
     module, cls = BUILDERS[name].split(":")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         if e.name != module:
             raise
-        raise ValueError(f"dataset {name!r} is registered but its module {module} is not available") from e
+        raise DatasetError(f"dataset {name!r} is registered but its module {module} is not available") from e
     try:
         return getattr(mod, cls)
     except AttributeError as e:
-        raise ValueError(f"dataset {name!r}: module {module} has no builder class {cls}") from e
+        raise DatasetError(f"dataset {name!r}: module {module} has no builder class {cls}") from e
+
+
+def default_data_dir(data_dir=None) -> str:
+    """``data_dir`` if given, else $JHASH_DATA_DIR, else ~/tensorflow_datasets (the rule of
+    :func:`jhash.config.data_dir`, shared by train.py, evaluate.py and ``python -m jhash.data``)."""
+    import ml_collections
+
+    from jhash import config as config_lib
+
+    return config_lib.data_dir(ml_collections.ConfigDict({"dataset": {"data_dir": data_dir}}))
+
+
+def with_options(config, options=None):
+    """``config`` (None, a config name or a dict) with the builder fields ``options`` set on top: the value
+    :func:`load` takes for ``config.dataset.config`` + ``config.dataset.options``."""
+    options = dict(options.to_dict() if hasattr(options, "to_dict") else (options or {}))
+    if not options:
+        return config
+    if config is None:
+        return options
+    if isinstance(config, str):
+        return {"base": config, **options}
+    return {**dict(config), **options}
 
 
 def _builder(name, *, data_dir, config=None, **kwargs):
     from jhash.data.common import make_config
 
     cls = builder_class(name)
-    data_dir = os.fspath(Path(os.fspath(data_dir)).expanduser())
-    return cls(data_dir=data_dir, config=make_config(cls, config), file_format="array_record", **kwargs)
+    data_dir = os.fspath(Path(default_data_dir(data_dir)).expanduser())
+    with _quiet_tfds():  # no "Using custom data configuration ..." warning for every config variant
+        return cls(data_dir=data_dir, config=make_config(cls, config), file_format="array_record", **kwargs)
 
 
-def prepare(name: str, *, data_dir, manual_dir=None, config=None, **kwargs):
-    """Build the dataset into ``data_dir`` unless already prepared; return the TFDS builder.
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's informational warnings (absl logger) off for the duration; errors still show."""
+    import logging
 
-    ``manual_dir`` holds the official archive or its extracted folder (see each builder's
-    ``MANUAL_DOWNLOAD_INSTRUCTIONS``); by TFDS's default it is ``<data_dir>/downloads/manual``.
-    Extra keyword arguments go to the builder (e.g. ``skip_corrupt=True``).
-    A failed preparation leaves nothing that loads as prepared (TFDS writes into an
-    ``incomplete.*`` folder and renames it at the end).
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def prepare(name: str, *, data_dir=None, manual_dir=None, config=None, progress: bool = True, **kwargs):
+    """Build the dataset into ``data_dir`` unless it is prepared from the same source; return the TFDS builder.
+
+    ``data_dir``: None means $JHASH_DATA_DIR or ~/tensorflow_datasets. ``manual_dir`` holds the official
+    archive or its extracted folder, or your own images (see each builder's ``MANUAL_DOWNLOAD_INSTRUCTIONS``);
+    None means the folder the dataset was prepared from, else TFDS's default ``<data_dir>/downloads/manual``.
+    Extra keyword arguments go to the builder (e.g. ``skip_corrupt=True``). ``progress``: short progress lines
+    on stderr (TFDS's own messages and bars are silenced either way).
+
+    Never stale: a prepared dataset records a fingerprint of its source (every file's path, labels, size and
+    modification time, and the options; see :func:`jhash.data.common.source_fingerprint`). When the source now
+    differs (another manual_dir, files added, removed or changed) the dataset is rebuilt, saying why; the old one
+    is kept until the new one is complete. When the recorded source is gone the prepared data is used, saying so.
+    Preparations of one dataset config are serialised by a lock file, and the ``incomplete.*`` folders a killed
+    preparation leaves are removed by the next one.
     """
+    say = _stderr if progress else (lambda msg: None)
+    builder = _builder(name, data_dir=data_dir, config=config, **kwargs)
+    with _locked(builder):
+        _remove_leftovers(builder, say)
+        if _is_prepared(builder):
+            reason = _stale(builder, manual_dir, say)
+            if reason is None:
+                return builder
+            say(f"{_full_name(builder)}: {reason}; rebuilding")
+            if ((builder.info.metadata or {}).get("source") or {}).get("skip_corrupt"):
+                kwargs.setdefault("skip_corrupt", True)  # as it was prepared
+            aside = _set_aside(builder)
+            builder = _builder(name, data_dir=data_dir, config=config, **kwargs)
+            try:
+                _build(builder, manual_dir, say if progress else None)
+            except BaseException:
+                _restore(aside, builder)
+                raise
+            _rmtree(aside)
+        else:
+            _build(builder, manual_dir, say if progress else None)
+    return builder
+
+
+def _stderr(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _full_name(builder) -> str:
+    return f"{builder.name}/{builder.builder_config.name}"
+
+
+def _manual_dir(builder, manual_dir) -> Path:
+    """The resolved manual_dir: the given one, else the one the dataset was prepared from, else TFDS's default."""
+    if manual_dir is None:
+        recorded = ((builder.info.metadata or {}).get("source") or {}).get("manual_dir") if _is_prepared(builder) else None
+        manual_dir = recorded or Path(os.fspath(builder.data_dir_root)) / "downloads" / "manual"
+    return Path(os.fspath(manual_dir)).expanduser().resolve()
+
+
+def _stale(builder, manual_dir, say) -> str | None:
+    """Why the prepared dataset no longer matches its source (None: it matches, or cannot be checked)."""
+    from jhash.data.common import ReidBuilder
+    from jhash.data.errors import ManualDirError
+
+    if not isinstance(builder, ReidBuilder) or not builder.FINGERPRINT_SOURCE:
+        return None
+    recorded = (builder.info.metadata or {}).get("source")
+    where = _manual_dir(builder, manual_dir)
+    try:
+        now = builder.source_state(where)
+    except ManualDirError:
+        was = (recorded or {}).get("manual_dir")
+        if manual_dir is not None and was is not None and Path(was) != where:
+            raise
+        say(f"{_full_name(builder)}: its source {was or where} is not available; using the dataset prepared from it "
+            f"in {builder.data_path}")
+        return None
+    if not recorded:
+        return "the prepared dataset records no source fingerprint (prepared by an older jhash)"
+    if now["digest"] == recorded.get("digest"):
+        return None
+    if Path(recorded.get("manual_dir", "")) != where:
+        return f"it was prepared from {recorded.get('manual_dir')}, the source is now {where}"
+    return (f"its source {where} changed since preparation ({recorded.get('num_images')} images, "
+            f"{recorded.get('num_bytes')} bytes then; {now['num_images']} images, {now['num_bytes']} bytes now)")
+
+
+def _build(builder, manual_dir, say) -> None:
+    """``download_and_prepare`` with TFDS's own output silenced and jhash's progress lines instead."""
+    import contextlib
+    import io
+    import time
+
     import tensorflow_datasets as tfds
 
-    builder = _builder(name, data_dir=data_dir, config=config, **kwargs)
-    if not _is_prepared(builder):
-        dl_config = tfds.download.DownloadConfig(
-            manual_dir=None if manual_dir is None else os.fspath(Path(os.fspath(manual_dir)).expanduser())
-        )
+    dl_config = tfds.download.DownloadConfig(
+        manual_dir=None if manual_dir is None else os.fspath(Path(os.fspath(manual_dir)).expanduser())
+    )
+    tfds.disable_progress_bar()
+    start = time.monotonic()
+    if say is not None:  # the first line once the source is listed and checked (an error comes alone)
+        builder.progress = _Progress(say, header=f"preparing {_full_name(builder)} into {builder.data_path} ...")
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_tfds():
         builder.download_and_prepare(download_config=dl_config)
-    return builder
+    builder.progress = None
+    if say is not None:
+        say(f"prepared {_full_name(builder)} in {time.monotonic() - start:.1f} s")
+
+
+class _Progress:
+    """``progress(split, done, total)`` for the builders: ``header`` before the first image, one line per finished
+    split; on a terminal, a counter updated in place at most every half second."""
+
+    def __init__(self, say, header: str = ""):
+        import sys
+
+        self.say, self.tty, self.last, self.header = say, sys.stderr.isatty(), 0.0, header
+
+    def __call__(self, split: str, done: int, total: int) -> None:
+        import sys
+        import time
+
+        if self.header:
+            self.say(self.header)
+            self.header = ""
+        if done >= total:
+            self.say(("\r" if self.tty else "") + f"  {split:8s} {total:8d} images written")
+        elif self.tty and time.monotonic() - self.last > 0.5:
+            self.last = time.monotonic()
+            sys.stderr.write(f"\r  {split:8s} {done:8d}/{total} images")
+            sys.stderr.flush()
+
+
+def _config_dir(builder) -> Path:
+    return Path(os.fspath(builder.data_path)).parent
+
+
+@contextlib.contextmanager
+def _locked(builder):
+    """An exclusive ``fcntl`` lock on ``<config dir>/.jhash-prepare.lock`` (waits for another preparation). In a
+    read-only data_dir (a shared, prepared copy) there is nothing to lock: nothing can be written there."""
+    import fcntl
+
+    d = _config_dir(builder)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        f = open(d / ".jhash-prepare.lock", "a")
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(builder, say) -> None:
+    """Delete the ``incomplete.*`` folders of killed preparations and a set-aside copy of an interrupted rebuild
+    (only called under the preparation lock, so none belongs to a running preparation)."""
+    d = _config_dir(builder)
+    for p in sorted(d.glob("incomplete.*")) + sorted(d.glob(f"{_ASIDE}*")):
+        if p.is_dir():
+            say(f"{_full_name(builder)}: removing {p} left by an interrupted preparation")
+            _rmtree(p)
+
+
+_ASIDE = ".previous."
+
+
+def _set_aside(builder) -> Path:
+    path = Path(os.fspath(builder.data_path))
+    aside = path.parent / f"{_ASIDE}{path.name}"
+    path.rename(aside)
+    return aside
+
+
+def _restore(aside: Path, builder) -> None:
+    path = Path(os.fspath(builder.data_path))
+    if aside.is_dir() and not (path / "dataset_info.json").is_file():
+        _rmtree(path)
+        aside.rename(path)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _is_prepared(builder) -> bool:
@@ -145,7 +357,7 @@ def dataset_info(builder) -> DatasetInfo:
     md = builder.info.metadata or {}
     num_classes = int(md.get("num_classes", 0))
     if num_classes <= 0:
-        raise ValueError(
+        raise DatasetError(
             f"{builder.name}/{builder.builder_config.name}: the prepared dataset has no training "
             f"identities (train split: {md.get('splits', {}).get('train', {}).get('num_examples', 0)} images); "
             "a train split is needed to size the classifier"
@@ -164,12 +376,14 @@ def dataset_info(builder) -> DatasetInfo:
     )
 
 
-def load(name: str, split: str, *, data_dir, manual_dir=None, config=None) -> tuple[ReidSource, Any]:
-    """``(source, info)`` for ``split`` of dataset ``name``, preparing the dataset first if needed."""
-    builder = prepare(name, data_dir=data_dir, manual_dir=manual_dir, config=config)
+def load(name: str, split: str, *, data_dir=None, manual_dir=None, config=None, progress: bool = True
+         ) -> tuple[ReidSource, Any]:
+    """``(source, info)`` for ``split`` of dataset ``name``, preparing (or rebuilding) the dataset first if
+    needed (:func:`prepare`)."""
+    builder = prepare(name, data_dir=data_dir, manual_dir=manual_dir, config=config, progress=progress)
     splits = builder.info.splits
     if split not in splits:
-        raise ValueError(
+        raise DatasetError(
             f"{name}/{builder.builder_config.name} has no split {split!r}; splits: {', '.join(sorted(splits))}"
         )
     md = (builder.info.metadata or {}).get("splits", {}).get(split, {})

@@ -39,31 +39,14 @@ import numpy as np
 
 import tensorflow_datasets as tfds
 
+# The errors live in jhash.data.errors (importable without TFDS); re-exported here for the builders.
+from jhash.data.errors import CorruptImageError, DatasetError, FilenameError, ManualDirError  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 METADATA_FORMAT = 1
 MAX_LISTED_SKIPS = 100
-
-
-# --------------------------------------------------------------------------------------------------
-# Errors: every message names the file or folder concerned and says how to fix it.
-
-
-class DatasetError(ValueError):
-    """Base class of the data errors raised by jhash builders (bad names, corrupt images, lists)."""
-
-
-class ManualDirError(FileNotFoundError):
-    """The manual_dir is missing, empty, or does not hold the expected archive or folder."""
-
-
-class FilenameError(DatasetError):
-    """An image name does not match the dataset's naming rule."""
-
-
-class CorruptImageError(DatasetError):
-    """An image cannot be decoded."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,7 +107,7 @@ class Record:
             return src
         if callable(src):
             return src()
-        return Path(src).read_bytes()
+        return read_image_file(Path(src))
 
     @property
     def location(self) -> str:
@@ -149,6 +132,20 @@ class Listing:
     num_models: int | None = None
     num_colors: int | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of the image file ``path``; :class:`CorruptImageError` naming a broken symbolic link, a folder
+    or another non-regular entry (a pipe, a socket) that is named like an image."""
+    if not path.is_file():
+        if path.is_symlink() and not path.exists():
+            raise CorruptImageError(f"{path} is a broken symbolic link (it points to {os.readlink(path)!r}, which does not exist)")
+        if path.is_dir():
+            raise CorruptImageError(f"{path} is a folder named like an image, not an image file")
+        if not path.exists():
+            raise CorruptImageError(f"{path} disappeared while the dataset was being prepared")
+        raise CorruptImageError(f"{path} is not a regular file (a pipe, socket or device named like an image)")
+    return path.read_bytes()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,8 +229,32 @@ class FolderTree(Tree):
     def source(self, rel):
         return self._p(rel)
 
+    def images(self, rel="", *, recursive=False):
+        """Every entry named like an image (by extension), also broken symbolic links and folders so named:
+        reading those raises :class:`CorruptImageError` naming them (skipped only with ``skip_corrupt``)."""
+        base = self._p(rel)
+        if not base.is_dir():
+            return []
+        it = base.rglob("*") if recursive else base.iterdir()
+        return sorted(p.relative_to(self.root).as_posix() for p in it if p.name.lower().endswith(IMAGE_EXTENSIONS))
+
     def children(self):
         return sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
+
+
+@dataclasses.dataclass(frozen=True)
+class ZipMember:
+    """A file inside a zip archive, read on call (a :attr:`Record.source`); ``archive`` is the zip file."""
+
+    tree: "ZipTree"
+    name: str
+
+    def __call__(self) -> bytes:
+        return self.tree.read_bytes(self.name)
+
+    @property
+    def archive(self) -> Path:
+        return self.tree.archive
 
 
 class ZipTree(Tree):
@@ -269,6 +290,9 @@ class ZipTree(Tree):
 
     def read_bytes(self, rel):
         return self._zip.read(self._full(rel))
+
+    def source(self, rel):
+        return ZipMember(self, rel)
 
     def locate(self, rel=""):
         full = self._full(rel)
@@ -459,7 +483,82 @@ def pick_identities(pids: Iterable[int], fraction: float, seed: int) -> set[int]
 
 
 # --------------------------------------------------------------------------------------------------
+# Source fingerprints: what a prepared dataset was built from.
+
+
+def _stat_key(source: ImageSource, cache: dict) -> str:
+    """``size:mtime_ns`` of the file an image is read from (for a source with an ``archive`` attribute, such as a
+    :class:`ZipMember`, that file); '' for bytes and generated images (their content follows from the config)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+    elif getattr(source, "archive", None) is not None:  # a zip member (ZipMember), an array in a .mat file
+        path = Path(source.archive)
+    else:
+        return ""
+    key = os.fspath(path)
+    if key not in cache:
+        try:
+            st = path.stat()
+        except OSError:  # a broken link or a vanished file: its own state is the link's
+            try:
+                st = path.lstat()
+            except OSError:
+                cache[key] = "missing"
+                return cache[key]
+        cache[key] = f"{st.st_size}:{st.st_mtime_ns}"
+    return cache[key]
+
+
+def config_fields(config: tfds.core.BuilderConfig) -> dict[str, Any]:
+    """The fields of a builder config that decide the dataset's content (JSON-able; no description/notes)."""
+    skip = {"description", "release_notes", "supported_versions", "tags", "version"}
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.name in skip:
+            continue
+        v = getattr(config, f.name)
+        out[f.name] = dict(v) if isinstance(v, Mapping) else (list(v) if isinstance(v, (tuple, list)) else v)
+    return out
+
+
+def source_fingerprint(splits: Mapping[str, Sequence[Record]], options: Mapping[str, Any]) -> dict[str, Any]:
+    """A digest of everything a preparation reads: per record its split, stored path, labels and the size and
+    modification time of its file, plus the builder options. Equal digests mean the same dataset would be
+    written again; any added, removed, renamed, relabelled, resized or touched file changes it."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    cache: dict[str, str] = {}
+    num, total = 0, 0
+    for split in sorted(splits):
+        for r in splits[split]:
+            stat = _stat_key(r.source, cache)
+            attrs = "" if r.attributes is None else ",".join(str(int(a)) for a in np.asarray(r.attributes).ravel())
+            h.update(f"{split}\t{r.path}\t{r.pid}\t{r.camid}\t{attrs}\t{r.model}\t{r.color}\t{stat}\n".encode())
+            num += 1
+            size = stat.split(":")[0]
+            total += int(size) if size.isdigit() else 0
+    return {"digest": h.hexdigest(), "num_images": num, "num_bytes": total}
+
+
+class _ManualDirOnly:
+    """The part of a TFDS download manager the jhash builders use: the manual_dir."""
+
+    def __init__(self, manual_dir: str | os.PathLike):
+        self._manual_dir = Path(manual_dir)
+        self.manual_dir = self._manual_dir
+
+
+# --------------------------------------------------------------------------------------------------
 # The base builder.
+
+# The splits each evaluation protocol needs besides ``train`` (see jhash.evaluator).
+PROTOCOL_SPLITS: dict[str, tuple[str, ...]] = {
+    "market": ("query", "gallery"),
+    "cuhk03": ("query", "gallery"),
+    "vehicleid": ("test",),
+}
 
 
 @dataclasses.dataclass(eq=False)
@@ -478,9 +577,16 @@ class ReidConfig(tfds.core.BuilderConfig):
 class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base class: subclasses implement :meth:`_list_records` and set the class constants.
 
-    Builder keyword argument ``skip_corrupt`` (default False): an undecodable image raises
-    :class:`CorruptImageError` naming the file; with ``skip_corrupt=True`` it is skipped with a
-    warning, and the count and names are saved in the metadata (``skipped``).
+    Builder keyword argument ``skip_corrupt`` (default False): an undecodable image, a broken symbolic link or
+    a folder named like an image raises :class:`CorruptImageError` naming the file; with ``skip_corrupt=True``
+    it is skipped with a warning, and the count and names are saved in the metadata (``skipped``).
+
+    ``progress`` (keyword argument, default None): ``progress(split, done, total)`` is called while a split is
+    written (every image and once at the end).
+
+    The splits the protocol needs (:data:`PROTOCOL_SPLITS`, plus ``train``) are checked before anything is
+    written. The metadata's ``source`` records a :func:`source_fingerprint` of what was read (and the
+    manual_dir), so :func:`jhash.data.prepare` can tell a changed source from the prepared one.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -498,12 +604,15 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     NUM_COLORS = 0
     IGNORE_PIDS: tuple[int, ...] = (-1, 0)  # never counted as training classes (junk, distractors)
     VALIDATE_IMAGES = True  # decode every image with Pillow while writing (False: trusted generated bytes)
+    FINGERPRINT_SOURCE = True  # False: the content follows from the config alone (generated datasets)
     DESCRIPTION = ""
     HOMEPAGE = ""
     CITATION = ""
 
-    def __init__(self, *, skip_corrupt: bool = False, **kwargs):
+    def __init__(self, *, skip_corrupt: bool = False, progress: Callable[[str, int, int], None] | None = None,
+                 **kwargs):
         self.skip_corrupt = bool(skip_corrupt)
+        self.progress = progress
         super().__init__(**kwargs)
 
     # ---- to implement ----------------------------------------------------------------------------
@@ -528,12 +637,43 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             disable_shuffling=True,  # keep the listed (sorted-by-path) order
         )
 
-    def _split_generators(self, dl_manager):
+    def _listing(self, dl_manager) -> Listing:
         listing = self._list_records(dl_manager)
-        if not isinstance(listing, Listing):
-            listing = Listing(splits=dict(listing))
+        return listing if isinstance(listing, Listing) else Listing(splits=dict(listing))
+
+    def source_options(self) -> dict[str, Any]:
+        """What besides the listed files decides the prepared content: the builder, its version and config."""
+        return {"builder": self.name, "version": str(self.VERSION), "config": config_fields(self.builder_config)}
+
+    def source_state(self, manual_dir: str | os.PathLike) -> dict[str, Any] | None:
+        """The fingerprint (:func:`source_fingerprint`) of what preparing from ``manual_dir`` would read now,
+        with ``manual_dir``; None for a builder whose content follows from its config. Raises
+        :class:`ManualDirError` when the source is not there."""
+        if not self.FINGERPRINT_SOURCE:
+            return None
+        listing = self._listing(_ManualDirOnly(manual_dir))
+        return {**source_fingerprint(listing.splits, self.source_options()), "manual_dir": os.fspath(manual_dir)}
+
+    def _check_splits(self, splits: Mapping[str, Sequence[Record]]) -> None:
+        needed = ("train", *PROTOCOL_SPLITS.get(self.PROTOCOL, ()))
+        missing = [s for s in needed if not splits.get(s)]
+        if missing:
+            have = ", ".join(f"{k} ({len(v)} images)" for k, v in splits.items()) or "none"
+            raise ManualDirError(
+                f"{self.name}/{self.builder_config.name}: no {' and no '.join(missing)} split; the {self.PROTOCOL} "
+                f"protocol needs {', '.join(needed)}. Splits found: {have}"
+            )
+
+    def _split_generators(self, dl_manager):
+        listing = self._listing(dl_manager)
         splits = {k: list(v) for k, v in listing.splits.items()}
+        self._check_splits(splits)
         cfg = self.builder_config
+        source = None
+        if self.FINGERPRINT_SOURCE:
+            manual_dir = os.fspath(manual_dir_of(dl_manager).expanduser().resolve())
+            source = {**source_fingerprint(splits, self.source_options()), "manual_dir": manual_dir,
+                      "skip_corrupt": self.skip_corrupt}
         frac = float(getattr(cfg, "val_fraction", 0.0) or 0.0)
         if frac > 0:
             if "val" in splits:
@@ -557,6 +697,7 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             val_fraction=frac,
             splits={},
             skipped={"count": 0, "files": []},
+            source=source,
             **listing.extra,
         )
         width = len(attr_names) if self.VARIABLE_ATTRIBUTES else len(self.ATTRIBUTE_NAMES)
@@ -567,7 +708,10 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         unknown = np.full((width,), -1, np.int32)
         pids, camids = [], []
         skipped = self.info.metadata["skipped"]
+        total = len(records)
         for key, r in enumerate(records):
+            if self.progress is not None:
+                self.progress(split, key, total)
             try:
                 data = r.read()
                 if self.VALIDATE_IMAGES:
@@ -576,7 +720,7 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 if not isinstance(e, CorruptImageError):
                     e = CorruptImageError(f"cannot read image {r.location}: {e}")
                 if not self.skip_corrupt:
-                    raise e
+                    raise CorruptImageError(f"{e} (--skip_corrupt, or skip_corrupt=True, skips such files)") from e
                 log.warning("%s (skipped: skip_corrupt=True)", e)
                 skipped["count"] += 1
                 if len(skipped["files"]) < MAX_LISTED_SKIPS:
@@ -607,49 +751,81 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if split == "train":
             self.info.metadata["num_classes"] = len(ids)
             self.info.metadata["num_train_images"] = len(pids)
+        if self.progress is not None:
+            self.progress(split, total, total)
 
 
 def make_config(builder_cls: type[ReidBuilder], config: Any) -> Any:
     """Resolve ``config`` for ``builder_cls``: None, a config name, a BuilderConfig, or a dict.
 
     A dict starts from the predefined config named by its ``base`` key (default: the builder's
-    default config) and replaces the given fields; its name is ``<base>-<field><value>...`` so each
-    variant is stored in its own folder (e.g. ``default-val_fraction0.1``). A ``name`` key sets the
-    name explicitly.
+    default config) and replaces the given fields; fields equal to the base's are dropped. Its name is
+    ``<base>-<field><value>...`` so each variant is stored in its own folder (e.g. ``default-val_fraction0.1``);
+    a name longer than :data:`MAX_CONFIG_NAME` becomes ``<base>-<10 hex digits of the options' hash>``.
+    A ``name`` key sets the name explicitly.
     """
     if config is None or isinstance(config, tfds.core.BuilderConfig):
         return config
     configs = {c.name: c for c in builder_cls.BUILDER_CONFIGS}
     if isinstance(config, str):
         if config not in configs:
-            raise ValueError(
-                f"{builder_cls.name}: unknown config {config!r}; available: {', '.join(configs)}"
+            raise DatasetError(
+                f"{builder_cls.name}: unknown config {config!r}; available: {', '.join(configs)} "
+                "(builder options go in a dict, or in config.dataset.options.<name> on the command line)"
             )
         return configs[config]
     if isinstance(config, Mapping):
         over = dict(config)
         base_name = over.pop("base", None) or (builder_cls.DEFAULT_BUILDER_CONFIG_NAME or builder_cls.BUILDER_CONFIGS[0].name)
         if base_name not in configs:
-            raise ValueError(
+            raise DatasetError(
                 f"{builder_cls.name}: unknown base config {base_name!r}; available: {', '.join(configs)}"
             )
         base = configs[base_name]
         fields = {f.name for f in dataclasses.fields(base)}
         bad = sorted(set(over) - fields)
         if bad:
-            raise ValueError(
+            raise DatasetError(
                 f"{builder_cls.name}: unknown config field(s) {bad}; "
                 f"fields of {type(base).__name__}: {sorted(fields - {'release_notes', 'supported_versions', 'tags'})}"
             )
         name = over.pop("name", None)
+        over = {k: _like(getattr(base, k), v) for k, v in over.items()}
+        over = {k: v for k, v in over.items() if not _same(getattr(base, k), v)}
         if not over and name is None:
             return base
         if name is None:
             name = base.name + "".join(f"-{k}{_compact(v)}" for k, v in sorted(over.items()))
+            if len(name) > MAX_CONFIG_NAME:
+                import hashlib
+                import json
+
+                digest = hashlib.sha1(json.dumps(over, sort_keys=True, default=str).encode()).hexdigest()[:10]
+                name = f"{base.name}-{digest}"
         if name in configs:
-            raise ValueError(f"{builder_cls.name}: a custom config cannot reuse the name {name!r}")
+            raise DatasetError(f"{builder_cls.name}: a custom config cannot reuse the name {name!r}")
         return dataclasses.replace(base, name=name, **over)
     raise TypeError(f"config must be None, a name, a dict or a BuilderConfig, got {type(config).__name__}")
+
+
+MAX_CONFIG_NAME = 64
+
+
+def _like(default: Any, value: Any) -> Any:
+    """``value`` in the container type of the field's default (a list for a tuple field becomes a tuple)."""
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, Mapping) and isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return dict(a) == dict(b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return list(a) == list(b)
+    return type(a) is type(b) and a == b
 
 
 def _compact(v: Any) -> str:

@@ -9,7 +9,9 @@
 ``pattern`` is a Python regex with named groups ``pid`` and ``camid`` (both integers), applied with
 ``re.search`` to the file name (``match_on='name'``) or to the path relative to the split folder
 (``match_on='relpath'``, e.g. ``r"^(?P<pid>\\d+)/c(?P<camid>\\d+)_"`` for one folder per identity).
-Default: ``^(?P<pid>-?\\d+)_c(?P<camid>\\d+)``, the Market-1501 convention (``0001_c1_0001.jpg``).
+Default: ``^(?P<pid>-?\\d+)(?:_c|-c?|_)(?P<camid>\\d+)``: the person id, then the camera after ``_c``, ``-``,
+``-c`` or ``_``; it reads the Market-1501 convention (``0001_c1_0001.jpg`` -> pid 1, camera 1) and
+``<pid>-<cam>-<n>.jpg`` (``12-3-7.jpg`` -> pid 12, camera 3; ``-1-2-1.jpg`` -> pid -1, junk).
 A name that does not match is an error naming the file, the pattern and a valid example (the
 ``example`` you configured, else the first name that matched); ``skip_unmatched=True`` skips such
 files with a warning instead.
@@ -26,9 +28,9 @@ metadata and in ``info.attribute_names``). ``source='auto'`` (default) uses the 
 exists, else the folders.
 
 **Splits**: ``splits`` maps split names to folder names (CSV: file stems), default
-``{"train": "train", "query": "query", "gallery": "gallery"}``; a mapped split whose folder/CSV is
-absent is left out (at least one must exist). A ``val`` split of held-out training identities comes
-from ``val_fraction`` (or map a folder to ``val``).
+``{"train": "train", "query": "query", "gallery": "gallery"}``; every mapped folder/CSV must exist (a
+missing one is an error naming it), and the protocol's splits (train, query, gallery) must be mapped. A
+``val`` split of held-out training identities comes from ``val_fraction`` (or map a folder to ``val``).
 
 **Pids**: ``ignore_pids`` (default ``(-1,)``) are never training classes (junk); pid 0 is an
 ordinary identity here (unlike Market-1501). ``protocol`` and ``image_size`` (height, width) are
@@ -36,8 +38,9 @@ passed to :class:`jhash.data.info.DatasetInfo`.
 
 Configs are given as a dict, e.g. ``load("reid_folder", "train", data_dir=..., manual_dir=...,
 config={"pattern": r"^(?P<pid>\\d+)-(?P<camid>\\d+)", "example": "12-3.jpg"})``; each distinct set of
-options is stored in its own folder under ``data_dir`` (the name is derived from the options). After
-changing the images, delete that folder (or pass a new ``name``) to rebuild.
+options is stored in its own folder under ``data_dir`` (the name is derived from the options). The
+prepared dataset records a fingerprint of the files it was built from: after adding, removing or
+changing images (or pointing ``manual_dir`` elsewhere) the next ``prepare``/``load`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from jhash.data.common import Listing, ReidBuilder, ReidConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATTERN = r"^(?P<pid>-?\d+)_c(?P<camid>\d+)"
+DEFAULT_PATTERN = r"^(?P<pid>-?\d+)(?:_c|-c?|_)(?P<camid>\d+)"
 DEFAULT_SPLITS = {"train": "train", "query": "query", "gallery": "gallery"}
 CATEGORICAL = ("model", "color")
 REQUIRED_COLUMNS = ("path", "pid", "camid")
@@ -77,6 +80,33 @@ class ReidFolderConfig(ReidConfig):
     image_size: tuple[int, int] = (256, 128)
 
 
+def experiment_config(c, image_size=(256, 128), val_fraction: float = 0.1):
+    """Point the experiment config ``c`` (an ``ml_collections.ConfigDict``) at your own images: the dataset part
+    every ``configs/reid_folder/*.py`` shares. Sets ``dataset.name='reid_folder'``, ``dataset.config='default'``,
+    ``dataset.options`` with every builder option a user may change from the command line
+    (``--config.dataset.options.<name>=<value>``: pattern, example, match_on, splits.<split>, val_fraction,
+    skip_unmatched; documented above), ``dataset.val_split='val'`` (``val_fraction`` of the training identities,
+    held out from training), ``input.image_size`` and the default training augmentation. Returns ``c``."""
+    import ml_collections
+
+    if "config" in c.dataset:
+        del c.dataset["config"]  # a config may have made it a dict
+    c.dataset.name = "reid_folder"
+    c.dataset.config = "default"
+    c.dataset.options = ml_collections.ConfigDict(dict(
+        pattern=DEFAULT_PATTERN,
+        example="",
+        match_on="name",
+        splits=dict(DEFAULT_SPLITS),
+        val_fraction=float(val_fraction),
+        skip_unmatched=False,
+    ))
+    c.dataset.val_split = "val"
+    c.input.image_size = tuple(image_size)
+    c.input.augment = None  # jhash.data.augment.AugmentConfig's defaults
+    return c
+
+
 class ReidFolder(ReidBuilder, skip_registration=True):
     """A user's own ReID images: folders with a filename rule, or CSV files."""
 
@@ -88,14 +118,15 @@ class ReidFolder(ReidBuilder, skip_registration=True):
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Put your images in manual_dir, one folder per split, with the identity and camera in each name:
 
-        <manual_dir>/train/0001_c1_0001.jpg     (default pattern ^(?P<pid>-?\\d+)_c(?P<camid>\\d+))
-        <manual_dir>/query/0100_c2_0001.jpg
+        <manual_dir>/train/0001_c1_0001.jpg     (or 1-1-1.jpg: <pid>-<camera>-<n>; the default pattern
+        <manual_dir>/query/0100_c2_0001.jpg      is ^(?P<pid>-?\\d+)(?:_c|-c?|_)(?P<camid>\\d+))
         <manual_dir>/gallery/0100_c1_0002.jpg
 
     or describe them in CSV files <manual_dir>/{train,query,gallery}.csv with a header
     path,pid,camid[,attribute columns...][,model][,color] (paths relative to the CSV file).
-    Options (pattern, example, match_on, splits, ...) go in the config dict; see jhash/data/reid_folder.py.
-    Then: python -m jhash.data prepare reid_folder --manual_dir <manual_dir> --data_dir <data_dir>
+    Options (pattern, example, match_on, splits, ...): --option KEY=VALUE here, --config.dataset.options.KEY=VALUE
+    for train.py; see jhash/data/reid_folder.py.
+    Then: python -m jhash.data prepare reid_folder --manual_dir <manual_dir>
     """
 
     # The constants the base class reads come from the config.
@@ -121,9 +152,9 @@ class ReidFolder(ReidBuilder, skip_registration=True):
             state = "does not exist" if not root.exists() else ("is not a folder" if not root.is_dir() else "is empty")
             raise common.ManualDirError(f"{self.name}: the manual_dir {root} {state}.\n\n{common.how_to(instructions)}")
         if cfg.source not in ("auto", "folders", "csv"):
-            raise ValueError(f"{self.name}: source must be 'auto', 'folders' or 'csv', got {cfg.source!r}")
+            raise common.DatasetError(f"{self.name}: source must be 'auto', 'folders' or 'csv', got {cfg.source!r}")
         if cfg.match_on not in ("name", "relpath"):
-            raise ValueError(f"{self.name}: match_on must be 'name' or 'relpath', got {cfg.match_on!r}")
+            raise common.DatasetError(f"{self.name}: match_on must be 'name' or 'relpath', got {cfg.match_on!r}")
         csvs = {s: root / f"{f}.csv" for s, f in cfg.splits.items()}
         use_csv = cfg.source == "csv" or (cfg.source == "auto" and any(p.is_file() for p in csvs.values()))
         if use_csv:
@@ -138,8 +169,14 @@ class ReidFolder(ReidBuilder, skip_registration=True):
                 f"{root} holds: {common._preview(sorted(p.name for p in root.iterdir()))}\n\n"
                 f"{common.how_to(instructions)}"
             )
-        for s in sorted(set(cfg.splits) - set(found)):
-            log.info("%s: no %s for split %r: left out", self.name, "CSV" if use_csv else "folder", s)
+        missing = sorted(set(cfg.splits) - set(found))
+        if missing:
+            paths = ", ".join(str(csvs[s]) if use_csv else f"{root / cfg.splits[s]}/" for s in missing)
+            raise common.ManualDirError(
+                f"{self.name}: no {'CSV file' if use_csv else 'folder'} for the {', '.join(missing)} split(s): {paths} "
+                f"not found. {root} holds: {common._preview(sorted(p.name for p in root.iterdir()))}. "
+                "Create it, or map the split to another folder with the 'splits' option"
+            )
         if use_csv:
             return self._from_csv(found)
         return self._from_folders(found)
@@ -149,16 +186,16 @@ class ReidFolder(ReidBuilder, skip_registration=True):
         try:
             rx = re.compile(cfg.pattern)
         except re.error as e:
-            raise ValueError(f"{self.name}: pattern {cfg.pattern!r} is not a valid regular expression: {e}") from e
+            raise common.DatasetError(f"{self.name}: pattern {cfg.pattern!r} is not a valid regular expression: {e}") from e
         missing = [g for g in ("pid", "camid") if g not in rx.groupindex]
         if missing:
-            raise ValueError(
+            raise common.DatasetError(
                 f"{self.name}: pattern {cfg.pattern!r} needs the named groups (?P<pid>...) and (?P<camid>...); "
-                f"missing: {', '.join(missing)}. Example: {DEFAULT_PATTERN!r} reads '0001_c1_0001.jpg'. "
+                f"missing: {', '.join(missing)}. Example: {DEFAULT_PATTERN!r} reads '0001_c1_0001.jpg' and '12-3-1.jpg'. "
                 "Images without a camera: use a CSV with a constant camid column"
             )
         if cfg.example and rx.search(cfg.example) is None:
-            raise ValueError(f"{self.name}: the configured example {cfg.example!r} does not match pattern {cfg.pattern!r}")
+            raise common.DatasetError(f"{self.name}: the configured example {cfg.example!r} does not match pattern {cfg.pattern!r}")
         return rx
 
     def _from_folders(self, found: dict[str, Path]) -> Listing:

@@ -767,6 +767,7 @@ class SyntheticReid(common.ReidBuilder):
     HAS_COLOR = True
     NUM_MODELS = len(MODEL_NAMES)
     NUM_COLORS = len(COLOR_NAMES)
+    FINGERPRINT_SOURCE = False  # the images follow from the config's seed
     DESCRIPTION = "Synthetic person ReID: procedurally rendered identities, cameras and attributes."
 
     @property

@@ -13,12 +13,17 @@ distance and the top-k selection into a single pass over the gallery:
   compare with a register" and the result is exact and ordered by
   ``(distance, gallery index)``;
 * popcount: AVX2 nibble-LUT (Mula) and scalar ``POPCNT`` interleaved on x86-64
-  with AVX2, AVX-512 ``VPOPCNTQ`` where available, a portable fallback
-  elsewhere; the instruction set is chosen at run time (one binary runs on every
-  CPU) after a self-test against a reference;
+  with AVX2, AVX-512 ``VPOPCNTQ`` where available (8 gallery rows per step for
+  64-256-bit codes), a portable fallback elsewhere; the instruction set is
+  chosen at run time (one binary runs on every CPU) after a self-test against a
+  reference; :func:`kernel_for` names the kernel a code width gets;
 * threads: ``std::thread`` over gallery chunks and query blocks
   (``JHASH_NUM_THREADS`` or ``num_threads=``; default: the CPUs this process may
-  use).
+  use); the chunks of one query share their selection thresholds while they
+  scan, so splitting the gallery costs few extra accepted rows;
+* failures: a thread the system refuses to start raises ``RuntimeError``, a
+  buffer that cannot be allocated ``MemoryError`` (inside ``jit``: XLA's
+  runtime error, a ``RuntimeError``); the process is never aborted.
 
 It is exposed to JAX as the XLA FFI custom call ``jhash_hamming_topk`` (CPU
 platform only). Use :func:`hamming_topk`; ``jhash.search.hamming_topk(...,
@@ -62,6 +67,7 @@ __all__ = [
     "hamming_distance_gather_numpy",
     "padding_distance",
     "available_isas",
+    "kernel_for",
     "info",
 ]
 
@@ -184,6 +190,17 @@ def available_isas() -> list[str]:
     return [name for name, v in _ISAS.items() if v and ext.isa_supported(v)]
 
 
+def kernel_for(width_bytes: int, isa: str | None = None) -> str:
+    """The top-k scan kernel used for codes of ``width_bytes`` bytes, e.g. ``"avx2-mula"``.
+
+    ``isa``: as :func:`hamming_topk` (default: the best instruction set that passed its self-test here).
+    """
+    if isinstance(width_bytes, bool) or not isinstance(width_bytes, (int, np.integer)) or width_bytes < 1:
+        raise ValueError(f"width_bytes: expected a positive int (code bits / 8), got {width_bytes!r}")
+    code = _isa_code(isa) or _require().default_isa()
+    return _ext.kernel_name(code, int(width_bytes))
+
+
 def info() -> dict:
     """Build and dispatch information: chosen ISA, threads, compiler, kernel per width."""
     ext = _require()
@@ -193,7 +210,7 @@ def info() -> dict:
         isa=_ISA_NAMES[isa],
         available_isas=available_isas(),
         num_threads=ext.default_num_threads(),
-        kernels={bits: ext.kernel_name(isa, bits // 8) for bits in (64, 128, 256, 512, 1024, 2048)},
+        kernels={bits: kernel_for(bits // 8) for bits in (64, 128, 256, 512, 1024, 2048)},
         distance_kernels={
             bits: ext.dist_kernel_name(isa, bits // 8) for bits in (64, 128, 256, 512, 1024, 2048)
         },

@@ -291,6 +291,23 @@ def make_reid_folder_tree(root) -> Path:
     return root
 
 
+# <pid>-<cam>-<n>.jpg: 6 training people (2 cameras x 2 images), 3 test people (query: camera 1; gallery:
+# camera 2, 2 images each) plus a junk (-1) and a distractor (0) image in the gallery.
+PCN_TRAIN = [(pid, cam, n) for pid in (1, 2, 3, 4, 5, 6) for cam in (1, 2) for n in (1, 2)]
+PCN_QUERY = [(pid, 1, 1) for pid in (21, 22, 23)]
+PCN_GALLERY = [(pid, 2, n) for pid in (21, 22, 23) for n in (1, 2)] + [(-1, 3, 1), (0, 3, 1)]
+
+
+def make_pid_cam_n_tree(root, *, seed: int = 0, train=None) -> Path:
+    """``root/{train,query,gallery}/<pid>-<cam>-<n>.jpg`` (the naming the README's own-data recipe uses)."""
+    root = Path(root)
+    for s, (split, items) in enumerate((("train", PCN_TRAIN if train is None else train), ("query", PCN_QUERY),
+                                        ("gallery", PCN_GALLERY))):
+        for k, (pid, cam, n) in enumerate(items):
+            write_image(root / split / f"{pid}-{cam}-{n}.jpg", seed + 1000 * s + k)
+    return root
+
+
 CSV_ATTRIBUTES = ("male", "backpack")
 
 
@@ -326,3 +343,94 @@ MAKERS = {
     "vehicleid": make_vehicleid_tree,
     "reid_folder": make_reid_folder_tree,
 }
+
+
+# ---------------------------------------------------------------------------------------------------
+# CUHK03, original release: cuhk03_release/cuhk-03.mat (MATLAB v7.3 = HDF5), written with h5py in the real
+# layout: top-level 1 x n object-reference arrays, cells stored transposed, images 3 x W x H uint8, an empty
+# cell as MATLAB writes it (a 2-element uint64 array with the attribute MATLAB_empty = 1).
+
+# people per camera pair and, per person, the image slots (0-4 first camera, 5-9 second) that hold an image
+CUHK03_PAIRS = {
+    1: [(0, 1, 5, 6), (0, 5), (0, 1, 2, 5, 6, 7), (1, 6)],
+    2: [(0, 5, 6), (0, 1, 5), (2,)],  # pair 2 person 3: one camera only
+}
+CUHK03_TESTSETS = [[(1, 2), (2, 1)], [(1, 4), (2, 2)]]  # 2 classic splits of 2 test identities (real: 20 of 100)
+
+
+def _matlab_empty(group, name):
+    import numpy as _np
+
+    ds = group.create_dataset(name, data=_np.zeros(2, _np.uint64))
+    ds.attrs["MATLAB_empty"] = _np.uint8(1)
+    return ds
+
+
+def _cell(f, name, refs):
+    """A top-level 1 x len(refs) MATLAB cell of references (HDF5 shape (1, n))."""
+    import h5py
+
+    ds = f.create_dataset(name, (1, len(refs)), dtype=h5py.ref_dtype)
+    for j, r in enumerate(refs):
+        ds[0, j] = r
+    ds.attrs["MATLAB_class"] = np.bytes_(b"cell")
+    return ds
+
+
+def cuhk03_image(kind: str, pair: int, person: int, slot: int) -> np.ndarray:
+    """The H x W x 3 image the fake .mat holds at (kind, pair, person, slot): sizes vary as in the release."""
+    rng = np.random.default_rng([KIND_SEED[kind], pair, person, slot])
+    return rng.integers(0, 256, size=(12 + slot % 3, 6 + slot % 2, 3), dtype=np.uint8)
+
+
+KIND_SEED = {"labeled": 1, "detected": 2}
+
+
+def make_cuhk03_tree(root, *, pairs=None, testsets=None) -> Path:
+    """``root/cuhk03_release/cuhk-03.mat`` with ``labeled`` and ``detected`` (``pairs``: people per camera pair as
+    in :data:`CUHK03_PAIRS`; detected boxes drop each person's last image) and ``testsets``; returns ``root``."""
+    import h5py
+
+    pairs = CUHK03_PAIRS if pairs is None else pairs
+    testsets = CUHK03_TESTSETS if testsets is None else testsets
+    root = Path(root)
+    (root / "cuhk03_release").mkdir(parents=True, exist_ok=True)
+    with h5py.File(root / "cuhk03_release" / "cuhk-03.mat", "w") as f:
+        refs = f.create_group("#refs#")
+        n = iter(range(10**6))
+        for kind in ("labeled", "detected"):
+            pair_refs = []
+            for pair, people in sorted(pairs.items()):
+                grid = np.empty((10, len(people)), dtype=h5py.ref_dtype)  # MATLAB N x 10, stored transposed
+                for person, slots in enumerate(people, start=1):
+                    kept = slots if kind == "labeled" else slots[:-1] or slots
+                    for slot in range(10):
+                        if slot in kept:
+                            img = cuhk03_image(kind, pair, person, slot)
+                            ds = refs.create_dataset(f"i{next(n)}", data=img.T)  # stored 3 x W x H
+                        else:
+                            ds = _matlab_empty(refs, f"e{next(n)}")
+                        grid[slot, person - 1] = ds.ref
+                pair_refs.append(refs.create_dataset(f"p{next(n)}", data=grid).ref)
+            _cell(f, kind, pair_refs)
+        split_refs = [refs.create_dataset(f"t{next(n)}", data=np.asarray(t, np.float64).T).ref for t in testsets]
+        _cell(f, "testsets", split_refs)
+    return root
+
+
+def cuhk03_expected(kind: str = "labeled", split: int = 0, pairs=None, testsets=None) -> dict[str, list[tuple]]:
+    """Per split, the sorted (path, pid, camid) the cuhk03 builder must write for the fake tree (from the layout
+    above, independently of the builder)."""
+    pairs = CUHK03_PAIRS if pairs is None else pairs
+    test = {tuple(t) for t in (CUHK03_TESTSETS if testsets is None else testsets)[split]}
+    out: dict[str, list[tuple]] = {"train": [], "query": [], "gallery": []}
+    for pair, people in pairs.items():
+        for person, slots in enumerate(people, start=1):
+            kept = slots if kind == "labeled" else slots[:-1] or slots
+            for slot in kept:
+                view = 1 if slot < 5 else 2
+                item = (f"{kind}/{pair}_{person:03d}_{view}_{slot + 1:02d}.png", 1000 * pair + person,
+                        2 * (pair - 1) + view)
+                for s in (("query", "gallery") if (pair, person) in test else ("train",)):
+                    out[s].append(item)
+    return {k: sorted(v) for k, v in out.items()}

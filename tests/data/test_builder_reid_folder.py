@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jhash import data
-from jhash.data import common
+from jhash.data import common, reid_folder
 from tests.data import fake_trees as ft
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -74,7 +74,7 @@ def test_unmatched_name_error_and_skip(tmp_path):
     with pytest.raises(common.FilenameError) as e:
         data.prepare("reid_folder", data_dir=tmp_path / "tfds", manual_dir=manual)
     msg = str(e.value)
-    assert "IMG_2024.jpg" in msg and repr(r"^(?P<pid>-?\d+)_c(?P<camid>\d+)") in msg
+    assert "IMG_2024.jpg" in msg and repr(reid_folder.DEFAULT_PATTERN) in msg
     assert "Example of a valid name: '0000_c2_0004.jpg'" in msg  # the first name that matched
     b = data.prepare("reid_folder", data_dir=tmp_path / "tfds", manual_dir=manual, config={"skip_unmatched": True})
     assert b.info.metadata["unmatched_skipped"] == 1
@@ -107,13 +107,18 @@ def test_no_split_folder_lists_contents(tmp_path):
     assert str(manual / "train") in msg and "'images'" in msg
 
 
-def test_only_some_splits_present(tmp_path):
-    manual = ft.make_reid_folder_tree(tmp_path / "m")
+def test_missing_split_folder_fails_at_preparation_naming_it(tmp_path):
     import shutil
 
-    shutil.rmtree(manual / "query")
-    b = data.prepare("reid_folder", data_dir=tmp_path / "tfds", manual_dir=manual)
-    assert sorted(b.info.splits) == ["gallery", "train"]
+    manual = ft.make_reid_folder_tree(tmp_path / "m")
+    shutil.rmtree(manual / "gallery")
+    with pytest.raises(common.ManualDirError, match=r"gallery split\(s\): .*/m/gallery/ not found"):
+        data.prepare("reid_folder", data_dir=tmp_path / "tfds", manual_dir=manual)
+    assert not (tmp_path / "tfds" / "reid_folder" / "default" / "1.0.0").exists()
+    # leaving the split out of the mapping does not help: the protocol needs it
+    with pytest.raises(common.ManualDirError, match="no gallery split; the market protocol needs train, query, gallery"):
+        data.prepare("reid_folder", data_dir=tmp_path / "tfds", manual_dir=manual,
+                     config={"splits": {"train": "train", "query": "query"}})
 
 
 @pytest.mark.parametrize("mutate,pattern", [

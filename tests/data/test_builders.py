@@ -396,7 +396,7 @@ def test_command_line(tmp_path, capsys):
     from jhash.data.__main__ import main
 
     manual = ft.make_dukemtmc_reid_tree(tmp_path / "m", attributes=False)
-    assert main(["info", "dukemtmc_reid", "--data_dir", str(tmp_path / "tfds")]) == 1
+    assert main(["info", "dukemtmc_reid", "--data_dir", str(tmp_path / "tfds")]) == 2  # a user error: one line, exit 2
     assert "is not prepared" in capsys.readouterr().err
     assert main(["prepare", "dukemtmc_reid", "--data_dir", str(tmp_path / "tfds"), "--manual_dir", str(manual),
                  "--option", "val_fraction=0.5"]) == 0

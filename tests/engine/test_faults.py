@@ -94,7 +94,7 @@ def test_divergence_stops_naming_the_last_verified_step(env, tmp_path):
 
 
 def test_keep_zero_is_refused_before_any_work(env, tmp_path):
-    line = _error_line(_run(_train_cmd(tmp_path, "--config.train.keep=0"), env), code=2)  # a config error
+    line = _error_line(_run(_train_cmd(tmp_path, "--config.train.keep=0"), env), code=2)
     assert "train.keep" in line and ">= 1" in line
     assert _steps(tmp_path) == []
 
@@ -145,7 +145,8 @@ def test_lower_steps_leaves_the_workdir_untouched(env, trained, tmp_path):
 
 
 def test_two_trainers_on_one_workdir(env, tmp_path):
-    first = subprocess.Popen(_train_cmd(tmp_path, "--config.train.steps=40", "--config.train.ckpt_every=10"),
+    """The second trainer exits at once naming the first; the first, then stopped by SIGTERM, saved alone."""
+    first = subprocess.Popen(_train_cmd(tmp_path, "--config.train.steps=1000000", "--config.train.ckpt_every=50"),
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lock = tmp_path / "lock"
@@ -153,13 +154,16 @@ def test_two_trainers_on_one_workdir(env, tmp_path):
         while not (lock.exists() and lock.read_text().startswith(f"{first.pid} ")):
             assert first.poll() is None and time.time() < deadline, "the first trainer never took the lock"
             time.sleep(0.2)
-        line = _error_line(_run(_train_cmd(tmp_path, "--config.train.steps=40"), env))
+        line = _error_line(_run(_train_cmd(tmp_path, "--config.train.steps=1000000"), env))
         assert f"workdir {str(tmp_path)!r} is in use by process {first.pid} on " in line
+        assert first.poll() is None
+        first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=300)
     finally:
         first.kill()
-    assert first.returncode == 0, err[-3000:]
-    assert _metric_steps(tmp_path) == list(range(1, 41)) and _steps(tmp_path)[-1] == 40
+    assert first.returncode == 128 + signal.SIGTERM, err[-3000:]
+    last = _steps(tmp_path)[-1]
+    assert _metric_steps(tmp_path) == list(range(1, last + 1)) and f"saved a checkpoint at step {last} " in err
     _all_intact(tmp_path)
 
 

@@ -354,3 +354,12 @@ def test_signal_during_setup_stops_before_the_first_step(tmp_path):
         _train(tmp_path, c, data=SignalData(c))
     assert e.value.saved is False and not _steps(tmp_path) if (tmp_path / "checkpoints").exists() else True
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_intact_checkpoint_of_another_config_is_named_not_moved(tmp_path):
+    _train(tmp_path, fakes.config(steps=2))
+    c = fakes.config(steps=4)
+    c.model.bits = 8
+    with pytest.raises(checkpoints.CheckpointError, match=r"step 2 .* is intact but does not fit the model of this config"):
+        _train(tmp_path, c)
+    assert _steps(tmp_path) == [2] and not (tmp_path / "checkpoints.damaged").exists()

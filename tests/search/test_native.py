@@ -231,8 +231,18 @@ def test_bench_quick_reports_identical_distances():
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "identical distances: yes" in proc.stdout, proc.stdout
-    assert "identical distances: NO" not in proc.stdout, proc.stdout
+    out = proc.stdout
+    assert "identical distances: yes" in out, out
+    assert "identical distances: NO" not in out, out
+    # both libraries at 1 and 2 threads, the kernel per width, the load around every shape, the README table
+    for name in ("jhash 1t", "jhash 2t", "faiss 1t", "faiss 2t"):
+        assert f"  {name} " in out, out
+    assert "kernel per width: 64 b: " in out and f"jhash kernel {native.kernel_for(32)}" in out, out
+    assert out.count("load average before / after:") == out.count("== shape "), out
+    assert "jhash/faiss throughput, 1 thread each:" in out and "jhash speed-up 1 -> 2 threads:" in out, out
+    assert "| 100,000 × 64 b | 10 |" in out and "| 20,000 × 256 b | 200 |" in out, out
+    loaded = out.count("this row is LOADED")
+    assert loaded == out.count("**LOADED** |"), out  # every warned shape is labelled in the table
 
 
 # ---------------------------------------------------------------- dense and gathered distances --
@@ -389,3 +399,30 @@ def test_distance_kernels_property(nbytes, nq, ng, c, isa, seed):
     dg = native.hamming_distance_gather_numpy(q, g, cand, isa=isa)
     np.testing.assert_array_equal(
         dg, np.where(cand < 0, 8 * nbytes + 1, np.take_along_axis(want, np.maximum(cand, 0), 1)))
+
+
+def test_kernel_for_names_each_width():
+    """kernel_for gives the kernel of the default ISA (as info()) or of a forced one; bad widths raise."""
+    assert native.kernel_for(32) == native.info()["kernels"][256]
+    assert native.kernel_for(32, "baseline") == "scalar-fixed"
+    assert native.kernel_for(13, "baseline") == "scalar-runtime"
+    if "avx2" in ISAS:
+        assert native.kernel_for(64, "avx2") == "avx2-mula"
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="width_bytes"):
+            native.kernel_for(bad)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("ng", [7, 8, 61, 1003])
+def test_query_groups_and_row_remainders(isa, nq, ng):
+    """Kernels that scan several queries over 8 rows at a time (128 and 256 bits): remainder queries and
+    remainder rows, with exact matches and ties."""
+    rng = np.random.default_rng(nq * 10_000 + ng)
+    for nbytes in (8, 16, 32):
+        q = random_codes(rng, nq, nbytes)
+        g = random_codes(rng, ng, nbytes)
+        g[::3] = q[rng.integers(0, nq, g[::3].shape[0])]
+        g[1::5, -1] ^= 1
+        check(q, g, min(ng, 9), isa=isa)
