@@ -56,9 +56,10 @@ def trees(tmp_path_factory):
 
     def get(name):
         if name not in made:
-            if name not in fake_trees.MAKERS:
-                pytest.fail(f"no fake tree for dataset {name!r}: add a maker to tests/data/fake_trees.MAKERS")
-            made[name] = fake_trees.MAKERS[name](tmp_path_factory.mktemp(f"tree_{name}"))
+            maker = fake_trees.MAKERS.get(name) or getattr(fake_trees, f"make_{name}_tree", None)
+            if maker is None:
+                pytest.fail(f"no fake tree for dataset {name!r}: add make_{name}_tree to tests/data/fake_trees.py")
+            made[name] = maker(tmp_path_factory.mktemp(f"tree_{name}"))
         return made[name]
 
     return get
