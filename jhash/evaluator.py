@@ -272,6 +272,8 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
     from jhash import trainer
 
     parallel.initialize()
+    reporter = jax.process_index() == 0  # every process computes the same results; process 0 reports them
+    print_fn = print_fn if reporter else (lambda *a, **k: None)
     workdir = pathlib.Path(workdir).expanduser()
     trained = load_trained(workdir, step=step, config=config)
     c = trained.config
@@ -302,7 +304,8 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
         name = f"{c.method.name} ({label})" if compare_untrained else c.method.name
         rows.append(_row(name, m, bits, ms))
         if label == "trained":
-            save_codes(workdir / "codes" / f"step_{t.step}", enc)
+            if reporter:
+                save_codes(workdir / "codes" / f"step_{t.step}", enc)
             extra = {"enc": enc, "code": code, "bits": bits}
             names = tuple(c.eval.get("hashing_metrics", ()) or ())
             if names:
@@ -333,7 +336,8 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
         result["tradeoff_png"] = str(path)
         print_fn(f"trade-off plot: {path}")
     out = workdir / f"eval_{tag}.json"
-    reporting.write_json(out, result)
+    if reporter:
+        reporting.write_json(out, result)
     print_fn(f"results: {out}")
     return result
 
