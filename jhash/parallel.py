@@ -151,10 +151,34 @@ def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
         raise ValueError(f"the global batch ({global_batch}) must divide over {jax.process_count()} processes")
 
 
+_barriers = 0
+BARRIER_TIMEOUT_S = 1800
+
+
+def barrier(timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Wait until every process gets here (through the coordinator's key-value store, not a collective).
+
+    Called before cross-process collectives whose processes may arrive far apart (e.g. one still compiling):
+    gloo gives up on a peer after 30 s, this waits up to ``timeout_s``. A no-op with one process.
+    """
+    global _barriers
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is None:
+        return
+    _barriers += 1
+    client.wait_at_barrier(f"jhash_barrier_{_barriers}", int(timeout_s * 1000))
+
+
 def to_host(tree):
     """Fetch (fully replicated or fully addressable) arrays to numpy on this process."""
     if jax.process_count() == 1:
         return jax.tree.map(np.asarray, jax.device_get(tree))
     from jax.experimental import multihost_utils
+
+    barrier()
 
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
