@@ -131,11 +131,16 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
 
 def replicate(tree, mesh: Mesh):
     """Place every leaf of ``tree`` on all devices of ``mesh``."""
+    barrier()  # with several processes this is a collective (jax checks the processes hold equal values)
     return jax.device_put(tree, replicated(mesh))
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
     """Global arrays sharded over ``'data'`` from this process's slice of the batch (numpy arrays)."""
+    global _fed
+    if not _fed:  # the first step meets the other processes here, however far apart they started
+        barrier()
+        _fed = True
     sharding = data_sharded(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
@@ -152,6 +157,7 @@ def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
 
 
 _barriers = 0
+_fed = False
 BARRIER_TIMEOUT_S = 1800
 
 
