@@ -120,7 +120,7 @@ def ctf_row(nq: int, ng: int, repeats: int) -> dict:
     lq, lg = [full_q[:, :b] for b in levels], [full_g[:, :b] for b in levels]
     thresholds = [8 * b // 2 for b in levels[:-1]]
     k = min(100, ng)
-    index = search.CoarseToFineIndex(lg)
+    index = search.CoarseToFineIndex.build(lg)
     t_ctf = _median_seconds(lambda: search.coarse_to_fine_topk(lq, index, thresholds, k, backend="jax"), repeats)
     qd, gd = jax.device_put(full_q), jax.device_put(full_g)
     t_ex = _median_seconds(lambda: jax.block_until_ready(search.hamming_topk(qd, gd, k, backend="xla")), repeats)
@@ -157,17 +157,22 @@ def main(argv=None) -> int:
     dev = jax.devices()[0]
     print(f"devices: {jax.device_count()} x {dev.platform}:{dev.device_kind}; jax {jax.__version__}; "
           f"{platform.processor() or platform.machine()}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    rows = search_rows(nq, ng, args.repeats, args.popcount_peak)
+    rows = []
+
+    def add(new):
+        for r in new:
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+
+    add(search_rows(nq, ng, args.repeats, args.popcount_peak))
     batch_np, info = _train_batch(size, batch)
     for name in names:
         try:
-            rows += method_rows(name, backbone, size, batch, args.repeats, kwargs, batch_np, info)
+            add(method_rows(name, backbone, size, batch, args.repeats, kwargs, batch_np, info))
         except Exception as e:  # noqa: BLE001 - one method's failure is reported in its row, the rest still run
-            rows.append({"row": f"train {name}", "value": float("nan"), "unit": "error",
-                         "detail": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"})
-    rows.append(ctf_row(nq, min(ng, 200_000), args.repeats))
-    for r in rows:
-        print(json.dumps(r), flush=True)
+            add([{"row": f"train {name}", "value": float("nan"), "unit": "error",
+                  "detail": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}])
+    add([ctf_row(nq, min(ng, 200_000), args.repeats)])
     width = max(len(r["row"]) for r in rows)
     print(f"\n{'row':{width}s}  {'value':>12s}  unit           detail")
     for r in rows:
