@@ -78,7 +78,7 @@ def run_split(fn, variables, batches: Iterable[dict], mesh, batch_size: int) -> 
             sl = slice(start, min(start + size, n))
             m = sl.stop - sl.start
             local = {k: np.asarray(batch[k][sl]) for k in ("image", *META_KEYS) if k in batch}
-            local["valid"] = np.ones((m,), bool)
+            local["valid"] = np.asarray(batch["index"][sl]) >= 0 if "index" in batch else np.ones((m,), bool)
             if m < size:
                 local = {k: np.concatenate([v, np.zeros((size - m, *v.shape[1:]), v.dtype)]) for k, v in local.items()}
             g = parallel.shard_batch(local, mesh)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jhash import config as config_lib
 
@@ -63,17 +64,23 @@ class Data:
         return pipeline.train_loader(
             self.train_source,
             self.info,
-            batch_p=t.batch_p // jax.process_count(),
+            batch_p=t.batch_p,
             batch_k=t.batch_k,
             image_size=self.image_size,
-            seed=seed + 1000003 * jax.process_index(),
+            seed=seed,
             augment_config=None if augment is None else augment.to_dict(),
             num_workers=self.config.input.num_workers,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
         )
 
     def eval_batches(self, split: str, batch_size: int):
         """Batches (numpy dicts) of this process's records of ``split`` in stored order; ``index`` is the
-        position in the split. The training split's batches also carry ``label``."""
+        position in the split. The training split's batches also carry ``label``.
+
+        With several processes, process i reads records ``i, i + n, ...``; every process yields the same number
+        of batches (collectives need that): a process with one record fewer repeats a record as padding, with
+        ``index = pid = camid = -1`` (the pipeline's padding rows)."""
         from jhash.data import pipeline
 
         source = self.source(split)
@@ -85,6 +92,10 @@ class Data:
         for batch in loader:
             if step != 1:
                 batch["index"] = start + step * batch["index"]
+                pad = batch["index"] >= len(source)
+                for key in ("index", "pid", "camid", "label"):
+                    if key in batch:
+                        batch[key] = np.where(pad, -1, batch[key]).astype(batch[key].dtype)
             yield batch
 
 
@@ -96,17 +107,17 @@ def _ds_config(c, options=None):
 
 
 class _Strided:
-    """Records ``start, start + step, ...`` of a source: one process's share of an evaluation split."""
+    """Records ``start, start + step, ...`` of a source: one process's share of an evaluation split, padded to
+    ``ceil(n / step)`` records (the same for every process) by repeating the source's last record."""
 
     def __init__(self, source, start, step):
         self.source, self.start, self.step = source, start, step
 
     def __len__(self):
-        n = len(self.source)
-        return max(0, (n - self.start + self.step - 1) // self.step)
+        return -(-len(self.source) // self.step)
 
     def __getitem__(self, i):
-        return self.source[self.start + i * self.step]
+        return self.source[min(self.start + i * self.step, len(self.source) - 1)]
 
 
 # --------------------------------------------------------------------------------------------------

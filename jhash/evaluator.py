@@ -210,6 +210,8 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
     (the new files get the next free tag ``step_<N>_2``, ...).
     """
     parallel.initialize()
+    reporter = jax.process_index() == 0  # every process computes the same results; process 0 reports them
+    print_fn = print_fn if reporter else (lambda *a, **k: None)
     workdir = pathlib.Path(workdir).expanduser()
     out_dir = workdir if output_dir is None else pathlib.Path(output_dir).expanduser()
     trained = load_trained(workdir, step=step, config=config)
@@ -247,10 +249,11 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
             if names:
                 extra["hashing"] = hashing_metrics(protocol, enc, code, names, seed=c.seed)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     tag = reporting.fresh_tag(out_dir, f"step_{trained.step}", RESULT_FILES)
     codes_dir = out_dir / "codes" / tag
-    save_codes(codes_dir, extra["enc"])
+    if reporter:  # every process holds the same results; process 0 writes them
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_codes(codes_dir, extra["enc"])
     nq, ng = len(extra["enc"]["query"]["pid"]), len(extra["enc"]["gallery"]["pid"])
     print_fn(f"{c.dataset.name} ({protocol} protocol), {nq} queries, {ng} gallery images, "
              f"checkpoint step {trained.step}; ties: {TIES_TEXT[c.eval.ties]}")
@@ -262,7 +265,7 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
         result["hashing"] = extra["hashing"]
         print_fn(f"hashing metrics ({extra['code']} code, {extra['bits']} bits): "
                  + "  ".join(f"{k} {100 * v:.2f}" for k, v in extra["hashing"].items()))
-    if visualize:
+    if visualize and reporter:
         path = out_dir / f"ranklist_{tag}.png"
         write_ranklist(path, data, c, extra, visualize, step=trained.step)
         result["ranklist_png"] = str(path)
@@ -270,13 +273,15 @@ def evaluate(workdir, *, config=None, step: int | None = None, visualize: int = 
     if tradeoff:
         points = tradeoff_points(extra, protocol, c, rows[0])
         path = out_dir / f"tradeoff_{tag}.png"
-        reporting.tradeoff_plot(path, points, title=f"{c.method.name} on {c.dataset.name}, step {trained.step}: "
+        if reporter:
+            reporting.tradeoff_plot(path, points, title=f"{c.method.name} on {c.dataset.name}, step {trained.step}: "
                                                     f"mAP vs search time\n{nq} queries, gallery of {ng} images")
         result["tradeoff"] = points
         result["tradeoff_png"] = str(path)
         print_fn(f"trade-off plot: {path}")
     out = out_dir / f"eval_{tag}.json"
-    reporting.write_json(out, result)
+    if reporter:
+        reporting.write_json(out, result)
     print_fn(f"results: {out}")
     return result
 

@@ -45,7 +45,7 @@ from absl import flags
 
 from jhash.data import augment
 from jhash.data.augment import AugmentConfig
-from jhash.data.sampler import PKSampler
+from jhash.data.sampler import PKSampler, process_rows
 
 STATE_VERSION = 1
 _AUG_STREAM = 0xA06
@@ -121,19 +121,31 @@ class _TrainBatch:
     aug: AugmentConfig
     seed: int
     extras: tuple[str, ...]
+    share: tuple[int, int] = (0, 1)  # (process index, process count): this process's rows of the global batch
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         step = int(step)
-        indices = self.sampler.batch(step)
+        everything = self.sampler.batch(step)
+        rows = process_rows(len(everything), *self.share)
+        indices = everything[rows]
         records = _read(self.source, indices)
         images = [augment.decode_pil(r["image"], self.image_size, where=_where(r, int(i)))
                   for r, i in zip(records, indices)]
         rng = np.random.default_rng([self.seed, _AUG_STREAM, step])
-        params = augment.sample_params(rng, len(images), self.image_size, self.aug)
+        params = _rows_of(augment.sample_params(rng, len(everything), self.image_size, self.aug), rows)
         batch = {"image": augment.train_batch(images, params, self.aug)}
         batch.update(_meta(records, indices, self.extras))
         batch["label"] = np.array([self.labels[int(p)] for p in batch["pid"]], np.int32)
         return batch
+
+
+def _rows_of(params: augment.BatchParams, rows: slice) -> augment.BatchParams:
+    """The augmentation choices of some rows of a batch (a share starting at row r > 0 seeds its erase noise
+    with the batch's seed + r, so shares do not repeat each other's noise)."""
+    if rows == slice(0, len(params.flip)):
+        return params
+    return dataclasses.replace(params, flip=params.flip[rows], crop=params.crop[rows], boxes=params.boxes[rows],
+                               noise_seed=params.noise_seed + (rows.start or 0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,8 +269,13 @@ class TrainIterator(Iterator[dict]):
 def train_loader(source, info, *, batch_p: int, batch_k: int, image_size: Sequence[int], seed: int,
                  augment_config: AugmentConfig | Mapping[str, Any] | None = None, num_workers: int = 0,
                  prefetch: int = 2, steps_per_epoch: int | None = None,
-                 labels: Mapping[int, int] | None = None) -> TrainIterator:
+                 labels: Mapping[int, int] | None = None, process_index: int = 0,
+                 process_count: int = 1) -> TrainIterator:
     """Endless P x K training batches of ``source`` (see the module docstring).
+
+    With ``process_count > 1`` every process draws the same global P x K batch (same ``seed``) and yields
+    its share of rows (:func:`jhash.data.sampler.process_rows`): the global batch holds exactly P
+    identities, as in a one-process run. (With ``erase_fill='random'`` each share draws its own erase noise.)
 
     ``info``: the dataset's :class:`~jhash.data.info.DatasetInfo`; ``attributes`` / ``model`` /
     ``color`` are in the batches when it declares them. ``labels``: ``pid -> label`` (default
@@ -281,7 +298,9 @@ def train_loader(source, info, *, batch_p: int, batch_k: int, image_size: Sequen
         wanted.append("color")
     make = _TrainBatch(source=source, sampler=sampler, labels=labels, image_size=_size(image_size),
                        aug=AugmentConfig.from_any(augment_config), seed=int(seed),
-                       extras=_extras(first, wanted))
+                       extras=_extras(first, wanted),
+                       share=(int(process_index), int(process_count)))
+    process_rows(sampler.batch_size, process_index, process_count)  # a clear error now for a bad share
     return TrainIterator(make, num_workers=num_workers, prefetch=prefetch)
 
 

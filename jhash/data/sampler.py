@@ -9,6 +9,10 @@ groups left. When fewer than P identities have groups left, a fresh round of gro
 epoch continues. Everything is a pure function of ``(seed, epoch)``, so any batch can be computed
 directly from its step number: that is what makes the input pipeline resumable and independent of
 the number of workers.
+
+Several processes (multi-host data parallelism) draw the *same* global P x K batch from the shared seed and
+each takes its contiguous share of rows (:func:`process_rows`), so the global batch holds exactly P distinct
+identities and equals the batch of a one-process run.
 """
 
 from __future__ import annotations
@@ -87,3 +91,16 @@ class PKSampler:
 
     def __getstate__(self):  # the epoch cache stays in its process
         return {**self.__dict__, "_cache": {}}
+
+
+def process_rows(n: int, index: int, count: int) -> slice:
+    """Rows ``[index * n / count, (index + 1) * n / count)``: process ``index``'s share of a global batch of
+    ``n`` rows over ``count`` processes (concatenated in process order they give the global batch)."""
+    index, count = int(index), int(count)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"process index {index} is not in [0, {count})")
+    if n % count:
+        raise ValueError(f"the global batch ({n} images) must divide evenly over {count} processes; "
+                         f"change config.train.batch_p / batch_k")
+    per = n // count
+    return slice(index * per, (index + 1) * per)

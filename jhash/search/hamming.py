@@ -75,10 +75,7 @@ def hamming_distance(q: Any, g: Any, *, backend: str = "auto") -> jax.Array:
     XLA otherwise. Both give identical results, also inside ``jit``.
     """
     q, g = check_pair(q, g)
-    native = _resolve_backend(backend)
-    if native is not None:
-        return native.hamming_distance(q, g)
-    return _distance_packed(q, g)
+    return _dispatch(backend, lambda native, q, g: native.hamming_distance(q, g), _distance_packed, q, g)
 
 
 def check_candidates(candidates: Any, nq: int, ng: int, name: str = "candidates") -> Any:
@@ -152,12 +149,11 @@ def hamming_distance_gather(q: Any, g: Any, candidates: Any, *, backend: str = "
     """
     q, g = check_pair(q, g)
     idx = check_candidates(candidates, int(q.shape[0]), int(g.shape[0]))
-    native = _resolve_backend(backend)
-    if native is not None:
-        return native.hamming_distance_gather(q, g, idx)
+    _resolve_backend(backend)  # raises for an unknown backend or an unusable 'native'
     if int(q.shape[0]) == 0 or int(idx.shape[1]) == 0:
         return jnp.zeros(tuple(idx.shape), jnp.int32)
-    return _distance_gather_packed(q, g, jnp.asarray(idx))
+    return _dispatch(backend, lambda native, q, g, i: native.hamming_distance_gather(q, g, i),
+                     lambda q, g, i: _distance_gather_packed(q, g, jnp.asarray(i)), q, g, idx)
 
 
 def _enc(key: jax.Array) -> jax.Array:
@@ -322,6 +318,25 @@ def _resolve_backend(backend: str):
     return None
 
 
+def _dispatch(backend: str, native_call, xla_call, *arrays):
+    """``native_call(native_module, *arrays)`` (the CPU kernel) or ``xla_call(*arrays)``, as ``backend`` selects.
+
+    With ``"auto"`` the kernel never runs for another device: inside a trace the choice is left to lowering
+    (``lax.platform_dependent``: the kernel when compiled for the CPU, XLA for GPU / TPU, so a program jitted
+    or exported for an accelerator holds no CPU-only custom call); concrete arrays placed on a non-CPU
+    device take the XLA path.
+    """
+    native = _resolve_backend(backend)
+    if native is None:
+        return xla_call(*arrays)
+    if backend == "native":
+        return native_call(native, *arrays)
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+        return lax.platform_dependent(*arrays, cpu=lambda *a: native_call(native, *a), default=xla_call)
+    on_device = any(d.platform != "cpu" for a in arrays if isinstance(a, jax.Array) for d in a.devices())
+    return xla_call(*arrays) if on_device else native_call(native, *arrays)
+
+
 def hamming_topk(q: Any, g: Any, k: int, *, block_size: int | None = None, backend: str = "auto",
                  query_block_size: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Exact k nearest gallery codes of each query under the Hamming distance.
@@ -344,12 +359,17 @@ def hamming_topk(q: Any, g: Any, k: int, *, block_size: int | None = None, backe
     q, g = check_pair(q, g)
     ng = int(g.shape[0])
     k = check_k(k, ng)
-    native = _resolve_backend(backend)
+    _resolve_backend(backend)  # raises for an unknown backend or an unusable 'native'
     nq = int(q.shape[0])
     if nq == 0:
         return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.int32)
-    if native is not None:
-        return native.hamming_topk(q, g, k)
+    return _dispatch(backend, lambda native, q, g: native.hamming_topk(q, g, k),
+                     lambda q, g: _topk_xla(q, g, k, block_size, query_block_size), q, g)
+
+
+def _topk_xla(q, g, k: int, block_size: int | None, query_block_size: int | None):
+    """The XLA path of :func:`hamming_topk` (any device, traceable)."""
+    nq, ng = int(q.shape[0]), int(g.shape[0])
     qw, gw = as_words(q), as_words(g)
     if _KMAX // (32 * int(qw.shape[1]) + 2) - k < 1024:
         # k so large (millions) that composite keys would not fit in 31 bits: take the prefix of the full

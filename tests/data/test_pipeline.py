@@ -194,3 +194,23 @@ def test_works_on_a_prepared_tfds_source(tmp_path):
     a = _take(P.train_loader(src, info, batch_p=4, batch_k=2, image_size=SIZE, seed=3), 2)
     b = _take(P.train_loader(lazy, info, batch_p=4, batch_k=2, image_size=SIZE, seed=3), 2)
     assert all(_same(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_process_shares_make_up_the_one_process_batch(train, processes):
+    """Every process draws the same global P x K batch and keeps its rows: concatenated in process order the
+    shares equal a one-process batch (same records, same augmentation), so the global batch has P identities."""
+    one = _take(_loader(train, augment_config={"erase_prob": 0.0}), 3)
+    shares = [_take(_loader(train, augment_config={"erase_prob": 0.0}, process_index=i, process_count=processes), 3)
+              for i in range(processes)]
+    for step, whole in enumerate(one):
+        parts = [s[step] for s in shares]
+        assert all(len(p["image"]) == 8 // processes for p in parts)
+        glued = {k: np.concatenate([p[k] for p in parts]) for k in whole}
+        assert _same(glued, whole), step
+        assert len(set(glued["pid"].tolist())) == 4
+
+
+def test_a_share_that_does_not_divide_the_batch_is_refused(train):
+    with pytest.raises(ValueError, match="must divide evenly over 3 processes"):
+        _loader(train, process_index=0, process_count=3)

@@ -99,3 +99,17 @@ def test_px_k_invariants_hold_for_any_split(sizes, p, k, seed, step):
         assert (group == group[0]).all()
         counts[int(group[0])] = counts.get(int(group[0]), 0) + len(group)
     assert len(counts) == p and all(c == k for c in counts.values())
+
+
+@given(n=st.integers(1, 64), count=st.integers(1, 8))
+@settings(max_examples=60, deadline=None)
+def test_process_rows_partition_the_batch_in_order(n, count):
+    from jhash.data.sampler import process_rows
+
+    if n % count:
+        with pytest.raises(ValueError, match="must divide evenly"):
+            process_rows(n, 0, count)
+        return
+    rows = [list(range(n))[process_rows(n, i, count)] for i in range(count)]
+    assert sum(rows, []) == list(range(n))
+    assert {len(r) for r in rows} == {n // count}

@@ -64,3 +64,33 @@ def test_batch_must_divide_over_devices():
 
     mesh = parallel.make_mesh(jax.devices()[:1])
     parallel.check_batch_divisible(6, mesh)
+
+
+def test_distributed_args_read_the_three_variables():
+    env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert parallel.distributed_args(env) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4,
+                                              "process_id": 3}
+    assert parallel.distributed_args({}) == {}
+    # SLURM fills in what is missing through jax's own cluster detection
+    assert parallel.distributed_args({"JAX_NUM_PROCESSES": "2", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "9"}) == {
+        "num_processes": 2}
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES='two': expected an integer >= 1"),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2", "JAX_COORDINATOR_ADDRESS": "h:1"}, "JAX_PROCESS_ID='2'"),
+    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1"}, "expected host:port"),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "needs JAX_COORDINATOR_ADDRESS"),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_COORDINATOR_ADDRESS": "h:1"}, "needs JAX_PROCESS_ID"),
+])
+def test_distributed_args_name_the_bad_variable(env, message):
+    with pytest.raises(ValueError, match=message):
+        parallel.distributed_args(env)
+
+
+def test_process_share_covers_the_batch_in_order():
+    rows = [parallel.process_share(12, i, 3) for i in range(3)]
+    assert [list(range(12))[r] for r in rows] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert parallel.process_share(12) == slice(0, 12)  # one process: everything
+    with pytest.raises(ValueError, match="must divide evenly over 5 processes"):
+        parallel.process_share(12, 0, 5)
