@@ -121,13 +121,10 @@ def run(args) -> list[dict]:
                         rows.append(_row(f"drsch top-{m} of {bits}", m, _metrics(
                             protocol, enc, q_codes=search.pack_codes(np.asarray(q[f"code/top{m}"])),
                             g_codes=search.pack_codes(np.asarray(g[f"code/top{m}"])))))
-                # weighted Hamming affinity ranking (DRSCH's alternative to plain Hamming ranking)
-                import jax
-
-                w = np.asarray(jax.device_get(trained.variables["params"]["bit_weights"]))
-                w = w[np.asarray(drsch.bit_order(w))]  # the codes are stored in decreasing-|w| order
-                aff = np.asarray(drsch.weighted_hamming_affinity(np.asarray(q["code/id"]), np.asarray(g["code/id"]), w))
-                rows.append(_row("drsch weighted affinity", bits, _metrics(protocol, enc, distances=-aff)))
+                # DRSCH's own search: weighted Hamming affinity ranking (evaluate.py's DRSCH row)
+                params = drsch.model_search_params(trained.variables, c)
+                found = drsch.search({"id": packed["id"]}, {"id": gpacked["id"]}, params, c)
+                rows.append(_row("drsch weighted affinity", bits, _metrics(protocol, enc, distances=found["distances"])))
             if not untrained_done:
                 base = evaluator.load_trained(workdir, config=c, untrained=True, data=data)
                 benc = evaluator.encode_splits(base, data, protocol, with_features=True)

@@ -226,7 +226,7 @@ def _packed_levels(codes_by_name, names: list[str]) -> dict[str, np.ndarray]:
     out = {}
     for n in names:
         a = np.asarray(codes_by_name[n])
-        out[n] = a if a.dtype == np.uint8 and a.shape[-1] * 8 == int(n[1:]) else np.asarray(pack_codes(a))
+        out[n] = a if a.dtype == np.uint8 and a.shape[-1] == -(-int(n[1:]) // 8) else np.asarray(pack_codes(a))
     return out
 
 

@@ -1,6 +1,6 @@
 """jhash.search: packed binary codes and exact Hamming search, pure functions over arrays.
 
-Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch read the same bytes).
+Codes at rest are ``uint8 [n, ceil(L/8)]`` (any ``L``: zero padding bits never count) in ``np.packbits`` order (faiss / usearch read the same bytes).
 
 - :func:`pack_codes`, :func:`unpack_codes`, :func:`as_words` — packing and the ``uint32`` word view.
 - :func:`hamming_distance` — all-pairs distances ``[nq, ng]`` (XOR + popcount); ``backend="auto"`` uses the
@@ -12,6 +12,9 @@ Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch r
 - :func:`hamming_rank`, :func:`counting_argsort` — full stable ranking by counting sort, O(ng) per query.
 - :func:`select_bits`, :func:`top_weight_bits` — bit subsets for bit-scalable codes (DRSCH).
 - :func:`sharded_hamming_topk` — the gallery sharded over a ``jax.sharding.Mesh``; equals ``hamming_topk``.
+- :func:`weighted_hamming_topk`, :func:`weighted_hamming_distance`, :func:`weighted_hamming_affinity`,
+  :func:`weighted_hamming_matrix` — exact search by weighted Hamming distance (DRSCH's affinity ranking).
+- :class:`LazyRows` — a ``[nq, ng]`` matrix computed block by block when read (streamed evaluation).
 - :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
 - :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
 - :func:`coarse_to_fine_topk`, :func:`coarse_to_fine_rank` — CtF search over a code pyramid.
@@ -48,6 +51,14 @@ from jhash.search.hamming import hamming_distance, hamming_distance_gather, hamm
 from jhash.search.packing import as_words, pack_codes, unpack_codes
 from jhash.search.ranking import counting_argsort, hamming_rank
 from jhash.search.sharded import sharded_hamming_topk
+from jhash.search.streamed import LazyRows
+from jhash.search.weighted import (
+    weight_tables,
+    weighted_hamming_affinity,
+    weighted_hamming_distance,
+    weighted_hamming_matrix,
+    weighted_hamming_topk,
+)
 
 __all__ = [
     "AFRIndex",
@@ -83,4 +94,10 @@ __all__ = [
     "coarse_to_fine_topk",
     "ctf_offsets",
     "pair_distance_histograms",
+    "LazyRows",
+    "weight_tables",
+    "weighted_hamming_affinity",
+    "weighted_hamming_distance",
+    "weighted_hamming_matrix",
+    "weighted_hamming_topk",
 ]
