@@ -24,7 +24,7 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``shared/n
   (``dataset.val_split``, never the test split) with :func:`jhash.search.dto.fit_thresholds` (``beta``,
   ``rho``, ``dto_model``); saved with the final checkpoint as ``{"thresholds": {name: t}, "levels": [...]}``.
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
-  and the top-k time per query.
+  (streamed: computed block by block while the metrics read them) and the top-k time per query.
 
 ``config.method`` fields: see ``DEFAULTS``.
 """
@@ -261,7 +261,8 @@ def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str
 
 
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
-    """Evaluator hook: CtF keys of every query (``distances=`` for the metrics) and top-``k`` ms per query."""
+    """Evaluator hook: CtF keys of every query (``distances=`` for the metrics: a lazily computed
+    :class:`jhash.search.streamed.LazyRows`, never an ``[nq, ng]`` matrix) and the top-``k`` ms per query."""
     from jhash.search import coarse_to_fine as ctf
 
     order = level_names(_get(config, "lengths"))[::-1]
@@ -270,7 +271,7 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     thresholds = search_thresholds(search_params, order)
     index = ctf.CoarseToFineIndex.build(g)
     block = int(_get(config, "search_block_size"))
-    keys = ctf.coarse_to_fine_distances(q, index, thresholds, block_size=block)
+    keys = ctf.coarse_to_fine_key_matrix(q, index, thresholds, block_size=block)
     k = min(k, index.num_gallery)
     nq = len(q[order[0]])
     ms = None

@@ -21,7 +21,7 @@ class LazyRows:
     """A lazily computed matrix: ``rows(start, stop) -> array [stop - start, n_cols]`` of ``dtype``.
 
     Supported reads: ``m[i]``, ``m[a:b]`` (step 1), ``m[int_array]`` (rows in any order), ``m[rows, cols]``
-    with one of those row selectors, ``np.asarray(m)`` (materialises the whole matrix: only for small
+    with one of those row selectors, ``m[np.ix_(rows, cols)]``, ``np.asarray(m)`` (materialises the whole matrix: only for small
     shapes), and the whole-matrix reductions ``m.min()`` / ``m.max()`` (exact: one streamed pass over the
     rows, both values computed together and cached). Rows are computed ``block_rows`` at a time.
     """
@@ -95,6 +95,12 @@ class LazyRows:
             if len(key) != 2:
                 raise IndexError(f"LazyRows: expected at most 2 indices, got {len(key)}")
             rows, cols = key
+            r = np.asarray(rows) if isinstance(rows, (list, np.ndarray)) else None
+            if r is not None and r.ndim == 2 and r.shape[1] == 1:  # np.ix_(rows, cols): an outer index
+                c = np.asarray(cols)
+                if c.ndim != 2 or c.shape[0] != 1:
+                    raise IndexError("LazyRows: an [n, 1] row index needs a [1, m] column index (np.ix_)")
+                return self._select_rows(r[:, 0])[:, c[0]]
             picked = self._select_rows(rows)
             return picked[..., cols] if picked.ndim == 1 else picked[:, cols]
         return self._select_rows(key)

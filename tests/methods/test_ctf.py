@@ -110,6 +110,8 @@ def test_first_level_teacher_and_public_code_variants():
 
 
 def test_fit_search_and_search_hook():
+    from jhash.search import LazyRows, coarse_to_fine_distances
+
     c = _config()
     rng = np.random.default_rng(0)
     pids = np.repeat(np.arange(10), 4)
@@ -125,6 +127,10 @@ def test_fit_search_and_search_hook():
     packed = {k: np.asarray(pack_codes(v)) for k, v in codes.items()}
     found = ctf.search(packed, packed, params, c)
     assert found["distances"].shape == (40, 40) and found["ms_per_query"] > 0
+    assert isinstance(found["distances"], LazyRows)  # streamed: computed while the metrics read it
+    levels = [packed[n] for n in params["levels"]]
+    thresholds = [params["thresholds"][n] for n in params["levels"][:-1]]
+    np.testing.assert_array_equal(np.asarray(found["distances"]), coarse_to_fine_distances(levels, levels, thresholds))
     # maximal thresholds (no fitted params): the keys are the exhaustive 64-bit Hamming distances
     full = ctf.search(packed, packed, None, c)["distances"]
     ref = (64 - codes64.astype(np.int64) @ codes64.T.astype(np.int64)) // 2
