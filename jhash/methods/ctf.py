@@ -20,9 +20,12 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``shared/n
   ``distill=False`` drops both distillation losses (SD).
 - ``encode``: ``{"l2048": ..., "l512": ..., "l128": ..., "l32": ...}`` as ``±1`` int8, plus ``"id"`` (the
   longest code, used by exhaustive search and the default metrics).
-- ``fit_search`` (DTO, eqs. 6-8): thresholds for every level but the longest, fitted on the validation split
-  (``dataset.val_split``, never the test split) with :func:`jhash.search.dto.fit_thresholds` (``beta``,
-  ``rho``, ``dto_model``); saved with the final checkpoint as ``{"thresholds": {name: t}, "levels": [...]}``.
+- ``fit_search``: thresholds for every level but the longest, fitted on the validation split
+  (``dataset.val_split``, never the test split) and saved with the final checkpoint as
+  ``{"thresholds": {name: t}, "levels": [...], "fit": ...}``. ``threshold_fit='dto'``: the paper's DTO (eqs. 6-8,
+  :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'``: the thresholds of
+  least expected re-ranking work that keep ``recall_target`` (0.95) of the validation queries' exhaustive
+  longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`).
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
   (streamed: computed block by block while the metrics read them) and the top-k time per query.
 
@@ -66,9 +69,12 @@ DEFAULTS = dict(
     sim_kind="hamming",  # 'hamming' (paper eq. 4) | 'gram' (light-reid)
     detach_inputs=False,
     hash_bn=True,
+    threshold_fit="dto",  # 'dto' (the paper: DTO, eqs. 6-8) | 'recall' (keep recall_target of the top-k)
     beta=2.0,  # DTO F_beta
     rho=1.0,  # DTO class-ratio weight: a number or 'ratio'
     dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
+    recall_target=0.95,  # threshold_fit='recall': share of the exhaustive longest-code top-k to keep
+    recall_k=10,  # threshold_fit='recall': that top-k
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )
@@ -226,38 +232,63 @@ def _packed_levels(codes_by_name, names: list[str]) -> dict[str, np.ndarray]:
     out = {}
     for n in names:
         a = np.asarray(codes_by_name[n])
-        out[n] = a if a.dtype == np.uint8 and a.shape[-1] == -(-int(n[1:]) // 8) else np.asarray(pack_codes(a))
+        out[n] = a if a.dtype == np.uint8 and a.shape[-1] == -(-_bits(n) // 8) else np.asarray(pack_codes(a))
     return out
 
 
-def fit_search(codes_by_name, pids, config) -> dict:
-    """DTO thresholds on the validation codes (CtF eqs. 6-8): ``{"thresholds", "levels", "beta", ...}``."""
-    from jhash.search.dto import fit_thresholds
+THRESHOLD_FITS = ("dto", "recall")
 
+
+def fit_search(codes_by_name, pids, config) -> dict:
+    """Thresholds on the validation codes: ``{"thresholds", "levels", "fit", ...}``.
+
+    ``threshold_fit='dto'``: DTO (CtF eqs. 6-8, :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``,
+    ``dto_model``). ``'recall'``: the cheapest thresholds that keep ``recall_target`` of every validation
+    query's exhaustive longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`).
+    """
+    from jhash.search.dto import fit_recall_thresholds, fit_thresholds
+
+    kind = str(_get(config, "threshold_fit"))
+    if kind not in THRESHOLD_FITS:
+        raise config_lib.ConfigError(f"config.method.threshold_fit={kind!r}: use one of {THRESHOLD_FITS}")
     names = level_names(_get(config, "lengths"))
     if len(names) < 2:
-        return {"thresholds": {}, "levels": names[::-1], "beta": float(_get(config, "beta"))}
+        return {"thresholds": {}, "levels": names[::-1], "fit": kind}
     packed = _packed_levels(codes_by_name, names)
     order = names[::-1]  # short to long
-    rho = _get(config, "rho")
     pids = np.asarray(pids)
+    if kind == "recall":
+        k = int(_get(config, "recall_k"))
+        if pids.size <= k:
+            reason = f"the validation split has {pids.size} images, too few for a top-{k} recall target"
+            warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
+            return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind, "fallback": reason}
+        fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k)
+        return {"thresholds": fit.thresholds, "levels": order, "fit": kind, "recall_target": fit.target,
+                "recall_k": fit.k, "val_recall": fit.recall, "val_candidates": list(fit.candidates)}
+    rho = _get(config, "rho")
     _, counts = np.unique(pids, return_counts=True)
     if counts.size < 2 or counts.max() < 2:
         reason = (f"the validation split ({pids.size} images of {counts.size} identities) has no "
                   f"{'non-relevant' if counts.size < 2 else 'relevant'} pairs to fit DTO on")
         warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
-        return {"thresholds": {n: int(n[1:]) for n in order[:-1]}, "levels": order,
+        return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind,
                 "beta": float(_get(config, "beta")), "fallback": reason}
     thresholds = fit_thresholds(packed, np.asarray(pids), order=order, beta=float(_get(config, "beta")),
                                 rho=rho if isinstance(rho, str) else float(rho), model=str(_get(config, "dto_model")))
-    return {"thresholds": {k: int(v) for k, v in thresholds.items()}, "levels": order,
+    return {"thresholds": {k: int(v) for k, v in thresholds.items()}, "levels": order, "fit": kind,
             "beta": float(_get(config, "beta")), "rho": rho, "dto_model": str(_get(config, "dto_model"))}
+
+
+def _bits(name: str) -> int:
+    """The code length of a level name (``'l128'`` -> 128)."""
+    return int(name[1:])
 
 
 def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str, int]:
     """The thresholds to use: the fitted ones, or every threshold at its maximum (exhaustive) if none."""
     fitted = (search_params or {}).get("thresholds") or {}
-    return {n: int(fitted.get(n, int(n[1:]))) for n in names_short_to_long[:-1]}
+    return {n: int(fitted.get(n, _bits(n))) for n in names_short_to_long[:-1]}
 
 
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:

@@ -17,6 +17,7 @@ Codes at rest are ``uint8 [n, ceil(L/8)]`` (any ``L``: zero padding bits never c
 - :class:`LazyRows` — a ``[nq, ng]`` matrix computed block by block when read (streamed evaluation).
 - :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
 - :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
+- :func:`fit_recall_thresholds` — the cheapest CtF thresholds that keep a target share of the exhaustive top-k.
 - :func:`coarse_to_fine_topk`, :func:`coarse_to_fine_rank` — CtF search over a code pyramid.
 - :func:`attribute_first_topk`, :func:`fit_window` — attribute-first retrieval (AFR) and its window rule.
 """
@@ -47,7 +48,7 @@ from jhash.search.coarse_to_fine import (
     coarse_to_fine_topk,
     ctf_offsets,
 )
-from jhash.search.dto import fit_thresholds, pair_distance_histograms
+from jhash.search.dto import RecallFit, fit_recall_thresholds, fit_thresholds, pair_distance_histograms
 from jhash.search.faiss_export import to_faiss
 from jhash.search.hamming import hamming_distance, hamming_distance_gather, hamming_topk
 from jhash.search.packing import as_words, pack_codes, unpack_codes
@@ -98,6 +99,8 @@ __all__ = [
     "coarse_to_fine_topk",
     "ctf_offsets",
     "pair_distance_histograms",
+    "RecallFit",
+    "fit_recall_thresholds",
     "LazyRows",
     "weight_tables",
     "weighted_hamming_affinity",

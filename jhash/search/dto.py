@@ -204,3 +204,127 @@ def fit_thresholds(
         )
         for name in names[:-1]
     }
+
+
+# --------------------------------------------------------------------------- recall-targeted thresholds --
+
+
+@dataclasses.dataclass(frozen=True)
+class RecallFit:
+    """Result of :func:`fit_recall_thresholds`."""
+
+    thresholds: dict  #: ``{name: t}`` for every level but the longest
+    recall: float  #: share of the validation queries' exhaustive top-k that passes every threshold
+    candidates: tuple  #: mean share of the gallery reaching stages 1..N-1 (``|C_s| / ng``)
+    cost: float  #: ``sum_s l_s |C_s| / ng``: re-ranking work per gallery item, in bits
+    target: float
+    k: int
+
+
+def _threshold_steps(bits: Sequence[int], max_cells: int) -> list[int]:
+    """Threshold grid step per level: 1 (every integer threshold) unless the joint grid would exceed
+    ``max_cells``; then the step of the level with the most grid values is doubled until it fits."""
+    steps = [1] * len(bits)
+    cells = lambda: math.prod(-(-(b + 1) // s) for b, s in zip(bits, steps))  # noqa: E731
+    while cells() > max_cells:
+        i = max(range(len(bits)), key=lambda j: -(-(bits[j] + 1) // steps[j]))
+        steps[i] *= 2
+    return steps
+
+
+def _joint_histograms(levels: list[np.ndarray], k: int, steps: list[int], block_size: int):
+    """Joint histograms over the threshold grid of (stage distances ``ceil(d_s / step_s)``, s < N-1):
+    of all ordered pairs ``i != j`` and of the pairs where ``j`` is in ``i``'s exhaustive longest-code
+    top-``k`` (stable order, ``i`` itself excluded)."""
+    n = levels[0].shape[0]
+    dims = [-(-(8 * a.shape[1] + 1) // s) for a, s in zip(levels[:-1], steps)]
+    size = math.prod(dims)
+    every = np.zeros(size, np.int64)
+    top = np.zeros(size, np.int64)
+    for start in range(0, n, block_size):
+        stop = min(start + block_size, n)
+        rows = np.arange(stop - start)
+        cells = None
+        for a, step, dim in zip(levels[:-1], steps, dims):
+            d = -(-np.asarray(hamming_distance(a[start:stop], a), np.int64) // step)
+            cells = d if cells is None else cells * dim + d
+        d_long = np.asarray(hamming_distance(levels[-1][start:stop], levels[-1]), np.int64)
+        d_long[rows, rows + start] = np.iinfo(np.int64).max  # never one's own neighbour
+        nearest = np.argsort(d_long, axis=1, kind="stable")[:, :k]
+        cells[rows, rows + start] = -1
+        every += np.bincount(cells[cells >= 0], minlength=size)
+        top += np.bincount(np.take_along_axis(cells, nearest, axis=1).reshape(-1), minlength=size)
+    return every.reshape(dims), top.reshape(dims)
+
+
+def fit_recall_thresholds(
+    codes_by_name: Mapping[str, np.ndarray],
+    *,
+    order: Sequence[str] | None = None,
+    target: float = 0.95,
+    k: int = 10,
+    block_size: int = 256,
+    max_grid: int = 1 << 22,
+) -> RecallFit:
+    """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
+    longest-code top-``k`` of the validation queries.
+
+    Every validation image is a query against the others. An item of a query's exhaustive top-``k`` (longest
+    code, ties by index) is *kept* when it passes every stage, ``d_s <= t_s`` for ``s < N-1``; kept items are
+    ranked by the longest code among the candidates, so they are in CtF's top-``k``. Over the joint grid of
+    thresholds this chooses
+
+        argmin_t  sum_{s=1}^{N-1} l_s * P(d_0 <= t_0, ..., d_{s-1} <= t_{s-1})
+        subject to  recall(t) = share of top-k pairs kept >= target
+
+    (the expected re-ranking work per gallery item: stage ``s`` computes an ``l_s``-bit distance for every
+    candidate that reached it; ties go to the higher recall). Counts come from joint histograms of the stage
+    distances, so every threshold vector is scored exactly. The grid holds every integer threshold unless it
+    would exceed ``max_grid`` cells; then the longest levels' thresholds step by powers of two.
+
+    Args:
+      codes_by_name: packed codes (uint8 ``[n, L/8]``) of the *validation* split per level, same images.
+      order: level names from shortest to longest; default sorts by code length.
+      target: the share ``r`` of the exhaustive top-k to keep, in ``(0, 1]``.
+      k: the top-k the target refers to, ``1 <= k < n``.
+    """
+    names = list(order) if order is not None else sorted(codes_by_name, key=lambda m: np.asarray(codes_by_name[m]).shape[-1])
+    missing = [m for m in names if m not in codes_by_name]
+    if missing:
+        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
+    if len(names) < 2:
+        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
+    n = levels[0].shape[0]
+    if any(a.shape[0] != n for a in levels):
+        raise ValueError(f"codes_by_name: every level must encode the same images, got sizes {[a.shape[0] for a in levels]}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target must be in (0, 1], got {target}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
+    bits = [8 * a.shape[1] for a in levels]
+    steps = _threshold_steps(bits[:-1], int(max_grid))
+    every, top = _joint_histograms(levels, int(k), steps, int(block_size))
+    recall = top.cumsum(axis=0)
+    for ax in range(1, recall.ndim):
+        recall = recall.cumsum(axis=ax)
+    recall = recall / max(int(top.sum()), 1)
+    pairs = float(every.sum())
+    cost = np.zeros(every.shape)
+    fractions = []
+    for s in range(len(levels) - 1):
+        # P(d_0 <= t_0, ..., d_s <= t_s): sum out the later stages, cumulate over the first s + 1
+        m = every.sum(axis=tuple(range(s + 1, every.ndim))) if s + 1 < every.ndim else every
+        for ax in range(s + 1):
+            m = m.cumsum(axis=ax)
+        frac = (m / pairs).reshape(m.shape + (1,) * (every.ndim - s - 1))
+        fractions.append(frac)
+        cost = cost + bits[s + 1] * frac
+    feasible = recall >= float(target) - 1e-12
+    score = np.where(feasible, cost, np.inf)
+    best = np.lexsort((-recall.reshape(-1), score.reshape(-1)))[0]
+    cell = np.unravel_index(best, every.shape)
+    thresholds = {m: int(min(c * st, b)) for m, c, st, b in zip(names[:-1], cell, steps, bits)}
+    cand = tuple(float(np.broadcast_to(f, every.shape)[cell]) for f in fractions)
+    return RecallFit(thresholds=thresholds, recall=float(recall[cell]), candidates=cand, cost=float(cost[cell]),
+                     target=float(target), k=int(k))

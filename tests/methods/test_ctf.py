@@ -137,6 +137,28 @@ def test_fit_search_and_search_hook():
     np.testing.assert_array_equal(full, ref)
 
 
+def test_fit_search_recall_target():
+    from jhash.search.dto import fit_recall_thresholds
+    from jhash.search.packing import pack_codes
+
+    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5)
+    rng = np.random.default_rng(1)
+    pids = np.repeat(np.arange(10), 4)
+    centers = rng.choice([-1, 1], size=(10, 64))
+    codes64 = np.where(rng.random((40, 64)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    codes = {"l64": codes64, "l32": codes64[:, :32], "l16": codes64[:, :16], "id": codes64}
+    params = ctf.fit_search(codes, pids, c)
+    want = fit_recall_thresholds({n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64")},
+                                 target=0.9, k=5)
+    assert params["fit"] == "recall" and params["thresholds"] == want.thresholds
+    assert params["val_recall"] >= 0.9
+    with pytest.warns(UserWarning, match="too few for a top-5"):
+        small = ctf.fit_search({n: a[:5] for n, a in codes.items()}, pids[:5], c)
+    assert small["thresholds"] == {"l16": 16, "l32": 32}
+    with pytest.raises(config_lib.ConfigError, match="threshold_fit"):
+        ctf.fit_search(codes, pids, _config(threshold_fit="f1"))
+
+
 def test_fit_search_degenerate_validation_split_falls_back():
     c = _config()
     codes = {f"l{n}": np.ones((3, n), np.int8) for n in (64, 32, 16)}
