@@ -567,12 +567,11 @@ def coarse_to_fine_key_blocks(
     The keys order the gallery exactly as the CtF ranking (stable sort; see the module docstring), so each
     block can be fed to ReID metrics as distances without holding an ``[nq, ng]`` matrix.
     """
-    index, q, t = _prepare(levels_q, levels_g, thresholds)
-    block_size = _positive(block_size, "block_size")
-    rows = _key_rows(index, q, t, _backend(backend), _positive(buffer_size, "buffer_size"))
-    for start in range(0, q[0].shape[0], block_size):
-        stop = min(start + block_size, q[0].shape[0])
-        yield start, stop, rows(start, stop)
+    keys = coarse_to_fine_key_matrix(levels_q, levels_g, thresholds, backend=backend, block_size=block_size,
+                                     buffer_size=buffer_size)
+    for start in range(0, keys.shape[0], block_size):
+        stop = min(start + block_size, keys.shape[0])
+        yield start, stop, keys[start:stop]
 
 
 def coarse_to_fine_key_matrix(

@@ -161,6 +161,19 @@ def optimal_threshold(
     return int(np.argmax(f_beta_curve(recall, neg_fraction, beta=beta, rho=rho_value)))
 
 
+def _level_order(codes_by_name: Mapping[str, np.ndarray], order: Sequence[str] | None) -> list[str]:
+    """The level names short to long (``order``, or sorted by code width); at least two, all present."""
+    if not codes_by_name:
+        raise ValueError("codes_by_name must hold at least two code levels, got none")
+    names = list(order) if order is not None else sorted(codes_by_name, key=lambda k: np.asarray(codes_by_name[k]).shape[-1])
+    missing = [name for name in names if name not in codes_by_name]
+    if missing:
+        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
+    if len(names) < 2:
+        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    return names
+
+
 def fit_thresholds(
     codes_by_name: Mapping[str, np.ndarray],
     pids,
@@ -183,14 +196,7 @@ def fit_thresholds(
     Returns:
       ``{name: threshold}`` for every level but the longest (which ranks the final candidates).
     """
-    if not codes_by_name:
-        raise ValueError("codes_by_name must hold at least two code levels, got none")
-    names = list(order) if order is not None else sorted(codes_by_name, key=lambda k: np.asarray(codes_by_name[k]).shape[-1])
-    missing = [name for name in names if name not in codes_by_name]
-    if missing:
-        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
-    if len(names) < 2:
-        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    names = _level_order(codes_by_name, order)
     n = np.asarray(codes_by_name[names[0]]).shape[0]
     for name in names:
         if np.asarray(codes_by_name[name]).shape[0] != n:
@@ -288,12 +294,7 @@ def fit_recall_thresholds(
       target: the share ``r`` of the exhaustive top-k to keep, in ``(0, 1]``.
       k: the top-k the target refers to, ``1 <= k < n``.
     """
-    names = list(order) if order is not None else sorted(codes_by_name, key=lambda m: np.asarray(codes_by_name[m]).shape[-1])
-    missing = [m for m in names if m not in codes_by_name]
-    if missing:
-        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
-    if len(names) < 2:
-        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    names = _level_order(codes_by_name, order)
     levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
     n = levels[0].shape[0]
     if any(a.shape[0] != n for a in levels):
