@@ -234,6 +234,9 @@ def main(argv=None) -> int:
     p.add_argument("--rhos", default="1,ratio", help="DTO class-ratio weights: numbers, or 'ratio' (the val "
                    "split's non-relevant / relevant pair ratio); every (beta, rho) pair is run")
     p.add_argument("--targets", default="0.95", help="recall targets of the recall-targeted threshold fit")
+    p.add_argument("--gallery-fit", type=int, default=1000,
+                   help="also fit the recall-targeted thresholds on this many codes of each gallery itself, "
+                        "as queries against the whole gallery (no labels needed; 0: off)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--block", type=int, default=64, help="queries per CtF block")
@@ -294,14 +297,23 @@ def main(argv=None) -> int:
         qd = {n: qcodes[n] for n in order}
         runs = {f"exhaustive {name[1:]}-bit": (lambda name=name: exh(qcodes[name], g[name], a.k))
                 for name in order[::-1]}  # longest first: the reference
-        for label, t in thresholds.items():
+        size_thresholds = dict(thresholds)
+        if a.gallery_fit:
+            for target in (float(x) for x in a.targets.split(",")):
+                label = f"CtF recall r={target:g}, gallery fit"
+                t0 = time.perf_counter()
+                size_thresholds[label] = fit_recall_thresholds(g, order=order, target=target, k=a.k,
+                                                               queries=min(a.gallery_fit, size)).thresholds
+                print(f"# {label} ({size}): {size_thresholds[label]} fitted in {time.perf_counter() - t0:.1f} s",
+                      flush=True)
+        for label, t in size_thresholds.items():
             runs[label] = (lambda t=t: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
         ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
         tops = {name: np.asarray(exh(qcodes[name], g[name], a.k)[1]) for name in order}
         ref_top = tops[order[-1]]
         ctf_rows = []
-        for label, t in thresholds.items():
+        for label, t in size_thresholds.items():
             res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
             m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
             cand = res.num_candidates.mean(axis=0)

@@ -238,26 +238,35 @@ def _threshold_steps(bits: Sequence[int], max_cells: int) -> list[int]:
     return steps
 
 
-def _joint_histograms(levels: list[np.ndarray], k: int, steps: list[int], block_size: int):
+def _joint_histograms(levels: list[np.ndarray], queries: np.ndarray | None, k: int, steps: list[int],
+                      block_size: int):
     """Joint histograms over the threshold grid of (stage distances ``ceil(d_s / step_s)``, s < N-1):
-    of all ordered pairs ``i != j`` and of the pairs where ``j`` is in ``i``'s exhaustive longest-code
-    top-``k`` (stable order, ``i`` itself excluded)."""
+    of all (query, item) pairs and of the pairs where the item is in the query's exhaustive longest-code
+    top-``k`` (stable order). ``queries``: row indices of ``levels`` used as queries, each excluded from its
+    own gallery; ``None``: every row."""
     n = levels[0].shape[0]
+    rows_q = np.arange(n) if queries is None else np.asarray(queries, np.int64)
     dims = [-(-(8 * a.shape[1] + 1) // s) for a, s in zip(levels[:-1], steps)]
     size = math.prod(dims)
     every = np.zeros(size, np.int64)
     top = np.zeros(size, np.int64)
-    for start in range(0, n, block_size):
-        stop = min(start + block_size, n)
-        rows = np.arange(stop - start)
+    for start in range(0, rows_q.shape[0], block_size):
+        sel = rows_q[start:start + block_size]
+        local = np.arange(sel.shape[0])
         cells = None
         for a, step, dim in zip(levels[:-1], steps, dims):
-            d = -(-np.asarray(hamming_distance(a[start:stop], a), np.int64) // step)
+            d = -(-np.asarray(hamming_distance(a[sel], a), np.int64) // step)
             cells = d if cells is None else cells * dim + d
-        d_long = np.asarray(hamming_distance(levels[-1][start:stop], levels[-1]), np.int64)
-        d_long[rows, rows + start] = np.iinfo(np.int64).max  # never one's own neighbour
-        nearest = np.argsort(d_long, axis=1, kind="stable")[:, :k]
-        cells[rows, rows + start] = -1
+        d_long = np.asarray(hamming_distance(levels[-1][sel], levels[-1]), np.int64)
+        d_long[local, sel] = np.iinfo(np.int64).max  # never one's own neighbour
+        nearest = np.argpartition(d_long, k - 1, axis=1)[:, :k] if k < n - 1 else None
+        if nearest is not None:  # exact stable top-k: the k smallest (distance, index) pairs
+            kth = np.take_along_axis(d_long, nearest, axis=1).max(axis=1, keepdims=True)
+            nearest = np.stack([np.flatnonzero(row <= t)[np.argsort(row[row <= t], kind="stable")[:k]]
+                                for row, t in zip(d_long, kth)])
+        else:
+            nearest = np.argsort(d_long, axis=1, kind="stable")[:, :k]
+        cells[local, sel] = -1
         every += np.bincount(cells[cells >= 0], minlength=size)
         top += np.bincount(np.take_along_axis(cells, nearest, axis=1).reshape(-1), minlength=size)
     return every.reshape(dims), top.reshape(dims)
@@ -269,13 +278,16 @@ def fit_recall_thresholds(
     order: Sequence[str] | None = None,
     target: float = 0.95,
     k: int = 10,
+    queries: int | None = None,
+    seed: int = 0,
     block_size: int = 256,
     max_grid: int = 1 << 22,
 ) -> RecallFit:
     """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
     longest-code top-``k`` of the validation queries.
 
-    Every validation image is a query against the others. An item of a query's exhaustive top-``k`` (longest
+    Every validation image is a query against the others (or ``queries`` of them drawn at random with
+    ``seed``: the codes may then be a large gallery itself, since the fit needs no labels). An item of a query's exhaustive top-``k`` (longest
     code, ties by index) is *kept* when it passes every stage, ``d_s <= t_s`` for ``s < N-1``; kept items are
     ranked by the longest code among the candidates, so they are in CtF's top-``k``. Over the joint grid of
     thresholds this chooses
@@ -293,6 +305,8 @@ def fit_recall_thresholds(
       order: level names from shortest to longest; default sorts by code length.
       target: the share ``r`` of the exhaustive top-k to keep, in ``(0, 1]``.
       k: the top-k the target refers to, ``1 <= k < n``.
+      queries: how many of the ``n`` images act as queries (default all); each query costs one pass over
+        the ``n`` codes of every level.
     """
     names = _level_order(codes_by_name, order)
     levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
@@ -303,9 +317,14 @@ def fit_recall_thresholds(
         raise ValueError(f"target must be in (0, 1], got {target}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
+    rows = None
+    if queries is not None:
+        if isinstance(queries, bool) or not isinstance(queries, (int, np.integer)) or not 1 <= queries <= n:
+            raise ValueError(f"queries must be an int in [1, {n}] (the number of codes), got {queries!r}")
+        rows = np.sort(np.random.default_rng(seed).choice(n, int(queries), replace=False))
     bits = [8 * a.shape[1] for a in levels]
     steps = _threshold_steps(bits[:-1], int(max_grid))
-    every, top = _joint_histograms(levels, int(k), steps, int(block_size))
+    every, top = _joint_histograms(levels, rows, int(k), steps, int(block_size))
     recall = top.cumsum(axis=0)
     for ax in range(1, recall.ndim):
         recall = recall.cumsum(axis=ax)

@@ -16,25 +16,26 @@ def _data(seed, n=40, lengths=(8, 16, 24)):
     return {f"l{L}": full[:, :L] for L in lengths}
 
 
-def _brute_force(bits_by_level, k, target):
+def _brute_force(bits_by_level, k, target, rows=None):
     """Every (t_0, t_1): recall = share of (query, exhaustive top-k item) pairs with d_s <= t_s for all s < N-1;
     cost = sum_s l_{s+1} * share of (query, other item) pairs passing stages 0..s. Returns the feasible list."""
     levels = list(bits_by_level.values())
     n = levels[0].shape[0]
+    rows = list(range(n)) if rows is None else list(rows)
     d = [np.array([[np.sum(a[i] != a[j]) for j in range(n)] for i in range(n)]) for a in levels]
-    tops = []
-    for i in range(n):
+    tops = {}
+    for i in rows:
         others = [j for j in range(n) if j != i]
-        tops.append(sorted(others, key=lambda j: (d[-1][i, j], j))[:k])
+        tops[i] = sorted(others, key=lambda j: (d[-1][i, j], j))[:k]
     lengths = [a.shape[1] for a in levels]
     out = []
     for t in itertools.product(*(range(L + 1) for L in lengths[:-1])):
-        kept = sum(all(d[s][i, j] <= t[s] for s in range(len(t))) for i in range(n) for j in tops[i])
-        recall = kept / (n * k)
+        kept = sum(all(d[s][i, j] <= t[s] for s in range(len(t))) for i in rows for j in tops[i])
+        recall = kept / (len(rows) * k)
         cost = 0.0
         for s in range(len(t)):
-            passing = sum(all(d[u][i, j] <= t[u] for u in range(s + 1)) for i in range(n) for j in range(n) if j != i)
-            cost += lengths[s + 1] * passing / (n * (n - 1))
+            passing = sum(all(d[u][i, j] <= t[u] for u in range(s + 1)) for i in rows for j in range(n) if j != i)
+            cost += lengths[s + 1] * passing / (len(rows) * (n - 1))
         out.append((t, recall, cost))
     return out
 
@@ -49,6 +50,18 @@ def test_recall_fit_is_the_cheapest_feasible_threshold_vector(seed, target):
     assert fit.recall >= target
     best = min(cost for _, recall, cost in table if recall >= target)
     assert fit.cost == pytest.approx(best)
+
+
+def test_recall_fit_on_sampled_queries():
+    bits = _data(5)
+    packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
+    fit = fit_recall_thresholds(packed, target=0.9, k=5, queries=15, seed=3)
+    rows = np.sort(np.random.default_rng(3).choice(40, 15, replace=False))
+    table = _brute_force(bits, 5, 0.9, rows=rows)
+    assert fit.cost == pytest.approx(min(cost for _, recall, cost in table if recall >= 0.9))
+    assert fit.recall >= 0.9
+    with pytest.raises(ValueError, match=r"queries must be an int in \[1, 40\]"):
+        fit_recall_thresholds(packed, queries=41)
 
 
 def test_ctf_with_the_fitted_thresholds_returns_the_target_share_of_the_top_k():
