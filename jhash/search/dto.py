@@ -280,7 +280,7 @@ def fit_recall_thresholds(
     k: int = 10,
     queries: int | None = None,
     seed: int = 0,
-    block_size: int = 256,
+    block_size: int | None = None,
     max_grid: int = 1 << 22,
 ) -> RecallFit:
     """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
@@ -307,6 +307,7 @@ def fit_recall_thresholds(
       k: the top-k the target refers to, ``1 <= k < n``.
       queries: how many of the ``n`` images act as queries (default all); each query costs one pass over
         the ``n`` codes of every level.
+      block_size: queries per block (default about ``2**22 / n``: memory ``O(block_size · n)``).
     """
     names = _level_order(codes_by_name, order)
     levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
@@ -324,7 +325,8 @@ def fit_recall_thresholds(
         rows = np.sort(np.random.default_rng(seed).choice(n, int(queries), replace=False))
     bits = [8 * a.shape[1] for a in levels]
     steps = _threshold_steps(bits[:-1], int(max_grid))
-    every, top = _joint_histograms(levels, rows, int(k), steps, int(block_size))
+    block = int(block_size) if block_size else max(1, min(256, (1 << 22) // n))
+    every, top = _joint_histograms(levels, rows, int(k), steps, block)
     recall = top.cumsum(axis=0)
     for ax in range(1, recall.ndim):
         recall = recall.cumsum(axis=ax)
