@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     p.add_argument("--rhos", default="1,ratio", help="DTO class-ratio weights: numbers, or 'ratio' (the val "
                    "split's non-relevant / relevant pair ratio); every (beta, rho) pair is run")
     p.add_argument("--targets", default="0.95", help="recall targets of the recall-targeted threshold fit")
-    p.add_argument("--gallery-fit", type=int, default=1000,
+    p.add_argument("--gallery-fit", type=int, default=200,
                    help="also fit the recall-targeted thresholds on this many codes of each gallery itself, "
                         "as queries against the whole gallery (no labels needed; 0: off)")
     p.add_argument("--k", type=int, default=10)
