@@ -25,7 +25,9 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``shared/n
   ``{"thresholds": {name: t}, "levels": [...], "fit": ...}``. ``threshold_fit='dto'``: the paper's DTO (eqs. 6-8,
   :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'``: the thresholds of
   least expected re-ranking work that keep ``recall_target`` (0.95) of the validation queries' exhaustive
-  longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`).
+  longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`); with
+  ``recall_gallery_queries > 0`` the search refits them on that many codes of the gallery it searches (the
+  fit needs no labels, and a gallery's neighbourhoods differ from the small validation split's).
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
   (streamed: computed block by block while the metrics read them) and the top-k time per query.
 
@@ -75,6 +77,7 @@ DEFAULTS = dict(
     dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
     recall_target=0.95,  # threshold_fit='recall': share of the exhaustive longest-code top-k to keep
     recall_k=10,  # threshold_fit='recall': that top-k
+    recall_gallery_queries=0,  # > 0: refit the recall thresholds at search time on this many gallery codes
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )
@@ -291,6 +294,20 @@ def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str
     return {n: int(fitted.get(n, _bits(n))) for n in names_short_to_long[:-1]}
 
 
+def gallery_thresholds(g_levels, config) -> dict[str, int]:
+    """The recall-targeted thresholds fitted on the gallery being searched: ``recall_gallery_queries`` of its
+    codes (seeded by ``config.seed``) as queries against all of it (no labels needed; index-building work,
+    like preparing the gallery's word views)."""
+    from jhash.search.dto import fit_recall_thresholds
+
+    order = level_names(_get(config, "lengths"))[::-1]
+    n = len(g_levels[order[0]])
+    fit = fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, target=float(_get(config, "recall_target")),
+                                k=int(_get(config, "recall_k")), queries=min(int(_get(config, "recall_gallery_queries")), n),
+                                seed=int(config.seed))
+    return fit.thresholds
+
+
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     """Evaluator hook: CtF keys of every query (``distances=`` for the metrics: a lazily computed
     :class:`jhash.search.streamed.LazyRows`, never an ``[nq, ng]`` matrix) and the top-``k`` ms per query."""
@@ -300,6 +317,9 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     q = {n: np.asarray(q_codes[n]) for n in order}
     g = {n: np.asarray(g_codes[n]) for n in order}
     thresholds = search_thresholds(search_params, order)
+    sample = int(_get(config, "recall_gallery_queries"))
+    if sample > 0 and str(_get(config, "threshold_fit")) == "recall" and len(g[order[0]]) > int(_get(config, "recall_k")):
+        thresholds = gallery_thresholds(g, config)
     index = ctf.CoarseToFineIndex.build(g)
     block = int(_get(config, "search_block_size"))
     keys = ctf.coarse_to_fine_key_matrix(q, index, thresholds, block_size=block)

@@ -152,6 +152,13 @@ def test_fit_search_recall_target():
                                  target=0.9, k=5)
     assert params["fit"] == "recall" and params["thresholds"] == want.thresholds
     assert params["val_recall"] >= 0.9
+    # refit on the searched gallery itself: the thresholds of the fit on (a sample of) its codes
+    packed = {n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64", "id")}
+    g = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_gallery_queries=12)
+    assert ctf.gallery_thresholds(packed, g) == fit_recall_thresholds(
+        {n: packed[n] for n in ("l16", "l32", "l64")}, target=0.9, k=5, queries=12, seed=int(g.seed)).thresholds
+    found = ctf.search(packed, packed, params, g)
+    assert found["distances"].shape == (40, 40)
     with pytest.warns(UserWarning, match="too few for a top-5"):
         small = ctf.fit_search({n: a[:5] for n, a in codes.items()}, pids[:5], c)
     assert small["thresholds"] == {"l16": 16, "l32": 32}
