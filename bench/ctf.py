@@ -11,7 +11,9 @@
    the same model (rendering 500k images takes ~25 min on 2 cores; ``--rendered 500000`` does it).
 3. Thresholds fitted on the ``val`` split (never the test split): the recall-targeted fit for each
    ``--targets`` share of the exhaustive 2048-bit top-10 (:func:`jhash.search.fit_recall_thresholds`), and DTO
-   for every (beta, rho) pair. The row of the CtF default (``jhash.methods.ctf.DEFAULTS``) comes first.
+   for every (beta, rho) pair; per gallery size also the recall fit on that gallery (``--gallery-fit`` of its
+   codes as queries, and the val codes as queries against it; no labels are used by either).
+   The row of the CtF default (``jhash.methods.ctf.DEFAULTS``) comes first.
 4. For each gallery size (10k, 100k, 500k; prefixes of the grown gallery): ms per query of top-10 search
    and R1 / mAP (full ranking, Market protocol) for exhaustive 2048-bit (jhash's fastest exhaustive top-k:
    the native kernel when built, else ``jhash.search.hamming_topk``), exhaustive 32/128/512-bit and CtF at
@@ -235,8 +237,8 @@ def main(argv=None) -> int:
                    "split's non-relevant / relevant pair ratio); every (beta, rho) pair is run")
     p.add_argument("--targets", default="0.95", help="recall targets of the recall-targeted threshold fit")
     p.add_argument("--gallery-fit", type=int, default=200,
-                   help="also fit the recall-targeted thresholds on this many codes of each gallery itself, "
-                        "as queries against the whole gallery (no labels needed; 0: off)")
+                   help="also fit the recall-targeted thresholds on each gallery: this many of its codes as "
+                        "queries against it, and the val split's codes as queries against it (0: off)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--block", type=int, default=64, help="queries per CtF block")
@@ -271,7 +273,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         thresholds[label] = fit_recall_thresholds(val_levels, order=order, target=target, k=a.k).thresholds
         print(f"# {label}: fitted in {time.perf_counter() - t0:.1f} s", flush=True)
-        if d["threshold_fit"] == "recall" and target == d["recall_target"] and a.k == d["recall_k"]:
+        if (d["threshold_fit"] == "recall" and not d["recall_gallery_queries"] and target == d["recall_target"]
+                and a.k == d["recall_k"]):
             default = label
     for r in rhos:
         for b in betas:
@@ -300,12 +303,18 @@ def main(argv=None) -> int:
         size_thresholds = dict(thresholds)
         if a.gallery_fit:
             for target in (float(x) for x in a.targets.split(",")):
+                fits = {f"CtF recall r={target:g}, gallery fit": dict(queries=min(a.gallery_fit, size)),
+                        f"CtF recall r={target:g}, val queries vs gallery": dict(query_codes=val_levels)}
+                for label, how in fits.items():
+                    t0 = time.perf_counter()
+                    size_thresholds[label] = fit_recall_thresholds(g, order=order, target=target, k=a.k,
+                                                                   **how).thresholds
+                    print(f"# {label} ({size}): {size_thresholds[label]} fitted in "
+                          f"{time.perf_counter() - t0:.1f} s", flush=True)
                 label = f"CtF recall r={target:g}, gallery fit"
-                t0 = time.perf_counter()
-                size_thresholds[label] = fit_recall_thresholds(g, order=order, target=target, k=a.k,
-                                                               queries=min(a.gallery_fit, size)).thresholds
-                print(f"# {label} ({size}): {size_thresholds[label]} fitted in {time.perf_counter() - t0:.1f} s",
-                      flush=True)
+                if (d["threshold_fit"] == "recall" and d["recall_gallery_queries"] == a.gallery_fit
+                        and target == d["recall_target"] and a.k == d["recall_k"]):  # the default first
+                    size_thresholds = {f"{label} (default)": size_thresholds.pop(label), **size_thresholds}
         for label, t in size_thresholds.items():
             runs[label] = (lambda t=t: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
@@ -321,7 +330,7 @@ def main(argv=None) -> int:
                              **m, "overlap": topk_overlap(res.indices, ref_top), "thresholds": t,
                              "mean_candidates": [round(float(x), 1) for x in cand]})
             print(json.dumps(ctf_rows[-1]), flush=True)
-        if default is not None:
+        if any(label.endswith("(default)") for label in size_thresholds):
             rows.append(ctf_rows.pop(0))
         for name in order[::-1]:
             label = f"exhaustive {name[1:]}-bit"

@@ -239,13 +239,16 @@ def _threshold_steps(bits: Sequence[int], max_cells: int) -> list[int]:
 
 
 def _joint_histograms(levels: list[np.ndarray], queries: np.ndarray | None, k: int, steps: list[int],
-                      block_size: int):
+                      block_size: int, q_levels: list[np.ndarray] | None = None):
     """Joint histograms over the threshold grid of (stage distances ``ceil(d_s / step_s)``, s < N-1):
     of all (query, item) pairs and of the pairs where the item is in the query's exhaustive longest-code
     top-``k`` (stable order). ``queries``: row indices of ``levels`` used as queries, each excluded from its
-    own gallery; ``None``: every row."""
+    own gallery; ``None``: every row. With ``q_levels`` the queries are rows of those codes instead (another
+    image set: nothing is excluded)."""
     n = levels[0].shape[0]
-    rows_q = np.arange(n) if queries is None else np.asarray(queries, np.int64)
+    external = q_levels is not None
+    q_levels = levels if q_levels is None else q_levels
+    rows_q = np.arange(q_levels[0].shape[0]) if queries is None else np.asarray(queries, np.int64)
     dims = [-(-(8 * a.shape[1] + 1) // s) for a, s in zip(levels[:-1], steps)]
     size = math.prod(dims)
     every = np.zeros(size, np.int64)
@@ -254,11 +257,12 @@ def _joint_histograms(levels: list[np.ndarray], queries: np.ndarray | None, k: i
         sel = rows_q[start:start + block_size]
         local = np.arange(sel.shape[0])
         cells = None
-        for a, step, dim in zip(levels[:-1], steps, dims):
-            d = -(-np.asarray(hamming_distance(a[sel], a), np.int64) // step)
+        for qa, a, step, dim in zip(q_levels[:-1], levels[:-1], steps, dims):
+            d = -(-np.asarray(hamming_distance(qa[sel], a), np.int64) // step)
             cells = d if cells is None else cells * dim + d
-        d_long = np.asarray(hamming_distance(levels[-1][sel], levels[-1]), np.int64)
-        d_long[local, sel] = np.iinfo(np.int64).max  # never one's own neighbour
+        d_long = np.asarray(hamming_distance(q_levels[-1][sel], levels[-1]), np.int64)
+        if not external:
+            d_long[local, sel] = np.iinfo(np.int64).max  # never one's own neighbour
         nearest = np.argpartition(d_long, k - 1, axis=1)[:, :k] if k < n - 1 else None
         if nearest is not None:  # exact stable top-k: the k smallest (distance, index) pairs
             kth = np.take_along_axis(d_long, nearest, axis=1).max(axis=1, keepdims=True)
@@ -266,7 +270,8 @@ def _joint_histograms(levels: list[np.ndarray], queries: np.ndarray | None, k: i
                                 for row, t in zip(d_long, kth)])
         else:
             nearest = np.argsort(d_long, axis=1, kind="stable")[:, :k]
-        cells[local, sel] = -1
+        if not external:
+            cells[local, sel] = -1
         every += np.bincount(cells[cells >= 0], minlength=size)
         top += np.bincount(np.take_along_axis(cells, nearest, axis=1).reshape(-1), minlength=size)
     return every.reshape(dims), top.reshape(dims)
@@ -280,6 +285,7 @@ def fit_recall_thresholds(
     k: int = 10,
     queries: int | None = None,
     seed: int = 0,
+    query_codes: Mapping[str, np.ndarray] | None = None,
     block_size: int | None = None,
     max_grid: int = 1 << 22,
 ) -> RecallFit:
@@ -307,6 +313,9 @@ def fit_recall_thresholds(
       k: the top-k the target refers to, ``1 <= k < n``.
       queries: how many of the ``n`` images act as queries (default all); each query costs one pass over
         the ``n`` codes of every level.
+      query_codes: optional codes of other images (same level names) to use as the queries against
+        ``codes_by_name`` — e.g. the validation split's queries against the gallery to be searched;
+        ``queries`` then samples among them.
       block_size: queries per block (default about ``2**22 / n``: memory ``O(block_size · n)``).
     """
     names = _level_order(codes_by_name, order)
@@ -318,15 +327,25 @@ def fit_recall_thresholds(
         raise ValueError(f"target must be in (0, 1], got {target}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
+    q_levels = None
+    if query_codes is not None:
+        missing = [m for m in names if m not in query_codes]
+        if missing:
+            raise ValueError(f"query_codes lacks the levels {missing}")
+        q_levels = [_check_codes_and_pids(query_codes[m], np.zeros(len(query_codes[m]), np.int64))[0] for m in names]
+        for qa, a, m in zip(q_levels, levels, names):
+            if qa.shape[1] != a.shape[1] or qa.shape[0] != q_levels[0].shape[0]:
+                raise ValueError(f"query_codes[{m!r}]: shape {qa.shape} does not match the level's codes {a.shape}")
+    nq = n if q_levels is None else q_levels[0].shape[0]
     rows = None
     if queries is not None:
-        if isinstance(queries, bool) or not isinstance(queries, (int, np.integer)) or not 1 <= queries <= n:
-            raise ValueError(f"queries must be an int in [1, {n}] (the number of codes), got {queries!r}")
-        rows = np.sort(np.random.default_rng(seed).choice(n, int(queries), replace=False))
+        if isinstance(queries, bool) or not isinstance(queries, (int, np.integer)) or not 1 <= queries <= nq:
+            raise ValueError(f"queries must be an int in [1, {nq}] (the number of query codes), got {queries!r}")
+        rows = np.sort(np.random.default_rng(seed).choice(nq, int(queries), replace=False))
     bits = [8 * a.shape[1] for a in levels]
     steps = _threshold_steps(bits[:-1], int(max_grid))
     block = int(block_size) if block_size else max(1, min(256, (1 << 22) // n))
-    every, top = _joint_histograms(levels, rows, int(k), steps, block)
+    every, top = _joint_histograms(levels, rows, int(k), steps, block, q_levels)
     recall = top.cumsum(axis=0)
     for ax in range(1, recall.ndim):
         recall = recall.cumsum(axis=ax)

@@ -64,6 +64,31 @@ def test_recall_fit_on_sampled_queries():
         fit_recall_thresholds(packed, queries=41)
 
 
+def test_recall_fit_with_other_queries_equals_the_fit_on_the_union_rows():
+    """Queries from another set: the same as those rows of the union (each query excluded from its gallery
+    there, not at all here: so compare against a gallery that does not contain the queries)."""
+    bits = _data(6, n=50)
+    packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
+    q = {k: v[:10] for k, v in packed.items()}
+    g = {k: v[10:] for k, v in packed.items()}
+    fit = fit_recall_thresholds(g, query_codes=q, target=0.9, k=5)
+    # brute force from the definition: every query against all 40 gallery codes
+    qb = {k: v[:10] for k, v in bits.items()}
+    gb = {k: v[10:] for k, v in bits.items()}
+    names = list(bits)
+    d = [np.array([[np.sum(a != b) for b in gb[m]] for a in qb[m]]) for m in names]
+    tops = [sorted(range(40), key=lambda j: (d[-1][i, j], j))[:5] for i in range(10)]
+    best = np.inf
+    for t0, t1 in itertools.product(range(9), range(17)):
+        recall = np.mean([[d[0][i, j] <= t0 and d[1][i, j] <= t1 for j in tops[i]] for i in range(10)])
+        cost = 16 * np.mean(d[0] <= t0) + 24 * np.mean((d[0] <= t0) & (d[1] <= t1))
+        if recall >= 0.9:
+            best = min(best, cost)
+    assert fit.cost == pytest.approx(best) and fit.recall >= 0.9
+    with pytest.raises(ValueError, match="query_codes lacks"):
+        fit_recall_thresholds(g, query_codes={"l8": q["l8"]})
+
+
 def test_ctf_with_the_fitted_thresholds_returns_the_target_share_of_the_top_k():
     bits = _data(3, n=60)
     packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
