@@ -71,13 +71,13 @@ DEFAULTS = dict(
     sim_kind="hamming",  # 'hamming' (paper eq. 4) | 'gram' (light-reid)
     detach_inputs=False,
     hash_bn=True,
-    threshold_fit="dto",  # 'dto' (the paper: DTO, eqs. 6-8) | 'recall' (keep recall_target of the top-k)
+    threshold_fit="recall",  # 'recall' (keep recall_target of the top-k) | 'dto' (the paper: DTO, eqs. 6-8)
     beta=2.0,  # DTO F_beta
     rho=1.0,  # DTO class-ratio weight: a number or 'ratio'
     dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
     recall_target=0.95,  # threshold_fit='recall': share of the exhaustive longest-code top-k to keep
     recall_k=10,  # threshold_fit='recall': that top-k
-    recall_gallery_queries=0,  # > 0: refit the recall thresholds at search time on this many gallery codes
+    recall_gallery_queries=200,  # > 0: refit the recall thresholds at search time on this many gallery codes
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )

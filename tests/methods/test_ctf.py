@@ -112,7 +112,7 @@ def test_first_level_teacher_and_public_code_variants():
 def test_fit_search_and_search_hook():
     from jhash.search import LazyRows, coarse_to_fine_distances
 
-    c = _config()
+    c = _config(threshold_fit="dto")
     rng = np.random.default_rng(0)
     pids = np.repeat(np.arange(10), 4)
     centers = rng.choice([-1, 1], size=(10, 64))
@@ -141,7 +141,7 @@ def test_fit_search_recall_target():
     from jhash.search.dto import fit_recall_thresholds
     from jhash.search.packing import pack_codes
 
-    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5)
+    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_gallery_queries=0)
     rng = np.random.default_rng(1)
     pids = np.repeat(np.arange(10), 4)
     centers = rng.choice([-1, 1], size=(10, 64))
@@ -154,7 +154,8 @@ def test_fit_search_recall_target():
     assert params["val_recall"] >= 0.9
     # refit on the searched gallery itself: the thresholds of the fit on (a sample of) its codes
     packed = {n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64", "id")}
-    g = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_gallery_queries=12)
+    g = _config(recall_target=0.9, recall_k=5, recall_gallery_queries=12)  # the default fit: 'recall'
+    assert ctf.DEFAULTS["threshold_fit"] == "recall" and ctf.DEFAULTS["recall_gallery_queries"] > 0
     assert ctf.gallery_thresholds(packed, g) == fit_recall_thresholds(
         {n: packed[n] for n in ("l16", "l32", "l64")}, target=0.9, k=5, queries=12, seed=int(g.seed)).thresholds
     found = ctf.search(packed, packed, params, g)
@@ -167,7 +168,7 @@ def test_fit_search_recall_target():
 
 
 def test_fit_search_degenerate_validation_split_falls_back():
-    c = _config()
+    c = _config(threshold_fit="dto")
     codes = {f"l{n}": np.ones((3, n), np.int8) for n in (64, 32, 16)}
     with pytest.warns(UserWarning, match="no relevant pairs"):
         params = ctf.fit_search(codes, np.array([1, 2, 3]), c)
