@@ -9,7 +9,11 @@
    distractors mixed (``w f_a + (1 - w) f_b``, ``w ~ U(0, 1)``, plus 5% Gaussian noise of the feature scale)
    and passed through the trained pyramid head (BN, sign), so every level of a synthetic code comes from
    the same model (rendering 500k images takes ~25 min on 2 cores; ``--rendered 500000`` does it).
-3. DTO thresholds for several beta, fitted on the ``val`` split (never the test split).
+3. Thresholds fitted on the ``val`` split (never the test split): the recall-targeted fit for each
+   ``--targets`` share of the exhaustive 2048-bit top-10 (:func:`jhash.search.fit_recall_thresholds`), and DTO
+   for every (beta, rho) pair; per gallery size also the recall fit on that gallery (``--gallery-fit`` of its
+   codes as queries, and the val codes as queries against it; no labels are used by either).
+   The row of the CtF default (``jhash.methods.ctf.DEFAULTS``) comes first.
 4. For each gallery size (10k, 100k, 500k; prefixes of the grown gallery): ms per query of top-10 search
    and R1 / mAP (full ranking, Market protocol) for exhaustive 2048-bit (jhash's fastest exhaustive top-k:
    the native kernel when built, else ``jhash.search.hamming_topk``), exhaustive 32/128/512-bit and CtF at
@@ -231,6 +235,10 @@ def main(argv=None) -> int:
     p.add_argument("--betas", default="0.5,1,2,4", help="DTO beta values for CtF (every (beta, rho) pair is run)")
     p.add_argument("--rhos", default="1,ratio", help="DTO class-ratio weights: numbers, or 'ratio' (the val "
                    "split's non-relevant / relevant pair ratio); every (beta, rho) pair is run")
+    p.add_argument("--targets", default="0.95", help="recall targets of the recall-targeted threshold fit")
+    p.add_argument("--gallery-fit", type=int, default=200,
+                   help="also fit the recall-targeted thresholds on each gallery: this many of its codes as "
+                        "queries against it, and the val split's codes as queries against it (0: off)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--block", type=int, default=64, help="queries per CtF block")
@@ -244,8 +252,9 @@ def main(argv=None) -> int:
     rendered = a.rendered if a.rendered is not None else (500 if quick else 20_000)
     betas = [float(b) for b in a.betas.split(",")]
 
+    from jhash.methods import ctf as ctf_method
     from jhash.search import coarse_to_fine as C
-    from jhash.search.dto import fit_thresholds
+    from jhash.search.dto import fit_recall_thresholds, fit_thresholds
 
     workdir = pathlib.Path(a.workdir) if a.workdir else pathlib.Path(tempfile.mkdtemp(prefix="jhash_bench_ctf_"))
     trained, fresh = train_or_load(workdir, quick, a.epochs)
@@ -256,9 +265,25 @@ def main(argv=None) -> int:
     order = enc.names[::-1]  # short to long
     qcodes, qp, qc = query[0], query[2], query[3]
     rhos = [r if r == "ratio" else float(r) for r in a.rhos.split(",")]
-    thresholds = {f"CtF beta={b:g} rho={r if isinstance(r, str) else f'{r:g}'}":
-                  fit_thresholds({n: val[0][n] for n in order}, val[2], order=order, beta=b, rho=r)
-                  for r in rhos for b in betas}
+    val_levels = {n: val[0][n] for n in order}
+    d = ctf_method.DEFAULTS
+    thresholds, default = {}, None
+    for target in (float(x) for x in a.targets.split(",")):
+        label = f"CtF recall r={target:g}"
+        t0 = time.perf_counter()
+        thresholds[label] = fit_recall_thresholds(val_levels, order=order, target=target, k=a.k).thresholds
+        print(f"# {label}: fitted in {time.perf_counter() - t0:.1f} s", flush=True)
+        if (d["threshold_fit"] == "recall" and not d["recall_gallery_queries"] and target == d["recall_target"]
+                and a.k == d["recall_k"]):
+            default = label
+    for r in rhos:
+        for b in betas:
+            label = f"CtF beta={b:g} rho={r if isinstance(r, str) else f'{r:g}'}"
+            thresholds[label] = fit_thresholds(val_levels, val[2], order=order, beta=b, rho=r)
+            if d["threshold_fit"] == "dto" and b == d["beta"] and r == d["rho"]:
+                default = label
+    if default is not None:  # the default first
+        thresholds = {f"{default} (default)": thresholds.pop(default), **thresholds}
     exh_name, exh = exhaustive_topk_fn()
     header = {"bench": "ctf", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "jax_backend": jax.default_backend(), "exhaustive_backend": exh_name, "queries": int(len(qp)),
@@ -275,26 +300,45 @@ def main(argv=None) -> int:
         qd = {n: qcodes[n] for n in order}
         runs = {f"exhaustive {name[1:]}-bit": (lambda name=name: exh(qcodes[name], g[name], a.k))
                 for name in order[::-1]}  # longest first: the reference
-        for label, t in thresholds.items():
+        size_thresholds = dict(thresholds)
+        if a.gallery_fit:
+            for target in (float(x) for x in a.targets.split(",")):
+                fits = {f"CtF recall r={target:g}, gallery fit": dict(queries=min(a.gallery_fit, size)),
+                        f"CtF recall r={target:g}, val queries vs gallery": dict(query_codes=val_levels)}
+                for label, how in fits.items():
+                    t0 = time.perf_counter()
+                    size_thresholds[label] = fit_recall_thresholds(g, order=order, target=target, k=a.k,
+                                                                   **how).thresholds
+                    print(f"# {label} ({size}): {size_thresholds[label]} fitted in "
+                          f"{time.perf_counter() - t0:.1f} s", flush=True)
+                label = f"CtF recall r={target:g}, gallery fit"
+                if (d["threshold_fit"] == "recall" and d["recall_gallery_queries"] == a.gallery_fit
+                        and target == d["recall_target"] and a.k == d["recall_k"]):  # the default first
+                    size_thresholds = {f"{label} (default)": size_thresholds.pop(label), **size_thresholds}
+        for label, t in size_thresholds.items():
             runs[label] = (lambda t=t: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
         ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
         tops = {name: np.asarray(exh(qcodes[name], g[name], a.k)[1]) for name in order}
         ref_top = tops[order[-1]]
+        ctf_rows = []
+        for label, t in size_thresholds.items():
+            res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
+            m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
+            cand = res.num_candidates.mean(axis=0)
+            ctf_rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label],
+                             **m, "overlap": topk_overlap(res.indices, ref_top), "thresholds": t,
+                             "mean_candidates": [round(float(x), 1) for x in cand]})
+            print(json.dumps(ctf_rows[-1]), flush=True)
+        if any(label.endswith("(default)") for label in size_thresholds):
+            rows.append(ctf_rows.pop(0))
         for name in order[::-1]:
             label = f"exhaustive {name[1:]}-bit"
             m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
             rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m,
                          "overlap": topk_overlap(tops[name], ref_top)})
             print(json.dumps(rows[-1]), flush=True)
-        for label, t in thresholds.items():
-            res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
-            m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
-            cand = res.num_candidates.mean(axis=0)
-            rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label], **m,
-                         "overlap": topk_overlap(res.indices, ref_top), "thresholds": t,
-                         "mean_candidates": [round(float(x), 1) for x in cand]})
-            print(json.dumps(rows[-1]), flush=True)
+        rows.extend(ctf_rows)
     print()
     print(f"{'gallery':>8} {'method':<28} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6} {'top-k overlap':>14}"
           f"  candidates per stage")

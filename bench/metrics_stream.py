@@ -13,6 +13,13 @@ its time per query, the ratio, and whether both give identical numbers on that s
 
     .venv/bin/python bench/metrics_stream.py            # full size (minutes on a 2-core CPU)
     .venv/bin/python bench/metrics_stream.py --quick    # small shape, seconds
+
+``--search ctf|afr|drsch`` measures instead a method's whole evaluation path at that shape, in a fresh process:
+the method's ``search`` hook (as ``evaluate.py`` calls it: streamed keys plus its timed top-10 search) and
+``reid_metrics(distances=...)`` on the keys it returns; printed: wall time, peak RSS and the metrics.
+CtF: a 32/128/512/2048-bit pyramid (prefixes of the random 2048-bit code) with thresholds 9/48/232 (about 1 %
+of the gallery reaches the 128-bit stage); AFR: 30 random attribute bits (padded to 32) and a window of 10 %
+of the gallery; DRSCH: 64-bit codes ranked by weighted Hamming distance with random weights.
 """
 
 from __future__ import annotations
@@ -78,9 +85,14 @@ def main() -> None:
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None, help="timed runs (median); default 1, quick 3")
     p.add_argument("--reference-queries", type=int, default=None, help="queries for the dense reference")
+    p.add_argument("--search", default="hamming", choices=["hamming", "ctf", "afr", "drsch"],
+                   help="a method's evaluation path (search hook + metrics) instead of packed-code metrics")
     args = p.parse_args()
     if args.quick:
         args.queries, args.gallery, args.bits = 200, 20_000, 256
+    if args.search != "hamming":
+        method_path(args)
+        return
     repeats = args.repeats or (3 if args.quick else 1)
     nref = args.reference_queries or (50 if args.quick else 32)
 
@@ -141,6 +153,50 @@ def main() -> None:
     per_ref, per_ours = t_ref / nref, t / args.queries
     print(f"reference (torchreid dense eval, stable argsort) on {nref} queries: {per_ref * 1e3:.1f} ms/query "
           f"-> jhash is {per_ref / per_ours:.1f}x faster per query; identical numbers on the subset: {same}")
+
+
+def method_path(args) -> None:
+    """Time and peak memory of a method's evaluation path: its ``search`` hook, then ``reid_metrics`` on the
+    keys it returns (what ``evaluate.py`` runs)."""
+    import ml_collections
+
+    from jhash import config as config_lib
+    from jhash import methods
+    from jhash.search import pack_codes
+
+    q, g, qp, gp, qc, gc = make_data(args.queries, args.gallery, 2048 if args.search == "ctf" else 64)
+    rng = np.random.default_rng(1)
+    c = config_lib.base_config()
+    method = methods.get("ssr" if args.search == "afr" else args.search)
+    c.method = ml_collections.ConfigDict(method.method_config())
+    if args.search == "ctf":
+        names = ["l32", "l128", "l512", "l2048"]
+        qc_, gc_ = ({f"l{L}": a[:, : L // 8] for L in (32, 128, 512, 2048)} for a in (q, g))
+        qc_["id"], gc_["id"] = q, g
+        params = {"thresholds": {"l32": 9, "l128": 48, "l512": 232}, "levels": names}
+    elif args.search == "afr":
+        qa = np.asarray(pack_codes(rng.integers(0, 2, (args.queries, 30))))
+        ga = np.asarray(pack_codes(rng.integers(0, 2, (args.gallery, 30))))
+        qc_, gc_ = {"id": q, "attr": qa}, {"id": g, "attr": ga}
+        params = {"afr": True, "w_fraction": 0.1}
+    else:
+        c.model.bits = 64
+        qc_, gc_ = {"id": q}, {"id": g}
+        params = {"bit_weights": {"id": rng.normal(size=64).tolist()}}
+    print(f"{args.search} evaluation path: {args.queries} queries x {args.gallery} gallery "
+          f"(a dense int16 key matrix would be {args.queries * args.gallery * 2 / 2**30:.2f} GiB)")
+    rss_before = peak_rss_mib()
+    t0 = time.perf_counter()
+    found = method.search(qc_, gc_, params, c)
+    t_hook = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = reid_metrics(distances=found["distances"], q_pids=qp, g_pids=gp, q_camids=qc, g_camids=gc)
+    t_metrics = time.perf_counter() - t0
+    print(f"search hook {t_hook:.1f} s (its top-10: {found['ms_per_query']:.2f} ms/query), "
+          f"reid_metrics on the streamed keys {t_metrics:.1f} s")
+    print(f"peak RSS: {peak_rss_mib():.0f} MiB (before the search: {rss_before:.0f} MiB; "
+          f"codes in memory: {sum(a.nbytes for a in (*qc_.values(), *gc_.values())) / 2**20:.0f} MiB)")
+    print(f"R1 {res.cmc[0]:.5f}  mAP {res.mAP:.6f}  valid {res.num_valid_queries}")
 
 
 if __name__ == "__main__":

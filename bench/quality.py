@@ -13,6 +13,10 @@ Hamming search; DRSCH also reports its 64-bit model truncated to the 16 and 32 m
     python bench/quality.py                 # full table (synthetic_reid 'default'; ~1 h on a 2-core CPU)
     python bench/quality.py --quick         # smoke run: 'tiny' dataset, 16 bits, a few steps
     python bench/quality.py --steps 600 --bits 64 256 --methods drsch
+    python bench/quality.py --seeds 0 1 2 --methods dvhn --set method.quant_weight_scale=length
+
+Every (seed, method, bits) run trains its own workdir under ``--out``; rows report the mean ± std over the
+``--seeds`` (ddof 0). ``--set`` overrides the config of every run.
 
 Prints a markdown table and writes it (with the raw numbers as JSON) under ``--out``.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 import time
 
@@ -35,7 +40,7 @@ from jhash import evaluator, search, trainer  # noqa: E402
 from jhash.methods import drsch  # noqa: E402
 
 
-def _config(method: str, bits: int, args) -> "config_lib.ml_collections.ConfigDict":
+def _config(method: str, bits: int, args, seed: int) -> "config_lib.ml_collections.ConfigDict":
     overrides = {
         "dataset.config": args.dataset_config,
         "model.bits": str(bits),
@@ -43,7 +48,7 @@ def _config(method: str, bits: int, args) -> "config_lib.ml_collections.ConfigDi
         "train.steps": str(args.steps),
         "train.log_every": str(max(1, args.steps // 10)),
         "train.ckpt_every": str(args.steps + 1),
-        "seed": str(args.seed),
+        "seed": str(seed),
         "eval.tradeoff_bits": "()",
     }
     if args.data_dir:
@@ -55,8 +60,26 @@ def _config(method: str, bits: int, args) -> "config_lib.ml_collections.ConfigDi
         overrides["method.aux_every"] = "1"
     if method == "drsch":
         overrides["method.eval_bits"] = "(16, 32)"
+    for item in args.set:  # --set key=value, e.g. method.quant_weight_scale=length
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. method.quant_weight_scale=length")
+        if key.startswith("method.") and key[len("method."):] not in _method_options(method):
+            continue  # an option of another method
+        overrides[key] = value
     path = ROOT / "configs" / "synthetic_reid" / f"{method}.py"
     return config_lib.load(path, [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _applied_sets(method: str, args) -> list[str]:
+    """The ``--set`` items that apply to ``method`` (they name the run's workdir and label its rows)."""
+    return [x for x in args.set if not x.startswith("method.") or x.partition("=")[0][len("method."):] in _method_options(method)]
+
+
+def _method_options(method: str) -> set[str]:
+    from jhash import methods
+
+    return set(getattr(methods.get(method), "DEFAULTS", {})) | {"aux_every"}
 
 
 def _metrics(protocol, enc, **inputs):
@@ -86,9 +109,9 @@ def _lsh(q, g, bits, seed):
     return search.pack_codes(code(q)), search.pack_codes(code(g))
 
 
-def _row(name, bits, m, seconds=None):
+def _row(name, bits, m, seconds=None, seed=None):
     return {"method": name, "bits": bits, "R1": float(m["R1"]), "mAP": float(m["mAP"]),
-            "train_s": None if seconds is None else round(seconds, 1)}
+            "train_s": None if seconds is None else round(seconds, 1), "seed": seed}
 
 
 def run(args) -> list[dict]:
@@ -97,60 +120,78 @@ def run(args) -> list[dict]:
     data = None
     untrained_done = False
     done = 0
-    for method in args.methods:
-        for bits in args.bits:
-            c = _config(method, bits, args)
-            data = data or trainer.Data(c)
-            protocol = data.info.protocol
-            workdir = out / f"{method}_{bits}"
-            t0 = time.perf_counter()
-            result = trainer.train(c, workdir, data=data, progress=False, async_checkpoints=False)
-            # a finished workdir is reused (nothing trained now): its training time is not known
-            seconds = None if result.resumed_from == args.steps else time.perf_counter() - t0
-            trained = evaluator.load_trained(workdir, config=c)
-            enc = evaluator.encode_splits(trained, data, protocol, with_features=True)
-            q, g = enc["query"], enc["gallery"]
-            packed = {k: search.pack_codes(np.asarray(q[f"code/{k}"])) for k in ("id",)}
-            gpacked = {k: search.pack_codes(np.asarray(g[f"code/{k}"])) for k in ("id",)}
-            rows.append(_row(method, bits, _metrics(protocol, enc, q_codes=packed["id"], g_codes=gpacked["id"]), seconds))
-            rows.append(_row(f"{method} float features", bits,
-                             _metrics(protocol, enc, distances=_euclidean(q["feature"], g["feature"]))))
-            if method == "drsch":
-                for m in (16, 32):
-                    if f"code/top{m}" in q:
-                        rows.append(_row(f"drsch top-{m} of {bits}", m, _metrics(
-                            protocol, enc, q_codes=search.pack_codes(np.asarray(q[f"code/top{m}"])),
-                            g_codes=search.pack_codes(np.asarray(g[f"code/top{m}"])))))
-                # weighted Hamming affinity ranking (DRSCH's alternative to plain Hamming ranking)
-                import jax
-
-                w = np.asarray(jax.device_get(trained.variables["params"]["bit_weights"]))
-                w = w[np.asarray(drsch.bit_order(w))]  # the codes are stored in decreasing-|w| order
-                aff = np.asarray(drsch.weighted_hamming_affinity(np.asarray(q["code/id"]), np.asarray(g["code/id"]), w))
-                rows.append(_row("drsch weighted affinity", bits, _metrics(protocol, enc, distances=-aff)))
-            if not untrained_done:
-                base = evaluator.load_trained(workdir, config=c, untrained=True, data=data)
-                benc = evaluator.encode_splits(base, data, protocol, with_features=True)
-                fq, fg = benc["query"]["feature"], benc["gallery"]["feature"]
-                rows.append(_row("float (untrained backbone)", 32 * fq.shape[1],
-                                 _metrics(protocol, benc, distances=_euclidean(fq, fg))))
-                for b in args.bits:
-                    lq, lg = _lsh(fq, fg, b, args.seed)
-                    rows.append(_row("LSH (untrained backbone)", b, _metrics(protocol, benc, q_codes=lq, g_codes=lg)))
-                untrained_done = True
-            for r in rows[done:]:
-                print(json.dumps(r), flush=True)
-            done = len(rows)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "quality.json").write_text(json.dumps(rows, indent=1))  # after every run: nothing is lost
+    for seed, method, bits in ((s, m, b) for s in args.seeds for m in args.methods for b in args.bits):
+        c = _config(method, bits, args, seed)
+        data = data or trainer.Data(c)
+        protocol = data.info.protocol
+        sets = _applied_sets(method, args)
+        tag = "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", x) for x in sets)
+        workdir = out / (f"{method}_{bits}{tag}" if seed == 0 else f"{method}_{bits}{tag}_seed{seed}")
+        t0 = time.perf_counter()
+        result = trainer.train(c, workdir, data=data, progress=False, async_checkpoints=False)
+        # a finished workdir is reused (nothing trained now): its training time is not known
+        seconds = None if result.resumed_from == args.steps else time.perf_counter() - t0
+        trained = evaluator.load_trained(workdir, config=c)
+        enc = evaluator.encode_splits(trained, data, protocol, with_features=True)
+        q, g = enc["query"], enc["gallery"]
+        packed = {k: search.pack_codes(np.asarray(q[f"code/{k}"])) for k in ("id",)}
+        gpacked = {k: search.pack_codes(np.asarray(g[f"code/{k}"])) for k in ("id",)}
+        rows.append(_row(method, bits, _metrics(protocol, enc, q_codes=packed["id"], g_codes=gpacked["id"]), seconds))
+        rows.append(_row(f"{method} float features", bits,
+                         _metrics(protocol, enc, distances=_euclidean(q["feature"], g["feature"]))))
+        if method == "drsch":
+            for m in (16, 32):
+                if f"code/top{m}" in q:
+                    rows.append(_row(f"drsch top-{m} of {bits}", m, _metrics(
+                        protocol, enc, q_codes=search.pack_codes(np.asarray(q[f"code/top{m}"])),
+                        g_codes=search.pack_codes(np.asarray(g[f"code/top{m}"])))))
+            # DRSCH's own search: weighted Hamming affinity ranking (evaluate.py's DRSCH row)
+            params = drsch.model_search_params(trained.variables, c)
+            found = drsch.search({"id": packed["id"]}, {"id": gpacked["id"]}, params, c)
+            rows.append(_row("drsch weighted affinity", bits, _metrics(protocol, enc, distances=found["distances"])))
+        if not untrained_done:
+            base = evaluator.load_trained(workdir, config=c, untrained=True, data=data)
+            benc = evaluator.encode_splits(base, data, protocol, with_features=True)
+            fq, fg = benc["query"]["feature"], benc["gallery"]["feature"]
+            rows.append(_row("float (untrained backbone)", 32 * fq.shape[1],
+                             _metrics(protocol, benc, distances=_euclidean(fq, fg))))
+            for b in args.bits:
+                lq, lg = _lsh(fq, fg, b, seed)
+                rows.append(_row("LSH (untrained backbone)", b, _metrics(protocol, benc, q_codes=lq, g_codes=lg)))
+            untrained_done = True
+        for r in rows[done:]:
+            r["seed"] = seed
+            if sets and r["method"].startswith(method):
+                r["method"] += f" [{', '.join(sets)}]"
+            print(json.dumps(r), flush=True)
+        done = len(rows)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "quality.json").write_text(json.dumps(rows, indent=1))  # after every run: nothing is lost
     return rows
 
 
-def table(rows) -> str:
-    lines = ["| method | bits | R1 | mAP | train s |", "|---|---:|---:|---:|---:|"]
+def aggregate(rows) -> list[dict]:
+    """One row per (method, bits) in first-seen order: R1 / mAP mean and std (ddof 0) over the seeds run."""
+    groups: dict = {}
     for r in rows:
+        groups.setdefault((r["method"], r["bits"]), []).append(r)
+    out = []
+    for (method, bits), rs in groups.items():
+        r1, ap = np.array([r["R1"] for r in rs]), np.array([r["mAP"] for r in rs])
+        times = [r["train_s"] for r in rs if r["train_s"] is not None]
+        out.append({"method": method, "bits": bits, "seeds": len(rs), "R1": float(r1.mean()), "R1_std": float(r1.std()),
+                    "mAP": float(ap.mean()), "mAP_std": float(ap.std()),
+                    "train_s": float(np.mean(times)) if times else None})
+    return out
+
+
+def table(rows) -> str:
+    """Markdown: per (method, bits) the mean ± std over seeds (just the value for one seed)."""
+    lines = ["| method | bits | seeds | R1 | mAP | train s |", "|---|---:|---:|---:|---:|---:|"]
+    for r in aggregate(rows):
+        pm = lambda k: f"{100 * r[k]:.1f}" + (f" ± {100 * r[k + '_std']:.1f}" if r["seeds"] > 1 else "")  # noqa: E731
         t = "" if r["train_s"] is None else f"{r['train_s']:.0f}"
-        lines.append(f"| {r['method']} | {r['bits']} | {100 * r['R1']:.1f} | {100 * r['mAP']:.1f} | {t} |")
+        lines.append(f"| {r['method']} | {r['bits']} | {r['seeds']} | {pm('R1')} | {pm('mAP')} | {t} |")
     return "\n".join(lines)
 
 
@@ -160,7 +201,9 @@ def main(argv=None):
                    help="configs/synthetic_reid/<method>.py to train ('baseline' adds the CE + triplet reference)")
     p.add_argument("--bits", nargs="+", type=int, default=[64, 256, 1024])
     p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds to train (the table: mean ± std)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (method.* ones only where the method has that option)")
     p.add_argument("--dataset_config", default="default")
     p.add_argument("--data_dir", default=None)
     p.add_argument("--out", default="runs/bench_quality")

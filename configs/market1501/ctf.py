@@ -16,7 +16,8 @@ Put the Market-1501-v15.09.15.zip in --config.dataset.manual_dir and a torchvisi
         --config.dataset.manual_dir=~/downloads --config.model.pretrained=~/weights/resnet50.safetensors
     python evaluate.py --workdir runs/market1501_ctf --tradeoff
 
-Other DTO trade-offs: --config.method.beta=1 (faster) or 4 (more accurate).
+The search uses the recall-targeted thresholds by default (jhash.methods.ctf: threshold_fit='recall'); the paper's DTO
+is --config.method.threshold_fit=dto, with other trade-offs --config.method.beta=1 (faster) or 4 (more accurate).
 """
 
 import ml_collections

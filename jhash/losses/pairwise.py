@@ -27,12 +27,13 @@ def pairwise_likelihood_loss(
     *,
     include_diagonal: bool = False,
     reduction: str = "mean",
+    theta: float = 0.5,
 ) -> Array:
     r"""Negative log-likelihood of the pairwise labels (DSDH eq. 2–3; DPSH, Li et al. IJCAI 2016, eq. 2).
 
     .. math::
 
-        \Psi_{ij} = \tfrac12 u_i^\top u_j,\qquad
+        \Psi_{ij} = \theta\, u_i^\top u_j \;(\theta = \tfrac12 \text{ in the papers}),\qquad
         \mathcal{L}_{sim} = -\sum_{s_{ij} \in S} \big( s_{ij}\Psi_{ij} - \log(1 + e^{\Psi_{ij}}) \big),
         \qquad s_{ij} = [y_i = y_j]
 
@@ -46,11 +47,14 @@ def pairwise_likelihood_loss(
       other_codes, other_labels: optional second set ``[M, L]`` / ``[M]`` (e.g. the cached outputs of the
         training set); pairs are then ``codes × other_codes``. Default: the batch against itself.
       include_diagonal: with the batch against itself, whether the ``i = j`` pairs count (default no).
+      theta: the scale of the inner product, ``> 0`` (``1/2`` in DPSH / DSDH; HashNet's ``α`` plays this role).
 
     Returns:
       scalar float32.
     """
     fn = "pairwise_likelihood_loss"
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+        raise ValueError(f"jhash.losses.{fn}: argument 'theta' must be a number > 0, got {theta!r}")
     _checks.floating(fn, "codes", codes, 2)
     _checks.integer(fn, "labels", labels, 1)
     _checks.same_leading(fn, ("codes", "labels"), (codes, labels))
@@ -70,7 +74,7 @@ def pairwise_likelihood_loss(
         _checks.same_leading(fn, ("codes", "other_codes"), (codes, other_codes), axis=1)
     u = codes.astype(jnp.float32)
     v = other_codes.astype(jnp.float32)
-    psi = 0.5 * (u @ v.T)
+    psi = float(theta) * (u @ v.T)
     s = (labels[:, None] == other_labels[None, :]).astype(jnp.float32)
     nll = jax.nn.softplus(psi) - s * psi
     if self_pairs and not include_diagonal:

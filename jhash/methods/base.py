@@ -34,6 +34,15 @@ Optional hooks:
 ``fit_search(codes_by_name, pids, config) -> dict``
     Search parameters fitted on the validation split after training (CtF thresholds, the AFR window w),
     saved with the checkpoint and passed to the search at evaluation.
+
+``model_search_params(variables, config) -> dict``
+    Search parameters read from the trained network's variables (DRSCH: its learnt bit weights), merged
+    into the ``search_params`` the evaluator passes to ``search``.
+
+``search(q_codes, g_codes, search_params, config) -> dict``
+    The method's own search at evaluation (packed codes by name): ``reid_metrics`` inputs (``distances=``,
+    which may be a lazily computed :class:`jhash.search.LazyRows`, or ``ranking=``) plus ``ms_per_query``
+    (the top-10 search time); ``{}`` falls back to exhaustive Hamming search on the code ``config.eval.code``.
 """
 
 from __future__ import annotations

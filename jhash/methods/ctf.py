@@ -20,11 +20,16 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``shared/n
   ``distill=False`` drops both distillation losses (SD).
 - ``encode``: ``{"l2048": ..., "l512": ..., "l128": ..., "l32": ...}`` as ``±1`` int8, plus ``"id"`` (the
   longest code, used by exhaustive search and the default metrics).
-- ``fit_search`` (DTO, eqs. 6-8): thresholds for every level but the longest, fitted on the validation split
-  (``dataset.val_split``, never the test split) with :func:`jhash.search.dto.fit_thresholds` (``beta``,
-  ``rho``, ``dto_model``); saved with the final checkpoint as ``{"thresholds": {name: t}, "levels": [...]}``.
+- ``fit_search``: thresholds for every level but the longest, fitted on the validation split
+  (``dataset.val_split``, never the test split) and saved with the final checkpoint as
+  ``{"thresholds": {name: t}, "levels": [...], "fit": ...}``. ``threshold_fit='dto'``: the paper's DTO (eqs. 6-8,
+  :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'``: the thresholds of
+  least expected re-ranking work that keep ``recall_target`` (0.95) of the validation queries' exhaustive
+  longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`); with
+  ``recall_gallery_queries > 0`` the search refits them on that many codes of the gallery it searches (the
+  fit needs no labels, and a gallery's neighbourhoods differ from the small validation split's).
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
-  and the top-k time per query.
+  (streamed: computed block by block while the metrics read them) and the top-k time per query.
 
 ``config.method`` fields: see ``DEFAULTS``.
 """
@@ -66,9 +71,13 @@ DEFAULTS = dict(
     sim_kind="hamming",  # 'hamming' (paper eq. 4) | 'gram' (light-reid)
     detach_inputs=False,
     hash_bn=True,
+    threshold_fit="recall",  # 'recall' (keep recall_target of the top-k) | 'dto' (the paper: DTO, eqs. 6-8)
     beta=2.0,  # DTO F_beta
     rho=1.0,  # DTO class-ratio weight: a number or 'ratio'
     dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
+    recall_target=0.95,  # threshold_fit='recall': share of the exhaustive longest-code top-k to keep
+    recall_k=10,  # threshold_fit='recall': that top-k
+    recall_gallery_queries=200,  # > 0: refit the recall thresholds at search time on this many gallery codes
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )
@@ -226,51 +235,94 @@ def _packed_levels(codes_by_name, names: list[str]) -> dict[str, np.ndarray]:
     out = {}
     for n in names:
         a = np.asarray(codes_by_name[n])
-        out[n] = a if a.dtype == np.uint8 and a.shape[-1] * 8 == int(n[1:]) else np.asarray(pack_codes(a))
+        out[n] = a if a.dtype == np.uint8 and a.shape[-1] == -(-_bits(n) // 8) else np.asarray(pack_codes(a))
     return out
 
 
-def fit_search(codes_by_name, pids, config) -> dict:
-    """DTO thresholds on the validation codes (CtF eqs. 6-8): ``{"thresholds", "levels", "beta", ...}``."""
-    from jhash.search.dto import fit_thresholds
+THRESHOLD_FITS = ("dto", "recall")
 
+
+def fit_search(codes_by_name, pids, config) -> dict:
+    """Thresholds on the validation codes: ``{"thresholds", "levels", "fit", ...}``.
+
+    ``threshold_fit='dto'``: DTO (CtF eqs. 6-8, :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``,
+    ``dto_model``). ``'recall'``: the cheapest thresholds that keep ``recall_target`` of every validation
+    query's exhaustive longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`).
+    """
+    from jhash.search.dto import fit_recall_thresholds, fit_thresholds
+
+    kind = str(_get(config, "threshold_fit"))
+    if kind not in THRESHOLD_FITS:
+        raise config_lib.ConfigError(f"config.method.threshold_fit={kind!r}: use one of {THRESHOLD_FITS}")
     names = level_names(_get(config, "lengths"))
     if len(names) < 2:
-        return {"thresholds": {}, "levels": names[::-1], "beta": float(_get(config, "beta"))}
+        return {"thresholds": {}, "levels": names[::-1], "fit": kind}
     packed = _packed_levels(codes_by_name, names)
     order = names[::-1]  # short to long
-    rho = _get(config, "rho")
     pids = np.asarray(pids)
+    if kind == "recall":
+        k = int(_get(config, "recall_k"))
+        if pids.size <= k:
+            reason = f"the validation split has {pids.size} images, too few for a top-{k} recall target"
+            warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
+            return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind, "fallback": reason}
+        fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k)
+        return {"thresholds": fit.thresholds, "levels": order, "fit": kind, "recall_target": fit.target,
+                "recall_k": fit.k, "val_recall": fit.recall, "val_candidates": list(fit.candidates)}
+    rho = _get(config, "rho")
     _, counts = np.unique(pids, return_counts=True)
     if counts.size < 2 or counts.max() < 2:
         reason = (f"the validation split ({pids.size} images of {counts.size} identities) has no "
                   f"{'non-relevant' if counts.size < 2 else 'relevant'} pairs to fit DTO on")
         warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
-        return {"thresholds": {n: int(n[1:]) for n in order[:-1]}, "levels": order,
+        return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind,
                 "beta": float(_get(config, "beta")), "fallback": reason}
     thresholds = fit_thresholds(packed, np.asarray(pids), order=order, beta=float(_get(config, "beta")),
                                 rho=rho if isinstance(rho, str) else float(rho), model=str(_get(config, "dto_model")))
-    return {"thresholds": {k: int(v) for k, v in thresholds.items()}, "levels": order,
+    return {"thresholds": {k: int(v) for k, v in thresholds.items()}, "levels": order, "fit": kind,
             "beta": float(_get(config, "beta")), "rho": rho, "dto_model": str(_get(config, "dto_model"))}
+
+
+def _bits(name: str) -> int:
+    """The code length of a level name (``'l128'`` -> 128)."""
+    return int(name[1:])
 
 
 def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str, int]:
     """The thresholds to use: the fitted ones, or every threshold at its maximum (exhaustive) if none."""
     fitted = (search_params or {}).get("thresholds") or {}
-    return {n: int(fitted.get(n, int(n[1:]))) for n in names_short_to_long[:-1]}
+    return {n: int(fitted.get(n, _bits(n))) for n in names_short_to_long[:-1]}
+
+
+def gallery_thresholds(g_levels, config) -> dict[str, int]:
+    """The recall-targeted thresholds fitted on the gallery being searched: ``recall_gallery_queries`` of its
+    codes (seeded by ``config.seed``) as queries against all of it (no labels needed; index-building work,
+    like preparing the gallery's word views)."""
+    from jhash.search.dto import fit_recall_thresholds
+
+    order = level_names(_get(config, "lengths"))[::-1]
+    n = len(g_levels[order[0]])
+    fit = fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, target=float(_get(config, "recall_target")),
+                                k=int(_get(config, "recall_k")), queries=min(int(_get(config, "recall_gallery_queries")), n),
+                                seed=int(config.seed))
+    return fit.thresholds
 
 
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
-    """Evaluator hook: CtF keys of every query (``distances=`` for the metrics) and top-``k`` ms per query."""
+    """Evaluator hook: CtF keys of every query (``distances=`` for the metrics: a lazily computed
+    :class:`jhash.search.streamed.LazyRows`, never an ``[nq, ng]`` matrix) and the top-``k`` ms per query."""
     from jhash.search import coarse_to_fine as ctf
 
     order = level_names(_get(config, "lengths"))[::-1]
     q = {n: np.asarray(q_codes[n]) for n in order}
     g = {n: np.asarray(g_codes[n]) for n in order}
     thresholds = search_thresholds(search_params, order)
+    sample = int(_get(config, "recall_gallery_queries"))
+    if sample > 0 and str(_get(config, "threshold_fit")) == "recall" and len(g[order[0]]) > int(_get(config, "recall_k")):
+        thresholds = gallery_thresholds(g, config)
     index = ctf.CoarseToFineIndex.build(g)
     block = int(_get(config, "search_block_size"))
-    keys = ctf.coarse_to_fine_distances(q, index, thresholds, block_size=block)
+    keys = ctf.coarse_to_fine_key_matrix(q, index, thresholds, block_size=block)
     k = min(k, index.num_gallery)
     nq = len(q[order[0]])
     ms = None

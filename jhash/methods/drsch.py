@@ -26,18 +26,22 @@ As the paper's abstract and the authors' public Caffe code (``/work/shared/notes
   the ``m`` most significant bits (``config.eval.tradeoff_bits`` evaluates prefixes); ``"top<m>"`` codes for
   ``m`` in ``config.method.eval_bits`` are also produced. Hamming distance over the full code is unchanged
   by the permutation.
-- **Weighted Hamming affinity** ranking, the paper's alternative to plain Hamming ranking:
-  :func:`weighted_hamming_affinity` ``A(q, g) = Σ_k w_k² [b_qk = b_gk]`` and the blocked
-  :func:`weighted_hamming_topk`.
+- **Search** (the paper's retrieval rule): gallery items ranked by decreasing **weighted Hamming affinity**
+  ``A(q, g) = Σ_k w_k² [b_qk = b_gk]``, i.e. by increasing weighted Hamming distance
+  ``D(q, g) = Σ_k w_k² [b_qk ≠ b_gk] = Σ_k w_k² − A(q, g)``; ties by gallery index. Exact, on packed codes
+  (:mod:`jhash.search.weighted`: a byte-table numpy path for the CPU, a jitted XLA path for accelerators).
+  :func:`search` is the evaluator hook; the weights come from the trained network (:func:`model_search_params`).
+  ``config.method.ranking='hamming'`` ranks by the plain Hamming distance instead (a comparison row).
 
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``margin`` (0.25 per bit), ``margin_schedule``
 ('fixed' | 'linear'), ``margin_start`` (0.05), ``margin_ramp_steps`` (1000), ``triplet_mining`` ('all'),
-``laplacian_weight`` (1e-3; 0 = DSCH), ``bit_weight_decay`` (5e-4), ``eval_bits`` ((16, 32)).
+``laplacian_weight`` (1e-3; 0 = DSCH), ``bit_weight_decay`` (5e-4), ``eval_bits`` ((16, 32); any length,
+codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming').
 """
 
 from __future__ import annotations
 
-import functools
+import time
 
 import flax.linen as nn
 import jax
@@ -46,7 +50,8 @@ import ml_collections
 import numpy as np
 
 from jhash import config as config_lib
-from jhash import losses, models, search
+from jhash import losses, models
+from jhash import search as search_lib
 from jhash.models.heads import HashLayer
 from jhash.methods import base
 
@@ -61,7 +66,9 @@ DEFAULTS = dict(
     laplacian_weight=1e-3,
     bit_weight_decay=5e-4,
     eval_bits=(16, 32),
+    ranking="weighted",  # 'weighted' (the paper: weighted Hamming affinity) | 'hamming'
 )
+RANKINGS = ("weighted", "hamming")
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -145,7 +152,7 @@ def loss(outputs, batch, config, aux):
 def bit_order(bit_weights) -> jax.Array:
     """Bit indices sorted by decreasing ``|w|`` (ties: lower index first): ``jhash.search.top_weight_bits(w, L)``."""
     w = jnp.asarray(bit_weights, jnp.float32)
-    return search.top_weight_bits(w, int(w.shape[0]))
+    return search_lib.top_weight_bits(w, int(w.shape[0]))
 
 
 def encode(outputs, config):
@@ -161,58 +168,64 @@ def encode(outputs, config):
     return codes
 
 
-def weighted_hamming_affinity(query_codes, gallery_codes, bit_weights) -> jax.Array:
-    r"""DRSCH's weighted Hamming affinity :math:`A(q, g) = \sum_k w_k^2\, [b_{qk} = b_{gk}]`.
+def code_bit_weights(bit_weights, config) -> dict[str, np.ndarray]:
+    """The weight of every bit of every code :func:`encode` produces, in the code's bit order:
+    ``{'id': w sorted by decreasing |w|, 'top<m>': its first m}`` (float32 numpy)."""
+    w = np.asarray(bit_weights, np.float32).reshape(-1)
+    ordered = w[np.asarray(bit_order(w))]
+    out = {"id": ordered}
+    for m in _get(config, "eval_bits"):
+        m = int(m)
+        if 0 < m < w.shape[0]:
+            out[f"top{m}"] = ordered[:m]
+    return out
 
-    Args:
-      query_codes: ``[Q, L]`` {0,1} (or ±1) codes, any numeric dtype.
-      gallery_codes: ``[G, L]`` codes of the same alphabet.
-      bit_weights: ``[L]`` weights ``w`` (in the codes' bit order).
 
-    Returns:
-      ``[Q, G]`` float32, larger = more similar.
+def model_search_params(variables, config) -> dict:
+    """Search parameters read from the trained network: ``{"bit_weights": {code name: [L_code] weights}}``
+    (:func:`code_bit_weights` of the learnt ``w``), what :func:`search` needs to rank by weighted affinity."""
+    try:
+        w = variables["params"]["bit_weights"]
+    except (KeyError, TypeError) as e:
+        raise ValueError("DRSCH model_search_params: the variables have no params/bit_weights "
+                         "(not a DRSCH network?)") from e
+    return {"bit_weights": {k: v.tolist() for k, v in code_bit_weights(np.asarray(w), config).items()}}
+
+
+def _weights_for(search_params, name: str, n_bytes: int) -> np.ndarray:
+    table = (search_params or {}).get("bit_weights") or {}
+    if name not in table:
+        raise ValueError(f"DRSCH search: search_params has no bit weights for code {name!r} (has "
+                         f"{sorted(table)}); pass model_search_params(variables, config) of the trained network")
+    w = np.asarray(table[name], np.float32)
+    if w.ndim != 1 or -(-w.shape[0] // 8) != n_bytes:
+        raise ValueError(f"DRSCH search: {w.shape} bit weights for code {name!r} do not match its packed width "
+                         f"of {n_bytes} bytes")
+    return w
+
+
+def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
+    """Evaluator hook: DRSCH's retrieval by weighted Hamming affinity on the code ``config.eval.code``.
+
+    Returns ``{"distances": D, "ms_per_query": t}``: ``D`` the weighted Hamming distances ``[nq, ng]`` as a
+    :class:`jhash.search.streamed.LazyRows` (computed block by block while the metrics read it; a stable
+    sort of a row is the affinity ranking), ``t`` the wall time of the exact top-``k`` search per query.
+    With ``config.method.ranking='hamming'`` it returns ``{}`` (the evaluator's plain Hamming search).
     """
-    q = jnp.asarray(query_codes)
-    g = jnp.asarray(gallery_codes)
-    w = jnp.asarray(bit_weights, jnp.float32)
-    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f"weighted_hamming_affinity: 'query_codes' {q.shape} and 'gallery_codes' {g.shape} must be [Q, L] and [G, L]")
-    if w.shape != (q.shape[1],):
-        raise ValueError(f"weighted_hamming_affinity: 'bit_weights' must have shape ({q.shape[1]},), got {w.shape}")
-    qb = (q > 0).astype(jnp.float32)  # {0,1} and ±1 alike: the "1" symbol is the positive one
-    gb = (g > 0).astype(jnp.float32)
-    w2 = w * w
-    return (qb * w2) @ gb.T + ((1.0 - qb) * w2) @ (1.0 - gb).T
-
-
-@functools.partial(jax.jit, static_argnames=("k",))
-def _block_topk(q, g, w, k):
-    scores = weighted_hamming_affinity(q, g, w)
-    return jax.lax.top_k(scores, k)
-
-
-def weighted_hamming_topk(query_codes, gallery_codes, bit_weights, k: int, block_size: int = 65536):
-    """Top-``k`` gallery items per query by :func:`weighted_hamming_affinity` (descending; ties by lower
-    gallery index), streaming the gallery in blocks of ``block_size`` rows so memory stays ``O(Q·block)``.
-
-    Returns ``(scores [Q, k] float32, indices [Q, k] int32)`` as numpy arrays.
-    """
-    q = np.asarray(query_codes)
-    g = np.asarray(gallery_codes)
-    if k < 1 or k > len(g):
-        raise ValueError(f"weighted_hamming_topk: 'k' must be in [1, {len(g)}], got {k}")
-    if block_size < 1:
-        raise ValueError(f"weighted_hamming_topk: 'block_size' must be >= 1, got {block_size}")
-    best_s = np.full((len(q), 0), -np.inf, np.float32)
-    best_i = np.zeros((len(q), 0), np.int64)
-    for start in range(0, len(g), block_size):
-        block = g[start:start + block_size]
-        kk = min(k, len(block))
-        s, i = _block_topk(q, block, bit_weights, kk)
-        s = np.concatenate([best_s, np.asarray(s)], axis=1)
-        i = np.concatenate([best_i, np.asarray(i, np.int64) + start], axis=1)
-        # stable sort by (-score, index): earlier blocks hold lower indices and come first among ties
-        order = np.lexsort((i, -s), axis=1)[:, :k]
-        best_s = np.take_along_axis(s, order, axis=1)
-        best_i = np.take_along_axis(i, order, axis=1)
-    return best_s, best_i.astype(np.int32)
+    ranking = str(_get(config, "ranking"))
+    if ranking not in RANKINGS:
+        raise config_lib.ConfigError(f"config.method.ranking={ranking!r}: use one of {RANKINGS}")
+    if ranking == "hamming":
+        return {}
+    name = config.eval.code if config.eval.code in q_codes else "id"
+    q, g = np.asarray(q_codes[name]), np.asarray(g_codes[name])
+    w = _weights_for(search_params, name, int(q.shape[1]))
+    distances = search_lib.weighted_hamming_matrix(q, g, w)
+    ms = None
+    if len(q):
+        kk = min(k, len(g))
+        search_lib.weighted_hamming_topk(q[:8], g, w, kk)  # warm-up (compilation on the XLA path)
+        start = time.perf_counter()
+        search_lib.weighted_hamming_topk(q, g, w, kk)
+        ms = 1000.0 * (time.perf_counter() - start) / len(q)
+    return {"distances": distances, "ms_per_query": ms}

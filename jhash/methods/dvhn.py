@@ -8,11 +8,15 @@ Only DVHN's abstract survives; its wording matches DSDH (Li et al., NeurIPS 2017
 - **Network**: backbone → global pooling → hash layer ``Dense(L)`` (no activation by default) giving the
   real-valued ``u`` (``outputs["hash"]``); optionally an identity classifier on ``u`` (``outputs["logits"]``).
 - **Network step** (``loss``, B and W fixed): ``sim_weight · L_sim(u)`` (pairwise likelihood over the pairs
-  of the P×K batch, :func:`jhash.losses.pairwise_likelihood_loss`) ``+ η ‖B[index] − u‖²``
+  of the P×K batch, :func:`jhash.losses.pairwise_likelihood_loss`, ``Ψ = θ uᵀu``) ``+ η' ‖B[index] − u‖²``
   (:func:`jhash.losses.quantization_loss`, the batch's rows of the state's B gathered by the ``index`` key)
   ``+ ce_weight · CE(logits)`` ``+ triplet_weight · batch-hard triplet(u/√L)`` (the two options of the
   author's vehicle baseline; off by default). The quantisation term is off until the first discrete update
   (before it, B holds random codes that carry no information).
+- **Code length**: ``‖B[index] − u‖²`` sums over the L bits, so with one η its pull on ``u`` grows with L
+  while the likelihood's does not. ``η'`` is ``quant_weight`` (default η, the paper's single weight) times
+  ``64 / L`` with ``quant_weight_scale='length'`` (the B-step keeps η); ``θ`` is ``theta`` (½) times
+  ``64 / L`` with ``theta_scale='length'`` (HashNet-style, Ψ ∝ 1/L).
 - **Discrete step** (``update_aux``, every ``method.aux_every`` epochs after an encoding pass over the training
   set that refreshes U): ``dcc_iters`` rounds of the W-step (closed-form ridge) and the B-step
   (``b_sweeps`` passes of discrete cyclic coordinate descent over the bits) of :mod:`jhash.discrete`. The
@@ -30,7 +34,8 @@ confirmed by XLA's memory analysis of the compiled update), well inside a 16 GB 
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``mu`` (1e-2), ``nu`` (1.0), ``eta`` (1e-2) — the
 DSDH reference values; ``sim_weight`` (1.0); ``ce_weight`` (0.0), ``label_smoothing`` (0.0);
 ``triplet_weight`` (0.0), ``triplet_margin`` (0.3); ``hash_activation`` ('none' | 'tanh');
-``hash_bn`` (False); ``dcc_iters`` (1); ``b_sweeps`` (3); ``aux_every`` (1 epoch).
+``hash_bn`` (False); ``dcc_iters`` (1); ``b_sweeps`` (3); ``aux_every`` (1 epoch); ``quant_weight`` (None = η),
+``quant_weight_scale`` ('none' | 'length'); ``theta`` (0.5), ``theta_scale`` ('none' | 'length').
 """
 
 from __future__ import annotations
@@ -61,7 +66,13 @@ DEFAULTS = dict(
     hash_bn=False,
     dcc_iters=1,
     b_sweeps=3,
+    quant_weight=None,  # network-step quantisation weight; None = eta (the paper's single η)
+    quant_weight_scale="none",  # 'none' | 'length': times 64 / L
+    theta=0.5,  # Ψ = θ uᵀu in the pairwise likelihood (the paper's 1/2)
+    theta_scale="none",  # 'none' | 'length': times 64 / L
 )
+SCALES = ("none", "length")
+REFERENCE_BITS = 64  # the code length at which the 'length' scales are 1
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -160,17 +171,42 @@ def update_aux(aux, train_outputs, config) -> dict:
     return {"B": codes, "W": w.astype(jnp.float32), "U": outputs, "updates": aux["updates"] + 1}
 
 
+def _length_factor(config, key: str, bits: int) -> float:
+    scale = str(_get(config, key))
+    if scale not in SCALES:
+        raise config_lib.ConfigError(f"config.method.{key}={scale!r}: use one of {SCALES}")
+    return REFERENCE_BITS / bits if scale == "length" else 1.0
+
+
+def quant_weight(config, bits: int) -> float:
+    """The network step's quantisation weight: ``quant_weight`` (default η) × ``64 / L`` with
+    ``quant_weight_scale='length'``. The B-step always uses η (its ``η / μ`` trade-off is per bit)."""
+    base_weight = _get(config, "quant_weight")
+    w = float(_get(config, "eta") if base_weight is None else base_weight)
+    if w < 0:
+        raise config_lib.ConfigError(f"config.method.quant_weight={w}: expected >= 0")
+    return w * _length_factor(config, "quant_weight_scale", bits)
+
+
+def theta(config, bits: int) -> float:
+    """``θ`` of the pairwise likelihood ``Ψ = θ uᵀu``: ``theta`` × ``64 / L`` with ``theta_scale='length'``."""
+    t = float(_get(config, "theta"))
+    if not t > 0:
+        raise config_lib.ConfigError(f"config.method.theta={t}: expected > 0")
+    return t * _length_factor(config, "theta_scale", bits)
+
+
 def loss(outputs, batch, config, aux):
     u = outputs["hash"]
     bits = u.shape[-1]
     labels = batch["label"]
-    sim = losses.pairwise_likelihood_loss(u, labels)
+    sim = losses.pairwise_likelihood_loss(u, labels, theta=theta(config, bits))
     total = float(_get(config, "sim_weight")) * sim
     logs = {"sim": sim}
     if aux is not None:
         target = jnp.take(aux["B"], batch["index"], axis=0)
         quant = losses.quantization_loss(u, target) * (aux["updates"] > 0).astype(jnp.float32)
-        total = total + float(_get(config, "eta")) * quant
+        total = total + quant_weight(config, bits) * quant
         logs["quant"] = quant
     ce_w = float(_get(config, "ce_weight"))
     if ce_w:

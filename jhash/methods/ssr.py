@@ -237,8 +237,9 @@ def window(search_params, config, gallery_size: int) -> int:
 
 
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
-    """Evaluator hook: AFR keys of every query (``distances=``) and AFR top-``k`` ms per query; ``{}``
-    (exhaustive search on ``"id"``) when AFR is off."""
+    """Evaluator hook: AFR keys of every query (``distances=``: a lazily computed
+    :class:`jhash.search.streamed.LazyRows`, never an ``[nq, ng]`` matrix) and AFR top-``k`` ms per query;
+    ``{}`` (exhaustive search on ``"id"``) when AFR is off."""
     from jhash.search import attribute_first as afr
 
     if not _afr_enabled(config, q_codes) or (search_params or {}).get("afr") is False:
@@ -246,6 +247,6 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     qa, ga, qi, gi = (np.asarray(x) for x in (q_codes["attr"], g_codes["attr"], q_codes["id"], g_codes["id"]))
     ng = len(ga)
     w = window(search_params, config, ng)
-    keys = afr.attribute_first_distances(qa, ga, qi, gi, w)
+    keys = afr.attribute_first_key_matrix(qa, ga, qi, gi, w)
     ms = afr.time_topk(qa, qi, afr.AFRIndex.build(ga, gi), w, min(k, ng)) if len(qa) else None
     return {"distances": keys, "ms_per_query": ms}

@@ -1,6 +1,6 @@
 """jhash.search: packed binary codes and exact Hamming search, pure functions over arrays.
 
-Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch read the same bytes).
+Codes at rest are ``uint8 [n, ceil(L/8)]`` (any ``L``: zero padding bits never count) in ``np.packbits`` order (faiss / usearch read the same bytes).
 
 - :func:`pack_codes`, :func:`unpack_codes`, :func:`as_words` — packing and the ``uint32`` word view.
 - :func:`hamming_distance` — all-pairs distances ``[nq, ng]`` (XOR + popcount); ``backend="auto"`` uses the
@@ -12,8 +12,12 @@ Codes at rest are ``uint8 [n, L/8]`` in ``np.packbits`` order (faiss / usearch r
 - :func:`hamming_rank`, :func:`counting_argsort` — full stable ranking by counting sort, O(ng) per query.
 - :func:`select_bits`, :func:`top_weight_bits` — bit subsets for bit-scalable codes (DRSCH).
 - :func:`sharded_hamming_topk` — the gallery sharded over a ``jax.sharding.Mesh``; equals ``hamming_topk``.
+- :func:`weighted_hamming_topk`, :func:`weighted_hamming_distance`, :func:`weighted_hamming_affinity`,
+  :func:`weighted_hamming_matrix` — exact search by weighted Hamming distance (DRSCH's affinity ranking).
+- :class:`LazyRows` — a ``[nq, ng]`` matrix computed block by block when read (streamed evaluation).
 - :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
 - :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
+- :func:`fit_recall_thresholds` — the cheapest CtF thresholds that keep a target share of the exhaustive top-k.
 - :func:`coarse_to_fine_topk`, :func:`coarse_to_fine_rank` — CtF search over a code pyramid.
 - :func:`attribute_first_topk`, :func:`fit_window` — attribute-first retrieval (AFR) and its window rule.
 """
@@ -24,6 +28,7 @@ from jhash.search.attribute_first import (
     afr_keys,
     attribute_first_ctf_distances,
     attribute_first_distances,
+    attribute_first_key_matrix,
     attribute_first_rank,
     attribute_first_topk,
     attribute_window,
@@ -38,16 +43,25 @@ from jhash.search.coarse_to_fine import (
     CtFTopK,
     coarse_to_fine_distances,
     coarse_to_fine_key_blocks,
+    coarse_to_fine_key_matrix,
     coarse_to_fine_rank,
     coarse_to_fine_topk,
     ctf_offsets,
 )
-from jhash.search.dto import fit_thresholds, pair_distance_histograms
+from jhash.search.dto import RecallFit, fit_recall_thresholds, fit_thresholds, pair_distance_histograms
 from jhash.search.faiss_export import to_faiss
 from jhash.search.hamming import hamming_distance, hamming_distance_gather, hamming_topk
 from jhash.search.packing import as_words, pack_codes, unpack_codes
 from jhash.search.ranking import counting_argsort, hamming_rank
 from jhash.search.sharded import sharded_hamming_topk
+from jhash.search.streamed import LazyRows
+from jhash.search.weighted import (
+    weight_tables,
+    weighted_hamming_affinity,
+    weighted_hamming_distance,
+    weighted_hamming_matrix,
+    weighted_hamming_topk,
+)
 
 __all__ = [
     "AFRIndex",
@@ -56,6 +70,7 @@ __all__ = [
     "window_mask",
     "attribute_window",
     "attribute_first_distances",
+    "attribute_first_key_matrix",
     "attribute_first_ctf_distances",
     "attribute_first_rank",
     "attribute_first_topk",
@@ -79,8 +94,17 @@ __all__ = [
     "CtFTopK",
     "coarse_to_fine_distances",
     "coarse_to_fine_key_blocks",
+    "coarse_to_fine_key_matrix",
     "coarse_to_fine_rank",
     "coarse_to_fine_topk",
     "ctf_offsets",
     "pair_distance_histograms",
+    "RecallFit",
+    "fit_recall_thresholds",
+    "LazyRows",
+    "weight_tables",
+    "weighted_hamming_affinity",
+    "weighted_hamming_distance",
+    "weighted_hamming_matrix",
+    "weighted_hamming_topk",
 ]

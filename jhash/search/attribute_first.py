@@ -40,8 +40,10 @@ from jax import lax
 
 from jhash.search.hamming import _resolve_backend, hamming_distance, hamming_topk
 from jhash.search.packing import host_words
+from jhash.search.streamed import LazyRows
 
 __all__ = [
+    "attribute_first_key_matrix",
     "AFRIndex",
     "group_by_code",
     "WindowRule",
@@ -152,19 +154,8 @@ def _blocks(n: int, block: int):
         yield s, min(s + block, n)
 
 
-def attribute_first_distances(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w: int, *,
-                              metric: str = "hamming", block_size: int | None = None) -> np.ndarray:
-    """AFR keys of every (query, gallery) pair, ``[nq, ng]`` (pass as ``distances=`` to
-    :func:`jhash.metrics.reid_metrics`; a stable sort of a row is the AFR ranking).
-
-    Args:
-      q_attr, g_attr: packed attribute codes ``uint8 [n, A/8]``.
-      q_id, g_id: ``metric="hamming"``: packed ID codes ``uint8 [n, L/8]`` (keys are integers: the ID Hamming
-        distance in the window, ``L + 1 + d_attr`` outside); ``metric="euclidean"``: real features
-        ``[n, D]`` (keys float64: the Euclidean distance in the window, ``row max + 1 + d_attr`` outside).
-      w: window size, ``1 <= w <= ng``; ``w = ng`` is exhaustive search with the second-stage distance.
-      block_size: queries per block (memory ``O(block · ng)``).
-    """
+def _afr_rows(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w: int, metric: str):
+    """Validate the AFR inputs; ``(nq, ng, dtype, rows(start, stop) -> keys [stop - start, ng])``."""
     qa, ga = _packed(q_attr, "q_attr"), _packed(g_attr, "g_attr")
     _pair(qa, ga, "q_attr", "g_attr")
     nq, ng = qa.shape[0], ga.shape[0]
@@ -183,25 +174,50 @@ def attribute_first_distances(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w:
         raise ValueError(f"attribute and ID codes must describe the same images: q_attr {nq} vs q_id {len(qi)}, "
                          f"g_attr {ng} vs g_id {len(gi)}")
     w = _check_w(w, ng)
-    block = block_size or max(1, min(nq, (1 << 22) // max(ng, 1)))
     amax = 8 * qa.shape[1]
-    out = None
-    for s, e in _blocks(nq, block):
+    if metric == "hamming":
+        hi = second_max + 1 + amax
+        dtype = np.dtype(np.int16 if hi < 2**15 else np.int32)
+    else:
+        dtype = np.dtype(np.float64)
+
+    def rows(s: int, e: int) -> np.ndarray:
         ad = np.asarray(hamming_distance(qa[s:e], ga))
         if metric == "hamming":
             sd = np.asarray(hamming_distance(qi[s:e], gi))
-            keys = afr_keys(ad, sd, w, second_max=second_max, max_distance=amax)
-        else:
-            sd = np.asarray(_euclidean_jit(jnp.asarray(qi[s:e]), jnp.asarray(gi)), np.float64)
-            rowmax = sd.max(axis=1, keepdims=True) if ng else np.zeros((e - s, 1))
-            mask = window_mask(ad, w, max_distance=amax)
-            keys = np.where(mask, sd, rowmax + 1.0 + ad)
-        if out is None:
-            out = np.empty((nq, ng), keys.dtype)
-        out[s:e] = keys
-    if out is None:
-        out = np.empty((0, ng), np.int32)
-    return out
+            return afr_keys(ad, sd, w, second_max=second_max, max_distance=amax).astype(dtype, copy=False)
+        sd = np.asarray(_euclidean_jit(jnp.asarray(qi[s:e]), jnp.asarray(gi)), np.float64)
+        rowmax = sd.max(axis=1, keepdims=True)
+        return np.where(window_mask(ad, w, max_distance=amax), sd, rowmax + 1.0 + ad)
+
+    return nq, ng, dtype, rows
+
+
+def attribute_first_key_matrix(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w: int, *,
+                               metric: str = "hamming", block_size: int | None = None) -> LazyRows:
+    """The AFR keys of :func:`attribute_first_distances` as a :class:`jhash.search.streamed.LazyRows`: computed
+    ``block_size`` query rows at a time when read (default about ``2**22 / ng`` rows), so
+    ``reid_metrics(distances=...)`` evaluates AFR without an ``[nq, ng]`` matrix."""
+    nq, ng, dtype, rows = _afr_rows(q_attr, g_attr, q_id, g_id, w, metric)
+    block = block_size or max(1, min(nq, (1 << 22) // max(ng, 1)))
+    return LazyRows((nq, ng), dtype, rows, block_rows=block)
+
+
+def attribute_first_distances(q_attr: Any, g_attr: Any, q_id: Any, g_id: Any, w: int, *,
+                              metric: str = "hamming", block_size: int | None = None) -> np.ndarray:
+    """AFR keys of every (query, gallery) pair, ``[nq, ng]`` (pass as ``distances=`` to
+    :func:`jhash.metrics.reid_metrics`; a stable sort of a row is the AFR ranking). For large galleries
+    :func:`attribute_first_key_matrix` gives the same keys without materialising them.
+
+    Args:
+      q_attr, g_attr: packed attribute codes ``uint8 [n, A/8]``.
+      q_id, g_id: ``metric="hamming"``: packed ID codes ``uint8 [n, L/8]`` (keys are integers: the ID Hamming
+        distance in the window, ``L + 1 + d_attr`` outside); ``metric="euclidean"``: real features
+        ``[n, D]`` (keys float64: the Euclidean distance in the window, ``row max + 1 + d_attr`` outside).
+      w: window size, ``1 <= w <= ng``; ``w = ng`` is exhaustive search with the second-stage distance.
+      block_size: queries per block (memory ``O(block · ng)``).
+    """
+    return np.asarray(attribute_first_key_matrix(q_attr, g_attr, q_id, g_id, w, metric=metric, block_size=block_size))
 
 
 def attribute_first_ctf_distances(q_attr: Any, g_attr: Any, q_levels: Any, g_levels: Any, thresholds: Any,

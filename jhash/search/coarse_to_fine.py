@@ -41,6 +41,7 @@ Three implementations give identical results:
 Public API: :class:`CoarseToFineIndex` (gallery preprocessing, reusable across calls),
 :func:`coarse_to_fine_topk` (top-k: what a search engine needs), :func:`coarse_to_fine_distances` and
 :func:`coarse_to_fine_key_blocks` (CtF keys for ReID metrics; the latter streams query blocks),
+:func:`coarse_to_fine_key_matrix` (the keys as a lazily computed matrix: streamed ``distances=`` for the metrics),
 :func:`coarse_to_fine_rank` (full rankings), :func:`ctf_offsets`.
 """
 
@@ -58,6 +59,7 @@ import numpy as np
 
 from jhash.search.hamming import _resolve_backend
 from jhash.search.packing import host_words
+from jhash.search.streamed import LazyRows
 
 __all__ = [
     "CoarseToFineIndex",
@@ -65,6 +67,7 @@ __all__ = [
     "coarse_to_fine_topk",
     "coarse_to_fine_distances",
     "coarse_to_fine_key_blocks",
+    "coarse_to_fine_key_matrix",
     "coarse_to_fine_rank",
     "ctf_offsets",
 ]
@@ -532,6 +535,24 @@ def _map_threads(fn, items, num_threads: int | None) -> None:
             f.result()
 
 
+def _key_rows(index: CoarseToFineIndex, q: list[np.ndarray], t: tuple[int, ...], backend: str, buffer_size: int):
+    """``rows(start, stop) -> keys [stop - start, ng]`` (the key dtype) for the chosen backend."""
+    dtype = _key_dtype(index.max_key)
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        if backend == "native":
+            from jhash.search import native
+
+            _, _, keys, _ = native.coarse_to_fine_numpy([a[start:stop] for a in q], index.packed, t, 0)
+        elif backend == "numpy":
+            keys, _ = _keys_block_numpy(index, q, t, start, stop)
+        else:
+            (keys,), _ = _jax_run(index, q, t, start, stop, buffer_size)
+        return keys.astype(dtype, copy=False)
+
+    return rows
+
+
 def coarse_to_fine_key_blocks(
     levels_q: Any,
     levels_g: Any,
@@ -546,22 +567,29 @@ def coarse_to_fine_key_blocks(
     The keys order the gallery exactly as the CtF ranking (stable sort; see the module docstring), so each
     block can be fed to ReID metrics as distances without holding an ``[nq, ng]`` matrix.
     """
+    keys = coarse_to_fine_key_matrix(levels_q, levels_g, thresholds, backend=backend, block_size=block_size,
+                                     buffer_size=buffer_size)
+    for start in range(0, keys.shape[0], block_size):
+        stop = min(start + block_size, keys.shape[0])
+        yield start, stop, keys[start:stop]
+
+
+def coarse_to_fine_key_matrix(
+    levels_q: Any,
+    levels_g: Any,
+    thresholds: Any,
+    *,
+    backend: str = "auto",
+    block_size: int = 64,
+    buffer_size: int = 4096,
+) -> LazyRows:
+    """The CtF keys ``[nq, ng]`` as a :class:`jhash.search.streamed.LazyRows`: computed ``block_size`` query rows
+    at a time when read, so ``reid_metrics(distances=...)`` evaluates CtF without an ``[nq, ng]`` matrix
+    (memory ``O(block · ng)``). Same values as :func:`coarse_to_fine_distances`."""
     index, q, t = _prepare(levels_q, levels_g, thresholds)
     block_size = _positive(block_size, "block_size")
-    buffer_size = _positive(buffer_size, "buffer_size")
-    backend = _backend(backend)
-    dtype = _key_dtype(index.max_key)
-    for start in range(0, q[0].shape[0], block_size):
-        stop = min(start + block_size, q[0].shape[0])
-        if backend == "native":
-            from jhash.search import native
-
-            _, _, keys, _ = native.coarse_to_fine_numpy([a[start:stop] for a in q], index.packed, t, 0)
-        elif backend == "numpy":
-            keys, _ = _keys_block_numpy(index, q, t, start, stop)
-        else:
-            (keys,), _ = _jax_run(index, q, t, start, stop, buffer_size)
-        yield start, stop, keys.astype(dtype, copy=False)
+    rows = _key_rows(index, q, t, _backend(backend), _positive(buffer_size, "buffer_size"))
+    return LazyRows((q[0].shape[0], index.num_gallery), _key_dtype(index.max_key), rows, block_rows=block_size)
 
 
 def coarse_to_fine_distances(levels_q: Any, levels_g: Any, thresholds: Any, **kwargs) -> np.ndarray:

@@ -161,6 +161,19 @@ def optimal_threshold(
     return int(np.argmax(f_beta_curve(recall, neg_fraction, beta=beta, rho=rho_value)))
 
 
+def _level_order(codes_by_name: Mapping[str, np.ndarray], order: Sequence[str] | None) -> list[str]:
+    """The level names short to long (``order``, or sorted by code width); at least two, all present."""
+    if not codes_by_name:
+        raise ValueError("codes_by_name must hold at least two code levels, got none")
+    names = list(order) if order is not None else sorted(codes_by_name, key=lambda k: np.asarray(codes_by_name[k]).shape[-1])
+    missing = [name for name in names if name not in codes_by_name]
+    if missing:
+        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
+    if len(names) < 2:
+        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    return names
+
+
 def fit_thresholds(
     codes_by_name: Mapping[str, np.ndarray],
     pids,
@@ -183,14 +196,7 @@ def fit_thresholds(
     Returns:
       ``{name: threshold}`` for every level but the longest (which ranks the final candidates).
     """
-    if not codes_by_name:
-        raise ValueError("codes_by_name must hold at least two code levels, got none")
-    names = list(order) if order is not None else sorted(codes_by_name, key=lambda k: np.asarray(codes_by_name[k]).shape[-1])
-    missing = [name for name in names if name not in codes_by_name]
-    if missing:
-        raise ValueError(f"order names levels {missing} that are not in codes_by_name ({sorted(codes_by_name)})")
-    if len(names) < 2:
-        raise ValueError(f"codes_by_name must hold at least two code levels, got {names}")
+    names = _level_order(codes_by_name, order)
     n = np.asarray(codes_by_name[names[0]]).shape[0]
     for name in names:
         if np.asarray(codes_by_name[name]).shape[0] != n:
@@ -204,3 +210,162 @@ def fit_thresholds(
         )
         for name in names[:-1]
     }
+
+
+# --------------------------------------------------------------------------- recall-targeted thresholds --
+
+
+@dataclasses.dataclass(frozen=True)
+class RecallFit:
+    """Result of :func:`fit_recall_thresholds`."""
+
+    thresholds: dict  #: ``{name: t}`` for every level but the longest
+    recall: float  #: share of the validation queries' exhaustive top-k that passes every threshold
+    candidates: tuple  #: mean share of the gallery reaching stages 1..N-1 (``|C_s| / ng``)
+    cost: float  #: ``sum_s l_s |C_s| / ng``: re-ranking work per gallery item, in bits
+    target: float
+    k: int
+
+
+def _threshold_steps(bits: Sequence[int], max_cells: int) -> list[int]:
+    """Threshold grid step per level: 1 (every integer threshold) unless the joint grid would exceed
+    ``max_cells``; then the step of the level with the most grid values is doubled until it fits."""
+    steps = [1] * len(bits)
+    cells = lambda: math.prod(-(-(b + 1) // s) for b, s in zip(bits, steps))  # noqa: E731
+    while cells() > max_cells:
+        i = max(range(len(bits)), key=lambda j: -(-(bits[j] + 1) // steps[j]))
+        steps[i] *= 2
+    return steps
+
+
+def _joint_histograms(levels: list[np.ndarray], queries: np.ndarray | None, k: int, steps: list[int],
+                      block_size: int, q_levels: list[np.ndarray] | None = None):
+    """Joint histograms over the threshold grid of (stage distances ``ceil(d_s / step_s)``, s < N-1):
+    of all (query, item) pairs and of the pairs where the item is in the query's exhaustive longest-code
+    top-``k`` (stable order). ``queries``: row indices of ``levels`` used as queries, each excluded from its
+    own gallery; ``None``: every row. With ``q_levels`` the queries are rows of those codes instead (another
+    image set: nothing is excluded)."""
+    n = levels[0].shape[0]
+    external = q_levels is not None
+    q_levels = levels if q_levels is None else q_levels
+    rows_q = np.arange(q_levels[0].shape[0]) if queries is None else np.asarray(queries, np.int64)
+    dims = [-(-(8 * a.shape[1] + 1) // s) for a, s in zip(levels[:-1], steps)]
+    size = math.prod(dims)
+    every = np.zeros(size, np.int64)
+    top = np.zeros(size, np.int64)
+    for start in range(0, rows_q.shape[0], block_size):
+        sel = rows_q[start:start + block_size]
+        local = np.arange(sel.shape[0])
+        cells = None
+        for qa, a, step, dim in zip(q_levels[:-1], levels[:-1], steps, dims):
+            d = -(-np.asarray(hamming_distance(qa[sel], a), np.int64) // step)
+            cells = d if cells is None else cells * dim + d
+        d_long = np.asarray(hamming_distance(q_levels[-1][sel], levels[-1]), np.int64)
+        if not external:
+            d_long[local, sel] = np.iinfo(np.int64).max  # never one's own neighbour
+        nearest = np.argpartition(d_long, k - 1, axis=1)[:, :k] if k < n - 1 else None
+        if nearest is not None:  # exact stable top-k: the k smallest (distance, index) pairs
+            kth = np.take_along_axis(d_long, nearest, axis=1).max(axis=1, keepdims=True)
+            nearest = np.stack([np.flatnonzero(row <= t)[np.argsort(row[row <= t], kind="stable")[:k]]
+                                for row, t in zip(d_long, kth)])
+        else:
+            nearest = np.argsort(d_long, axis=1, kind="stable")[:, :k]
+        if not external:
+            cells[local, sel] = -1
+        every += np.bincount(cells[cells >= 0], minlength=size)
+        top += np.bincount(np.take_along_axis(cells, nearest, axis=1).reshape(-1), minlength=size)
+    return every.reshape(dims), top.reshape(dims)
+
+
+def fit_recall_thresholds(
+    codes_by_name: Mapping[str, np.ndarray],
+    *,
+    order: Sequence[str] | None = None,
+    target: float = 0.95,
+    k: int = 10,
+    queries: int | None = None,
+    seed: int = 0,
+    query_codes: Mapping[str, np.ndarray] | None = None,
+    block_size: int | None = None,
+    max_grid: int = 1 << 22,
+) -> RecallFit:
+    """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
+    longest-code top-``k`` of the validation queries.
+
+    Every validation image is a query against the others (or ``queries`` of them drawn at random with
+    ``seed``: the codes may then be a large gallery itself, since the fit needs no labels). An item of a query's exhaustive top-``k`` (longest
+    code, ties by index) is *kept* when it passes every stage, ``d_s <= t_s`` for ``s < N-1``; kept items are
+    ranked by the longest code among the candidates, so they are in CtF's top-``k``. Over the joint grid of
+    thresholds this chooses
+
+        argmin_t  sum_{s=1}^{N-1} l_s * P(d_0 <= t_0, ..., d_{s-1} <= t_{s-1})
+        subject to  recall(t) = share of top-k pairs kept >= target
+
+    (the expected re-ranking work per gallery item: stage ``s`` computes an ``l_s``-bit distance for every
+    candidate that reached it; ties go to the higher recall). Counts come from joint histograms of the stage
+    distances, so every threshold vector is scored exactly. The grid holds every integer threshold unless it
+    would exceed ``max_grid`` cells; then the longest levels' thresholds step by powers of two.
+
+    Args:
+      codes_by_name: packed codes (uint8 ``[n, L/8]``) of the *validation* split per level, same images.
+      order: level names from shortest to longest; default sorts by code length.
+      target: the share ``r`` of the exhaustive top-k to keep, in ``(0, 1]``.
+      k: the top-k the target refers to, ``1 <= k < n``.
+      queries: how many of the ``n`` images act as queries (default all); each query costs one pass over
+        the ``n`` codes of every level.
+      query_codes: optional codes of other images (same level names) to use as the queries against
+        ``codes_by_name`` — e.g. the validation split's queries against the gallery to be searched;
+        ``queries`` then samples among them.
+      block_size: queries per block (default about ``2**22 / n``: memory ``O(block_size · n)``).
+    """
+    names = _level_order(codes_by_name, order)
+    levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
+    n = levels[0].shape[0]
+    if any(a.shape[0] != n for a in levels):
+        raise ValueError(f"codes_by_name: every level must encode the same images, got sizes {[a.shape[0] for a in levels]}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target must be in (0, 1], got {target}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
+    q_levels = None
+    if query_codes is not None:
+        missing = [m for m in names if m not in query_codes]
+        if missing:
+            raise ValueError(f"query_codes lacks the levels {missing}")
+        q_levels = [_check_codes_and_pids(query_codes[m], np.zeros(len(query_codes[m]), np.int64))[0] for m in names]
+        for qa, a, m in zip(q_levels, levels, names):
+            if qa.shape[1] != a.shape[1] or qa.shape[0] != q_levels[0].shape[0]:
+                raise ValueError(f"query_codes[{m!r}]: shape {qa.shape} does not match the level's codes {a.shape}")
+    nq = n if q_levels is None else q_levels[0].shape[0]
+    rows = None
+    if queries is not None:
+        if isinstance(queries, bool) or not isinstance(queries, (int, np.integer)) or not 1 <= queries <= nq:
+            raise ValueError(f"queries must be an int in [1, {nq}] (the number of query codes), got {queries!r}")
+        rows = np.sort(np.random.default_rng(seed).choice(nq, int(queries), replace=False))
+    bits = [8 * a.shape[1] for a in levels]
+    steps = _threshold_steps(bits[:-1], int(max_grid))
+    block = int(block_size) if block_size else max(1, min(256, (1 << 22) // n))
+    every, top = _joint_histograms(levels, rows, int(k), steps, block, q_levels)
+    recall = top.cumsum(axis=0)
+    for ax in range(1, recall.ndim):
+        recall = recall.cumsum(axis=ax)
+    recall = recall / max(int(top.sum()), 1)
+    pairs = float(every.sum())
+    cost = np.zeros(every.shape)
+    fractions = []
+    for s in range(len(levels) - 1):
+        # P(d_0 <= t_0, ..., d_s <= t_s): sum out the later stages, cumulate over the first s + 1
+        m = every.sum(axis=tuple(range(s + 1, every.ndim))) if s + 1 < every.ndim else every
+        for ax in range(s + 1):
+            m = m.cumsum(axis=ax)
+        frac = (m / pairs).reshape(m.shape + (1,) * (every.ndim - s - 1))
+        fractions.append(frac)
+        cost = cost + bits[s + 1] * frac
+    feasible = recall >= float(target) - 1e-12
+    score = np.where(feasible, cost, np.inf)
+    best = np.lexsort((-recall.reshape(-1), score.reshape(-1)))[0]
+    cell = np.unravel_index(best, every.shape)
+    thresholds = {m: int(min(c * st, b)) for m, c, st, b in zip(names[:-1], cell, steps, bits)}
+    cand = tuple(float(np.broadcast_to(f, every.shape)[cell]) for f in fractions)
+    return RecallFit(thresholds=thresholds, recall=float(recall[cell]), candidates=cand, cost=float(cost[cell]),
+                     target=float(target), k=int(k))

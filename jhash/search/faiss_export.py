@@ -3,6 +3,11 @@
 jhash packs codes in ``np.packbits`` order, the byte layout faiss binary indexes read, so the export is a copy
 into the index; ``IndexBinaryFlat.search`` then returns the same exact Hamming distances as
 :func:`jhash.search.hamming_topk`.
+
+Code lengths that are not a multiple of 8: faiss binary indexes take whole bytes (``d = 8 * bytes``), so the
+index dimension is the padded length (a 12-bit code gives ``d = 16``). :func:`jhash.search.pack_codes` sets
+the padding bits to zero in every code, so they never differ and faiss' distances are those of the ``L``-bit
+codes; codes packed elsewhere must zero those bits the same way (``np.packbits`` does).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ __all__ = ["to_faiss"]
 
 
 def to_faiss(packed_gallery: Any) -> Any:
-    """Build a ``faiss.IndexBinaryFlat`` over ``packed_gallery`` (``uint8 [ng, L/8]``, ``ng >= 1``).
+    """Build a ``faiss.IndexBinaryFlat`` over ``packed_gallery`` (``uint8 [ng, ceil(L/8)]``, ``ng >= 1``;
+    the index dimension is ``8 * ceil(L/8)``, see the module docstring for zero padding).
 
     Raises:
       ImportError: faiss is not installed (``pip install 'jhash[faiss]'``).

@@ -1,8 +1,11 @@
 """Bit packing of binary codes, and the input checks shared by the search functions.
 
-Codes at rest are packed bits: ``uint8 [n, L/8]`` in ``np.packbits`` order (``bitorder="big"``: bit 0 of
-a code is the most significant bit of byte 0), so faiss (``IndexBinaryFlat``) and usearch read the same
-bytes. Inside JAX, packed rows are viewed as ``uint32`` words (:func:`as_words`) for
+Codes at rest are packed bits: ``uint8 [n, ceil(L/8)]`` in ``np.packbits`` order (``bitorder="big"``: bit 0
+of a code is the most significant bit of byte 0), so faiss (``IndexBinaryFlat``) and usearch read the same
+bytes. Any code length works: a code of ``L`` bits that is not a multiple of 8 is padded with zero bits up to
+the next whole byte (``np.packbits`` does the same). The padding is identical in every code, so it never
+counts: ``0 XOR 0 = 0`` adds nothing to a Hamming distance, and every search backend (XLA, native, numpy,
+faiss) ranks padded codes exactly as ``L``-bit codes. Inside JAX, packed rows are viewed as ``uint32`` words (:func:`as_words`) for
 ``lax.population_count``; the Hamming distance is ``d_H(b_i, b_j) = popcount(b_i XOR b_j)``, which for
 ±1 codes equals ``(L - b_i^T b_j) / 2``.
 """
@@ -80,26 +83,30 @@ def check_k(k: Any, ng: int, name: str = "k") -> int:
 @jax.jit
 def _pack_bits(bits: jax.Array) -> jax.Array:
     n, L = bits.shape
-    b = bits.astype(jnp.uint8).reshape(n, L // 8, 8) << jnp.asarray(_BIT_SHIFTS)
+    pad = (-L) % 8
+    if pad:  # zero padding bits up to a whole byte: identical in every code, so no distance changes
+        bits = jnp.pad(bits, ((0, 0), (0, pad)))
+    b = bits.astype(jnp.uint8).reshape(n, (L + pad) // 8, 8) << jnp.asarray(_BIT_SHIFTS)
     # The 8 shifted bits are disjoint, so their sum is their bitwise OR (no overflow).
     return b.sum(axis=-1, dtype=jnp.uint8)
 
 
 def pack_codes(x: Any) -> jax.Array:
-    """Pack binary codes ``x [n, L]`` into ``uint8 [n, L/8]`` in ``np.packbits`` (big-endian bit) order.
+    """Pack binary codes ``x [n, L]`` into ``uint8 [n, ceil(L/8)]`` in ``np.packbits`` (big-endian bit) order.
 
     Bit ``j`` of a code is ``1`` iff ``x[i, j] > 0``: this reads ``{0,1}`` integers, booleans, ``±1``
     codes and real-valued network outputs alike (sign thresholding, ``b = sgn(u)`` with ``sgn(0) -> 0``).
 
     Args:
       x: numpy or JAX array of rank 2 ``[n, L]`` (bool, integer or floating). A single code must be given
-        as ``x[None]`` (rank 1 is rejected rather than guessed). ``L`` must be a positive multiple of 8.
+        as ``x[None]`` (rank 1 is rejected rather than guessed). Any ``L >= 1``: when ``L`` is not a multiple
+        of 8 the last byte is completed with zero bits, which add nothing to any Hamming distance.
 
     Returns:
-      ``jax.Array`` ``uint8 [n, L/8]``, byte-identical to ``np.packbits(x > 0, axis=1)``.
+      ``jax.Array`` ``uint8 [n, ceil(L/8)]``, byte-identical to ``np.packbits(x > 0, axis=1)``.
 
     Raises:
-      ValueError: wrong rank, ``L`` not a positive multiple of 8, a non-numeric dtype, or NaN values
+      ValueError: wrong rank, ``L = 0``, a non-numeric dtype, or NaN values
         (NaN is only detected on concrete arrays; under ``jit`` a NaN packs to bit 0).
     """
     x = _as_array(x, "x")
@@ -111,8 +118,8 @@ def pack_codes(x: Any) -> jax.Array:
     if not (dt == np.bool_ or np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
         raise ValueError(f"x must have a bool, integer or floating dtype; got dtype {dt}")
     L = int(x.shape[1])
-    if L == 0 or L % 8:
-        raise ValueError(f"code length L={L} (x.shape[1]) must be a positive multiple of 8")
+    if L == 0:
+        raise ValueError("code length L=0 (x.shape[1]); expected codes of at least 1 bit")
     if np.issubdtype(dt, np.floating) and not _is_tracer(x):
         has_nan = np.isnan(x).any() if isinstance(x, np.ndarray) else bool(jnp.isnan(x).any())
         if has_nan:
@@ -127,17 +134,25 @@ def _unpack_bits(packed: jax.Array) -> jax.Array:
     return bits.reshape(n, 8 * nb)
 
 
-def unpack_codes(packed: Any, *, signed: bool = False) -> jax.Array:
-    """Inverse of :func:`pack_codes`: ``uint8 [n, L/8]`` -> bits ``[n, L]``.
+def unpack_codes(packed: Any, *, signed: bool = False, bits: int | None = None) -> jax.Array:
+    """Inverse of :func:`pack_codes`: ``uint8 [n, ceil(L/8)]`` -> bits ``[n, L]``.
 
     Returns ``{0,1}`` as ``uint8`` by default, or ``±1`` as ``int8`` with ``signed=True``
-    (``b = 2·bit - 1``). ``unpack_codes(pack_codes(x))`` equals ``x > 0``.
+    (``b = 2·bit - 1``). ``bits``: the code length ``L`` (drops the zero padding of the last byte); default
+    ``8 * packed.shape[1]``. ``unpack_codes(pack_codes(x), bits=L)`` equals ``x > 0``.
     """
     packed = check_packed(packed, "packed")
-    bits = _unpack_bits(packed)
+    n_bytes = int(packed.shape[1])
+    if bits is not None:
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 8 * n_bytes - 7 <= bits <= 8 * n_bytes:
+            raise ValueError(f"bits={bits!r} does not fit packed codes of {n_bytes} bytes; expected an int in "
+                             f"[{8 * n_bytes - 7}, {8 * n_bytes}]")
+    b = _unpack_bits(packed)
+    if bits is not None:
+        b = b[:, : int(bits)]
     if signed:
-        return bits.astype(jnp.int8) * jnp.int8(2) - jnp.int8(1)
-    return bits
+        return b.astype(jnp.int8) * jnp.int8(2) - jnp.int8(1)
+    return b
 
 
 def host_words(packed: np.ndarray, dtype=np.uint32) -> np.ndarray:

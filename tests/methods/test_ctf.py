@@ -110,7 +110,9 @@ def test_first_level_teacher_and_public_code_variants():
 
 
 def test_fit_search_and_search_hook():
-    c = _config()
+    from jhash.search import LazyRows, coarse_to_fine_distances
+
+    c = _config(threshold_fit="dto")
     rng = np.random.default_rng(0)
     pids = np.repeat(np.arange(10), 4)
     centers = rng.choice([-1, 1], size=(10, 64))
@@ -125,14 +127,48 @@ def test_fit_search_and_search_hook():
     packed = {k: np.asarray(pack_codes(v)) for k, v in codes.items()}
     found = ctf.search(packed, packed, params, c)
     assert found["distances"].shape == (40, 40) and found["ms_per_query"] > 0
+    assert isinstance(found["distances"], LazyRows)  # streamed: computed while the metrics read it
+    levels = [packed[n] for n in params["levels"]]
+    thresholds = [params["thresholds"][n] for n in params["levels"][:-1]]
+    np.testing.assert_array_equal(np.asarray(found["distances"]), coarse_to_fine_distances(levels, levels, thresholds))
     # maximal thresholds (no fitted params): the keys are the exhaustive 64-bit Hamming distances
     full = ctf.search(packed, packed, None, c)["distances"]
     ref = (64 - codes64.astype(np.int64) @ codes64.T.astype(np.int64)) // 2
     np.testing.assert_array_equal(full, ref)
 
 
+def test_fit_search_recall_target():
+    from jhash.search.dto import fit_recall_thresholds
+    from jhash.search.packing import pack_codes
+
+    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_gallery_queries=0)
+    rng = np.random.default_rng(1)
+    pids = np.repeat(np.arange(10), 4)
+    centers = rng.choice([-1, 1], size=(10, 64))
+    codes64 = np.where(rng.random((40, 64)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    codes = {"l64": codes64, "l32": codes64[:, :32], "l16": codes64[:, :16], "id": codes64}
+    params = ctf.fit_search(codes, pids, c)
+    want = fit_recall_thresholds({n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64")},
+                                 target=0.9, k=5)
+    assert params["fit"] == "recall" and params["thresholds"] == want.thresholds
+    assert params["val_recall"] >= 0.9
+    # refit on the searched gallery itself: the thresholds of the fit on (a sample of) its codes
+    packed = {n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64", "id")}
+    g = _config(recall_target=0.9, recall_k=5, recall_gallery_queries=12)  # the default fit: 'recall'
+    assert ctf.DEFAULTS["threshold_fit"] == "recall" and ctf.DEFAULTS["recall_gallery_queries"] > 0
+    assert ctf.gallery_thresholds(packed, g) == fit_recall_thresholds(
+        {n: packed[n] for n in ("l16", "l32", "l64")}, target=0.9, k=5, queries=12, seed=int(g.seed)).thresholds
+    found = ctf.search(packed, packed, params, g)
+    assert found["distances"].shape == (40, 40)
+    with pytest.warns(UserWarning, match="too few for a top-5"):
+        small = ctf.fit_search({n: a[:5] for n, a in codes.items()}, pids[:5], c)
+    assert small["thresholds"] == {"l16": 16, "l32": 32}
+    with pytest.raises(config_lib.ConfigError, match="threshold_fit"):
+        ctf.fit_search(codes, pids, _config(threshold_fit="f1"))
+
+
 def test_fit_search_degenerate_validation_split_falls_back():
-    c = _config()
+    c = _config(threshold_fit="dto")
     codes = {f"l{n}": np.ones((3, n), np.int8) for n in (64, 32, 16)}
     with pytest.warns(UserWarning, match="no relevant pairs"):
         params = ctf.fit_search(codes, np.array([1, 2, 3]), c)

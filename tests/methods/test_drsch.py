@@ -1,4 +1,4 @@
-"""DRSCH: loss composition, margin schedule state, bit-scalable codes, weighted Hamming affinity / ranking."""
+"""DRSCH: loss composition, margin schedule state, bit-scalable codes, weighted Hamming affinity search."""
 
 import jax
 import jax.numpy as jnp
@@ -98,35 +98,96 @@ def _np_affinity(q, g, w):
     return out
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10**6), signed=st.booleans())
-def test_weighted_hamming_affinity_matches_loop(seed, signed):
+def _np_distance(q, g, w):
+    return np.sum(w**2) - _np_affinity(q, g, w)
+
+
+BACKENDS = ["numpy", "xla"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6), L=st.sampled_from([5, 8, 12, 19, 64]))
+def test_weighted_hamming_distance_matches_loop(seed, L):
     rng = np.random.default_rng(seed)
-    q = rng.integers(0, 2, size=(3, 10))
-    g = rng.integers(0, 2, size=(7, 10))
-    w = rng.normal(size=10).astype(np.float32)
-    if signed:
-        q, g = 2 * q - 1, 2 * g - 1
-    got = drsch.weighted_hamming_affinity(q.astype(np.int8), g.astype(np.int8), w)
-    np.testing.assert_allclose(got, _np_affinity(q, g, w), rtol=1e-5, atol=1e-5)
+    q = rng.integers(0, 2, size=(3, L))
+    g = rng.integers(0, 2, size=(7, L))
+    w = rng.normal(size=L).astype(np.float32)
+    qp, gp = search.pack_codes(q), search.pack_codes(g)
+    for backend in BACKENDS:
+        got = search.weighted_hamming_distance(qp, gp, w, backend=backend)
+        np.testing.assert_allclose(got, _np_distance(q, g, w), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(search.weighted_hamming_affinity(qp, gp, w, backend=backend),
+                                   _np_affinity(q, g, w), rtol=1e-5, atol=1e-5)
 
 
-def test_weighted_hamming_topk_streams_the_gallery():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weighted_hamming_topk_is_the_affinity_ranking_with_ties_by_index(backend):
     rng = np.random.default_rng(0)
     q = rng.integers(0, 2, size=(4, 6)).astype(np.uint8)
     g = rng.integers(0, 2, size=(23, 6)).astype(np.uint8)
     w = np.array([1.0, 1.0, 0.5, 0.5, 2.0, 0.0], np.float32)  # many ties
     ref = _np_affinity(q, g, w)
-    for block in (5, 23, 100):
-        s, i = drsch.weighted_hamming_topk(q, g, w, k=9, block_size=block)
-        for row in range(4):
-            expected = sorted(range(23), key=lambda j: (-ref[row, j], j))[:9]
-            np.testing.assert_array_equal(i[row], expected)
-            np.testing.assert_allclose(s[row], ref[row, expected], rtol=1e-6)
-    with pytest.raises(ValueError, match="'k'"):
-        drsch.weighted_hamming_topk(q, g, w, k=0)
-    with pytest.raises(ValueError, match="'bit_weights'"):
-        drsch.weighted_hamming_affinity(q, g, w[:3])
+    d, i = search.weighted_hamming_topk(search.pack_codes(q), search.pack_codes(g), w, 9, backend=backend)
+    for row in range(4):
+        expected = sorted(range(23), key=lambda j: (-ref[row, j], j))[:9]
+        np.testing.assert_array_equal(i[row], expected)
+        np.testing.assert_allclose(d[row], np.sum(w**2) - ref[row, expected], rtol=1e-6, atol=1e-6)
+    # equal XOR patterns give bit-identical distances, so both backends agree exactly
+    other = "xla" if backend == "numpy" else "numpy"
+    np.testing.assert_array_equal(d, search.weighted_hamming_topk(search.pack_codes(q), search.pack_codes(g), w, 9,
+                                                                  backend=other)[0])
+
+
+def test_weighted_search_errors_name_the_argument():
+    q = np.zeros((2, 1), np.uint8)
+    with pytest.raises(ValueError, match="bit_weights: 9 weights do not match codes of 1 bytes"):
+        search.weighted_hamming_distance(q, q, np.ones(9))
+    with pytest.raises(ValueError, match="bit_weights: expected finite"):
+        search.weighted_hamming_distance(q, q, np.full(8, np.nan))
+    with pytest.raises(ValueError, match="k=3 exceeds the gallery size"):
+        search.weighted_hamming_topk(q, q, np.ones(8), 3)
+    with pytest.raises(ValueError, match="backend"):
+        search.weighted_hamming_topk(q, q, np.ones(8), 1, backend="gpu")
+
+
+def test_search_hook_ranks_by_the_learnt_weighted_affinity():
+    """evaluate.py's path: model_search_params from a network's variables, then search() on packed codes."""
+    from jhash.metrics import reid_metrics
+
+    c = _config(eval_bits=(3,))
+    model = drsch.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(3), _images())
+    w = jnp.array([0.1, -3.0, 0.5, 2.0, 0.5, 1.0, -0.2, 0.0])
+    variables["params"]["bit_weights"] = w
+    params = drsch.model_search_params(variables, c)
+    np.testing.assert_allclose(params["bit_weights"]["id"], np.asarray(w)[[1, 3, 5, 2, 4, 6, 0, 7]])
+    np.testing.assert_allclose(params["bit_weights"]["top3"], [-3.0, 2.0, 1.0])
+    rng = np.random.default_rng(1)
+    qb, gb = rng.integers(0, 2, (5, 8)), rng.integers(0, 2, (40, 8))
+    ordered = np.asarray(params["bit_weights"]["id"])
+    q_codes = {"id": np.asarray(search.pack_codes(qb)), "top3": np.asarray(search.pack_codes(qb[:, :3]))}
+    g_codes = {"id": np.asarray(search.pack_codes(gb)), "top3": np.asarray(search.pack_codes(gb[:, :3]))}
+    out = drsch.search(q_codes, g_codes, params, c)
+    assert set(out) == {"distances", "ms_per_query"} and out["ms_per_query"] > 0
+    want = _np_distance(qb, gb, ordered)
+    np.testing.assert_allclose(np.asarray(out["distances"]), want, rtol=1e-5, atol=1e-5)
+    ids = dict(q_pids=rng.integers(0, 4, 5), g_pids=rng.integers(0, 4, 40), q_camids=np.zeros(5, int),
+               g_camids=np.ones(40, int))
+    np.testing.assert_allclose(reid_metrics(distances=out["distances"], **ids).mAP,
+                               reid_metrics(distances=want, **ids).mAP)
+    # the code the config names: top-3 ranks by its own three weights
+    c.eval.code = "top3"
+    np.testing.assert_allclose(np.asarray(drsch.search(q_codes, g_codes, params, c)["distances"]),
+                               _np_distance(qb[:, :3], gb[:, :3], ordered[:3]), rtol=1e-5, atol=1e-5)
+    assert drsch.search(q_codes, g_codes, params, _config(ranking="hamming")) == {}
+    with pytest.raises(ValueError, match="no bit weights for code 'id'"):
+        drsch.search(q_codes, g_codes, None, _config())
+    with pytest.raises(config_lib.ConfigError, match="ranking"):
+        drsch.search(q_codes, g_codes, params, _config(ranking="cosine"))
+
+
+def test_method_search_is_a_function():
+    assert callable(drsch.search) and callable(getattr(drsch, "search", None))
 
 
 @pytest.mark.parametrize("path,tree,dataset_config", [

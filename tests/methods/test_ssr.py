@@ -117,6 +117,11 @@ def test_fit_search_and_search_hook():
     packed = {"id": np.asarray(pack_codes(ids)), "attr": np.asarray(pack_codes(attr))}
     found = ssr.search(packed, packed, params, c)
     assert found["distances"].shape == (48, 48) and found["ms_per_query"] > 0
+    from jhash.search import LazyRows, attribute_first_distances
+
+    assert isinstance(found["distances"], LazyRows)  # streamed: computed while the metrics read it
+    np.testing.assert_array_equal(np.asarray(found["distances"]), attribute_first_distances(
+        packed["attr"], packed["attr"], packed["id"], packed["id"], ssr.window(params, c, 48)))
     # no fitted window: the whole gallery, i.e. exhaustive ID search
     full = ssr.search(packed, packed, None, c)["distances"]
     np.testing.assert_array_equal(full, (32 - ids.astype(np.int64) @ ids.T.astype(np.int64)) // 2)

@@ -11,9 +11,10 @@ from jhash.search import as_words, pack_codes, unpack_codes
 
 
 def ref_pack(bits):
-    """Bit j of a code -> byte j // 8, value 2**(7 - j % 8) (big-endian bit order)."""
+    """Bit j of a code -> byte j // 8, value 2**(7 - j % 8) (big-endian bit order); unused low bits of the
+    last byte stay 0."""
     n, L = bits.shape
-    out = np.zeros((n, L // 8), np.uint8)
+    out = np.zeros((n, -(-L // 8)), np.uint8)
     for i in range(n):
         for j in range(L):
             if bits[i, j]:
@@ -71,9 +72,26 @@ def test_as_words_pads_with_zero_bytes_and_keeps_popcount(nbytes):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("L", [1, 7, 12, 13, 33, 100])
+def test_any_length_packs_with_zero_padding_and_round_trips(L):
+    bits = np.random.default_rng(L).integers(0, 2, (6, L)).astype(np.uint8)
+    packed = np.asarray(pack_codes(bits))
+    assert packed.shape == (6, -(-L // 8))
+    np.testing.assert_array_equal(packed, ref_pack(bits))
+    pad = 8 * packed.shape[1] - L
+    assert not np.any(packed[:, -1] & ((1 << pad) - 1))  # the padding bits are all zero
+    np.testing.assert_array_equal(np.asarray(unpack_codes(packed, bits=L)), bits)
+    np.testing.assert_array_equal(np.asarray(unpack_codes(packed))[:, L:], 0)
+
+
+def test_unpack_bits_must_fit_the_bytes():
+    packed = np.zeros((1, 2), np.uint8)
+    for bad in (8, 17, True, 12.0):
+        with pytest.raises(ValueError, match=r"bits=.*2 bytes.*\[9, 16\]"):
+            unpack_codes(packed, bits=bad)
+
+
 def test_pack_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"L=12"):
-        pack_codes(np.zeros((2, 12)))
     with pytest.raises(ValueError, match=r"x must be codes of rank 2"):
         pack_codes(np.zeros(16))
     with pytest.raises(ValueError, match=r"NaN"):
