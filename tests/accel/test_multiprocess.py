@@ -97,7 +97,9 @@ def runs(tmp_path_factory):
     evals = {}  # the 2-process workdir evaluated by 1 and by 2 processes
     for n in (1, 2):
         out = _finish(_start("evaluate.py", ["--workdir", str(two)], env, n))
-        evals[n] = (out, json.loads((two / f"eval_step_{STEPS}.json").read_text()))
+        results = [line.split("results: ", 1)[1].strip() for line in out.splitlines() if line.startswith("results: ")]
+        assert len(results) == 1, out  # process 0 alone reports (and never overwrites an earlier result file)
+        evals[n] = (out, json.loads(pathlib.Path(results[0]).read_text()))
     return one, two, outs, evals
 
 
