@@ -342,7 +342,7 @@ def load_trained(workdir, *, step: int | None = None, config=None, untrained: bo
         if m.get("batch_stats"):
             variables["batch_stats"] = m["batch_stats"]
         aux, search_params = m.get("aux"), restored["search"]
-    if hasattr(method, "model_search_params") and not untrained:  # search parameters read from the network
+    if hasattr(method, "model_search_params"):  # search parameters read from the network (DRSCH bit weights)
         search_params = {**(search_params or {}), **method.model_search_params(variables, config)}
     variables = parallel.replicate(variables, mesh)
     return Trained(config=config, method=method, model=model, variables=variables, aux=aux,
