@@ -1,4 +1,4 @@
-"""AFR benchmark: attribute-first fast retrieval vs exhaustive Hamming search on a large gallery (SSR issue 7;
+"""AFR benchmark: attribute-first fast retrieval vs exhaustive Hamming search on a large gallery (SSR;
 the paper's Table 5 / Table 8).
 
 1. Model: trains ``configs/synthetic_reid/ssr.py`` (small CNN, two-branch PCB, 2048-bit ID codes + 34-bit

@@ -1,4 +1,4 @@
-"""CtF benchmark: coarse-to-fine search vs exhaustive Hamming search on a large gallery (CtF issue 6).
+"""CtF benchmark: coarse-to-fine search vs exhaustive Hamming search on a large gallery.
 
 1. Model: trains ``configs/synthetic_reid/ctf.py`` (small CNN + All-in-One pyramid 2048/512/128/32, a few
    minutes on CPU) into ``--workdir`` unless that workdir already holds a trained checkpoint.

@@ -1,4 +1,4 @@
-"""Binary attribute learning for hashing (Jin et al. 2021, SSR/AFR, eqs. 3-5; ``shared/notes/methods.md`` §5).
+"""Binary attribute learning for hashing (Jin et al. 2021, SSR/AFR, eqs. 3-5; ``docs/methods.md`` §5).
 
 Every attribute ``v`` (30 on Market-1501: 26 two-valued ones plus the 4-class age split into four yes/no
 attributes) is its own two-way classifier with logits ``z_v = [z_v0, z_v1]`` (``0`` = "no", ``1`` = "yes"):

@@ -1,5 +1,5 @@
 """Self-distillation losses of the CtF All-in-One code pyramid (Wang et al., "Faster Person
-Re-Identification", ECCV 2020, eqs. 3-4; cleaned in ``shared/notes/methods.md`` §4), and the variants of the
+Re-Identification", ECCV 2020, eqs. 3-4; cleaned in ``docs/methods.md`` §4), and the variants of the
 public implementation (light-reid).
 
 Every loss takes a *student* and a *teacher* array of the same batch. The teacher is a label: it is wrapped

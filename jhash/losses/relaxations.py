@@ -1,6 +1,6 @@
 """Hashing relaxations and the SSR self-distillation loss (Jin et al., "Hashing person re-ID with
 self-distilling smooth relaxation", 2021, eqs. 1-2 and the relaxation comparison of their Table 6; cleaned in
-``shared/notes/methods.md`` §5).
+``docs/methods.md`` §5).
 
 A hashing network cannot back-propagate through ``sgn``. A *relaxation* replaces the binary code ``b`` of a
 real descriptor ``s`` by a differentiable surrogate during training; at test time every relaxation here is

@@ -1,6 +1,6 @@
 """CtF: All-in-One (AiO) code pyramid, Distance Threshold Optimisation and coarse-to-fine search.
 
-Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``shared/notes/methods.md`` §4).
+Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``docs/methods.md`` §4).
 
 - Model (AiO, eqs. 1-2): ``f = backbone(x)``; a :class:`jhash.models.pyramid.CodePyramid` gives one code per
   length in ``config.method.lengths`` (long to short, default 2048 -> 512 -> 128 -> 32): ``v_k = FC_k(v_{k-1})``,

@@ -1,6 +1,6 @@
 r"""DHMTL — deep hashing with multi-task learning for instance-level vehicle search (Liang et al.).
 
-As the paper (``/work/shared/papers/dhmtl_multitask_vehicle_hashing.md``; notes §2):
+As the paper (the paper; ``docs/methods.md`` §2):
 
 - **Network**: GoogLeNet (Inception v1) without its classifier → the 1024-d last pooling → a fully
   connected **hash layer** (1024 units by default, ``config.model.bits``) with **ReLU** → three fully connected

@@ -1,6 +1,6 @@
 r"""DRSCH / DSCH — bit-scalable deep hashing with regularised similarity learning (Zhang et al., TIP 2015).
 
-As the paper's abstract and the authors' public Caffe code (``/work/shared/notes/methods.md`` §3):
+As the paper's abstract and the authors' public Caffe code (``docs/methods.md`` §3):
 
 - **Network**: backbone → global pooling → ``Dense(L)`` → sigmoid → element-wise product with a learnable
   per-bit weight vector ``w`` (parameter ``bit_weights``, initialised to 1): ``h = w ⊙ σ(z)``.

@@ -1,7 +1,7 @@
 r"""DVHN — deep vehicle hashing network (Chen et al., arXiv 2112.04937), as discrete supervised hashing.
 
 Only DVHN's abstract survives; its wording matches DSDH (Li et al., NeurIPS 2017), which jhash implements
-(``/work/shared/notes/methods.md`` §1)::
+(``docs/methods.md`` §1)::
 
     min_{B, W, θ}  L_sim(U) + μ Σ_i ‖y_i − Wᵀ b_i‖² + ν ‖W‖²_F + η Σ_i ‖b_i − u_i‖²,   b_i ∈ {−1, +1}^L
 

@@ -1,5 +1,5 @@
 """SSR + AAB + AFR: hashing person ReID with self-distilling smooth relaxation, attribute-guided attention
-and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``shared/notes/methods.md`` §5).
+and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.md`` §5).
 
 - Model (§4.1, Fig. 1; :mod:`jhash.models.pcb`): a shared trunk (ResNet ``stem..layer2``) then two copies
   of the remaining layers, the **teacher** and the **student** branch. Each branch cuts its map into 6

@@ -1,4 +1,4 @@
-"""Attribute-guided attention block, AAB (Jin et al. 2021, §5.2, eqs. 8-10; ``shared/notes/methods.md`` §5).
+"""Attribute-guided attention block, AAB (Jin et al. 2021, §5.2, eqs. 8-10; ``docs/methods.md`` §5).
 
 On a feature map ``F_in [B, H, W, C]`` (NHWC; ``X = H·W`` positions, ``c = C / r`` reduced channels):
 

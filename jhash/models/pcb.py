@@ -1,7 +1,7 @@
 """PCB global-local descriptors and the two-branch (teacher / student) network of SSR.
 
 Part-based Convolutional Baseline (Sun et al., ECCV 2018) as used by Jin et al. 2021 (§4.1, Fig. 1;
-``shared/notes/methods.md`` §5):
+``docs/methods.md`` §5):
 
 - the last feature map ``[B, H, W, C]`` is cut into ``parts`` (6) horizontal stripes, each average-pooled
   (:func:`stripe_pool`, torch's ``adaptive_avg_pool2d((parts, 1))`` bins, so any ``H >= 1`` works);

@@ -1,5 +1,5 @@
 """Attribute-first fast retrieval, AFR (Jin et al. 2021, §5.1, eqs. 6-7 and the w rule of §7.5.2;
-``shared/notes/methods.md`` §5).
+``docs/methods.md`` §5).
 
 Every image has a short attribute code (30 bits on Market-1501, packed with padding bits that are equal in
 every code) and a long ID code. For one query:

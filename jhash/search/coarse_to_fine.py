@@ -1,5 +1,5 @@
 """Coarse-to-fine (CtF) Hamming search over a code pyramid (Wang et al., "Faster Person
-Re-Identification", ECCV 2020, §3.3; cleaned in ``shared/notes/methods.md`` §4).
+Re-Identification", ECCV 2020, §3.3; cleaned in ``docs/methods.md`` §4).
 
 Every image has ``N`` packed codes (levels) of increasing length ``l_0 < l_1 < ... < l_{N-1}`` (e.g. 32, 128,
 512, 2048 bits) and there is one threshold ``t_s`` per level but the longest (fitted by DTO,

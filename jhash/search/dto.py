@@ -1,7 +1,7 @@
 """Distance Threshold Optimisation (DTO) for coarse-to-fine search.
 
 Wang et al., "Faster Person Re-Identification", ECCV 2020, eqs. 6-8 (cleaned in
-``shared/notes/methods.md`` §4). For one code length ``l`` and a validation split of *training*
+``docs/methods.md`` §4). For one code length ``l`` and a validation split of *training*
 identities (never the test split), let ``R(t)`` be the fraction of relevant pairs (same identity) whose
 Hamming distance is ``<= t`` and ``N(t)`` the same fraction of non-relevant pairs. Keeping the candidates
 within distance ``t`` then has recall ``R(t)`` and precision ``R(t) / (R(t) + rho N(t))`` with
