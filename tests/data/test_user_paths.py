@@ -21,7 +21,7 @@ pytest.importorskip("tensorflow_datasets")
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--config.model.backbone=small_cnn", "--config.model.backbone_kwargs={}", "--config.input.image_size=(32, 16)",
         "--config.model.bits=16", "--config.train.epochs=0", "--config.train.steps=2", "--config.train.batch_p=4",
-        "--config.train.batch_k=2", "--config.eval.batch_size=16", "--progress=false"]
+        "--config.train.batch_k=2", "--config.eval.batch_size=16", "--noprogress"]
 
 
 def run(args, data_dir, check=True):
