@@ -369,6 +369,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "multistep", "cosine")
 POOLINGS = ("avg", "gem")
 TIES = ("stable", "expected")
+SELECTS = ("last", "best_val_map")  # train.select: the checkpoint evaluate.py uses by default
 
 
 def _number(config, key: str, *, integer: bool = False, low=None, high=None, low_open: bool = False,
@@ -409,6 +410,19 @@ def _get(config, key: str):
     for part in key.split("."):
         node = node[part]
     return node
+
+
+def _check_validation_keys(t, val_split) -> None:
+    """``train.select`` / ``train.eval_every`` / ``train.patience``: selection and early stopping need validation."""
+    if t.select not in SELECTS:
+        raise ConfigError(f"config.train.select must be one of {SELECTS}, got {t.select!r}")
+    for key in ("eval_every", "patience"):
+        if t[key] < 0:
+            raise ConfigError(f"config.train.{key} must be >= 0, got {t[key]}")
+    if (t.select != "last" or t.patience) and not (t.eval_every > 0 and val_split):
+        raise ConfigError(
+            f"config.train.select={t.select!r} / config.train.patience={t.patience} need validation: set "
+            f"config.train.eval_every > 0 and config.dataset.val_split (now {t.eval_every} and {val_split!r})")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -466,6 +480,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, t + "ckpt_every", integer=True, low=1)
     _number(config, t + "keep", integer=True, low=1)
     _choice(config, t + "compute_dtype", COMPUTE_DTYPES)
+    _check_validation_keys(config.train, config.dataset.val_split)
     _number(config, "eval.batch_size", integer=True, low=1)
     _choice(config, "eval.ties", TIES)
     if not isinstance(config.eval.code, str) or not config.eval.code:

@@ -34,7 +34,7 @@ class Data:
             d = self.config.dataset
             self._sources[split] = self._load(
                 d.name, split, data_dir=config_lib.data_dir(self.config), manual_dir=d.manual_dir,
-                config=_ds_config(d.config, d.get("options"))
+                config=builder_config(d)
             )
         return self._sources[split]
 
@@ -99,11 +99,13 @@ class Data:
             yield batch
 
 
-def _ds_config(c, options=None):
-    """The builder config for ``jhash.data.load``: ``dataset.config`` with ``dataset.options`` on top."""
+def builder_config(dataset):
+    """The builder config for ``jhash.data.load``: ``config.dataset.config`` with ``config.dataset.options`` on
+    top (also recorded in every checkpoint's metadata)."""
     from jhash.data import with_options
 
-    return with_options(c.to_dict() if hasattr(c, "to_dict") else c, options)
+    c = dataset.config
+    return with_options(c.to_dict() if hasattr(c, "to_dict") else c, dataset.get("options"))
 
 
 class _Strided:

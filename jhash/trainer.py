@@ -289,25 +289,10 @@ def train(config, workdir, *, data=None, method=None, mesh=None, stop_at: int | 
     workdir = pathlib.Path(workdir).expanduser()
     config_lib.validate(config)  # every count, size, rate and period in range (train.keep >= 1 among them)
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_validation_config(config)
     lock = ckpt_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
     with lock, _StopFlag() as stop:
         return _train_locked(config, workdir, stop, data=data, method=method, mesh=mesh, stop_at=stop_at,
                              progress=progress, async_checkpoints=async_checkpoints, report=report)
-
-
-def _check_validation_config(config) -> None:
-    t = config.train
-    if t.select not in validation.SELECT_CHOICES:
-        raise config_lib.ConfigError(f"config.train.select must be one of {validation.SELECT_CHOICES}, got {t.select!r}")
-    for key in ("eval_every", "patience"):
-        if t[key] < 0:
-            raise config_lib.ConfigError(f"config.train.{key} must be >= 0, got {t[key]}")
-    if (t.select != "last" or t.patience) and not (t.eval_every > 0 and config.dataset.val_split):
-        raise config_lib.ConfigError(
-            f"config.train.select={t.select!r} / config.train.patience={t.patience} need validation: set "
-            f"config.train.eval_every > 0 and config.dataset.val_split (now {t.eval_every} and "
-            f"{config.dataset.val_split!r})")
 
 
 def _write_selection(workdir, config, selection: validation.Selection) -> None:

@@ -24,7 +24,6 @@ import pathlib
 
 import numpy as np
 
-SELECT_CHOICES = ("last", "best_val_map")
 SELECTION_FILE = "selection.json"
 
 

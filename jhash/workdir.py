@@ -226,22 +226,16 @@ def latest_step(workdir) -> int | None:
     return steps[-1] if steps else None
 
 
-def _builder_config(config):
-    """``dataset.config`` with ``dataset.options`` on top, as JSON (what the dataset was built from)."""
-    from jhash.data import with_options
-
-    d = config_to_json(config)["dataset"]
-    return with_options(d.get("config"), d.get("options"))
-
-
 def run_meta(config, info, step: int, total: int, method_name: str | None = None) -> dict:
     """The run metadata stored with every checkpoint (its ``meta`` item)."""
+    from jhash.engine import builder_config
+
     return {
         "step": int(step),
         "total_steps": int(total),
         "method": method_name or config.method.name,
         "dataset": config.dataset.name,
-        "dataset_config": _builder_config(config),
+        "dataset_config": builder_config(config.dataset),
         "bits": int(config.model.bits),
         "num_classes": int(info.num_classes),
         "info": dataclasses.asdict(info),
