@@ -159,6 +159,8 @@ def evaluate_parser() -> Parser:
                    help="write a PNG of the top-10 results of N queries")
     p.add_argument("--tradeoff", action="store_true", help="write a plot of mAP against ms per query")
     p.add_argument("--compare_untrained", action="store_true", help="also evaluate the untrained (initial) network")
+    p.add_argument("--curves", action="store_true", help="also write curves.png (loss, learning rate and validation "
+                   "mAP against the step, from metrics.jsonl; the selected step marked)")
     p.add_argument("--output_dir", default=None, help="where results go (default: the workdir; for read-only "
                    "workdirs)")
     return p
@@ -186,6 +188,12 @@ def _evaluate(argv: Sequence[str]) -> int:
 
     evaluator.evaluate(workdir, config=config, step=args.step, visualize=args.visualize, tradeoff=args.tradeoff,
                        compare_untrained=args.compare_untrained, output_dir=args.output_dir)
+    if args.curves:
+        from jhash import curves
+
+        out_dir = pathlib.Path(args.output_dir).expanduser() if args.output_dir else workdir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        print(f"curves: {curves.write_workdir_curves(workdir, out_dir / 'curves.png')}")
     return 0
 
 

@@ -24,7 +24,8 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     dataset.train_split      str    'train'
     dataset.query_split      str    'query'
     dataset.gallery_split    str    'gallery'
-    dataset.val_split        str    split used by a method's ``fit_search`` after training; None = skip
+    dataset.val_split        str    held-out identities: validation during training (train.eval_every*) and a method's
+                                    ``fit_search`` after training; None = neither
     input.image_size         tuple  (height, width); None = the dataset's ``info.image_size``
     input.augment            dict   passed to ``jhash.data.pipeline.train_loader(augment_config=...)``; None = its defaults
     input.num_workers        int    grain worker processes (0 = in-process)
@@ -61,7 +62,10 @@ Schema (``None`` marks an optional field; ``<unit>`` is the unit of the training
     train.log_every          int    steps between metrics.jsonl lines and progress-bar updates
     train.ckpt_every         int    steps between checkpoints (the last step is always saved)
     train.keep               int    checkpoints kept (the newest N, >= 1; the final and the selected best are kept too)
-    train.eval_every         int    steps between validations on dataset.val_split (0 = none; see jhash.validation)
+    train.eval_every         int    steps between validations on dataset.val_split (wins over ``eval_every_epochs``
+                                    when > 0; see jhash.validation)
+    train.eval_every_epochs  float  epochs between validations when ``eval_every`` is 0 (default 1; 0 and
+                                    ``eval_every=0`` = no validation). Nothing runs without ``dataset.val_split``
     train.select             str    'last' | 'best_val_map': the checkpoint evaluate.py uses by default
     train.patience           int    stop after this many validations without a better val mAP (0 = never)
     eval.batch_size          int    images per encoding batch
@@ -154,6 +158,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.ckpt_every = 1000
     c.train.keep = 3
     c.train.eval_every = 0
+    c.train.eval_every_epochs = 1.0
     c.train.select = "last"
     c.train.patience = 0
 
@@ -191,11 +196,28 @@ def valid_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]
     return keys
 
 
-def _resolve(config: ml_collections.ConfigDict, key: str):
-    """(parent ConfigDict, last name) of a dotted key; ConfigError listing valid keys when absent."""
+#: dicts whose keys are not fixed by the schema: the command line may add new keys under them
+OPEN_DICTS = ("dataset.options", "dataset.config", "model.backbone_kwargs", "input.augment")
+
+
+def _opens_new_keys(path: str) -> bool:
+    return any(path == d or path.startswith(d + ".") for d in OPEN_DICTS)
+
+
+def _resolve(config: ml_collections.ConfigDict, key: str, *, create: bool = False):
+    """(parent ConfigDict, last name) of a dotted key; ConfigError listing valid keys when absent.
+
+    ``create``: a key missing under one of :data:`OPEN_DICTS` (a dict the config holds, e.g. ``dataset.options``)
+    is made (with any missing dicts on the way) instead of refused."""
     parts = key.split(".")
     node = config
     for i, part in enumerate(parts):
+        parent_path = ".".join(parts[:i])
+        if (create and isinstance(node, ml_collections.ConfigDict) and part not in node
+                and _opens_new_keys(parent_path)):
+            if i == len(parts) - 1:
+                return node, part
+            node[part] = ml_collections.ConfigDict()
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             where = ".".join(parts[:i]) or "<top level>"
             have = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
@@ -230,11 +252,14 @@ def _parse_value(text: str, current_type):
 
 def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
     """Set ``config.<key>`` from the command-line text ``text`` (types follow the existing field)."""
-    parent, name = _resolve(config, key)
-    try:
-        current_type = parent.get_type(name)
-    except (AttributeError, KeyError):
-        current_type = type(parent[name])
+    parent, name = _resolve(config, key, create=True)
+    if name not in parent:
+        current_type = None  # a new key under an open dict: the value's own type
+    else:
+        try:
+            current_type = parent.get_type(name)
+        except (AttributeError, KeyError):
+            current_type = type(parent[name])
     value = _parse_value(text, current_type)
     if key == "input.image_size" and isinstance(value, tuple) and len(value) == 1:
         value = value * 2  # one number: a square image
@@ -343,6 +368,17 @@ def total_steps(config, info) -> int:
     raise ConfigError("set config.train.steps or config.train.epochs to a positive number")
 
 
+def validation_period(config, info) -> int:
+    """Steps between validations on ``dataset.val_split``: ``train.eval_every`` when > 0, else
+    ``train.eval_every_epochs`` epochs (rounded, at least one step); 0 (none) without a val split or when both are 0."""
+    if not config.dataset.val_split:
+        return 0
+    if config.train.eval_every > 0:
+        return int(config.train.eval_every)
+    epochs = float(config.train.get("eval_every_epochs", 0.0) or 0.0)
+    return max(1, int(epochs * steps_per_epoch(config, info) + 0.5)) if epochs > 0 else 0
+
+
 def schedule_unit_steps(config, info) -> int:
     """Steps per unit of ``optimizer.warmup`` / ``optimizer.milestones`` (an epoch if training is in epochs)."""
     return 1 if config.train.steps > 0 else steps_per_epoch(config, info)
@@ -416,13 +452,15 @@ def _check_validation_keys(t, val_split) -> None:
     """``train.select`` / ``train.eval_every`` / ``train.patience``: selection and early stopping need validation."""
     if t.select not in SELECTS:
         raise ConfigError(f"config.train.select must be one of {SELECTS}, got {t.select!r}")
-    for key in ("eval_every", "patience"):
-        if t[key] < 0:
+    for key in ("eval_every", "eval_every_epochs", "patience"):
+        if t.get(key, 0) < 0:
             raise ConfigError(f"config.train.{key} must be >= 0, got {t[key]}")
-    if (t.select != "last" or t.patience) and not (t.eval_every > 0 and val_split):
+    validates = t.eval_every > 0 or t.get("eval_every_epochs", 0) > 0
+    if (t.select != "last" or t.patience) and not (validates and val_split):
         raise ConfigError(
             f"config.train.select={t.select!r} / config.train.patience={t.patience} need validation: set "
-            f"config.train.eval_every > 0 and config.dataset.val_split (now {t.eval_every} and {val_split!r})")
+            f"config.train.eval_every or config.train.eval_every_epochs > 0 and config.dataset.val_split (now "
+            f"{t.eval_every}, {t.get('eval_every_epochs', 0)} and {val_split!r})")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

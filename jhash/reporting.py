@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from jhash import config as config_lib
+
 TABLE_COLUMNS = (
     ("R1", "{:.2f}"), ("R5", "{:.2f}"), ("R10", "{:.2f}"), ("mAP", "{:.2f}"), ("mINP", "{:.2f}"),
     ("bits", "{:d}"), ("bytes/img", "{:d}"), ("ms/query", "{:.3f}"),
@@ -107,6 +109,11 @@ def start_summary(config, info, image_size, params, total: int, per_epoch: int, 
         f"devices   {len(devices)} x {'/'.join(kinds)}",
         f"workdir   {workdir}",
     ]
+    period = config_lib.validation_period(config, info)
+    if period:
+        select = "keeping the best val mAP" if t.select == "best_val_map" else "keeping the last step"
+        lines.insert(3, f"validate  every {period} steps on the {ds.val_split!r} split (R1/mAP/mINP in "
+                        f"metrics.jsonl), {select}" + (f", patience {t.patience}" if t.patience else ""))
     if changes:
         lines.append("warning: config changed since the stored config.json (recorded in its history): "
                      + ", ".join(f"{k}: {json.dumps(o)} -> {json.dumps(n)}" for k, (o, n) in changes.items()))

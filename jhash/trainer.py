@@ -368,7 +368,8 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
     search = None
     selection = validation.Selection()
     select_best = config.train.select == "best_val_map"
-    validate_every = config.train.eval_every if config.dataset.val_split else 0
+    validate_every = config_lib.validation_period(config, info)
+    warned_unscorable = False
     with ckpt_lib.Checkpoints(workdir, keep=config.train.keep, async_save=async_checkpoints) as ckpts:
         latest, restored = _restore_newest_intact(ckpts, state, mesh)
         if latest is not None:
@@ -436,6 +437,11 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                             _check_finite(*pending, workdir, last_saved)
                             pending = None
                         vals = validation.validate(method, model, state, data, config, mesh)
+                        if not vals.get("val/queries") and not warned_unscorable:
+                            warned_unscorable = True
+                            log.warning("validation at step %d: the %r split has no query whose identity it holds "
+                                        "from another camera; val metrics are NaN (train.select=%r keeps the last "
+                                        "step)", step, config.dataset.val_split, config.train.select)
                         if selection.update(step, vals["val/mAP"]) and select_best:
                             ckpts.protected = {step}
                             save_due = step < total
@@ -480,7 +486,7 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                 search = run_fit_search(method, model, state, data, config, mesh)
             save(step, final_search=search, final=True)
             if jax.process_index() == 0 and (workdir / "metrics.jsonl").is_file():
-                curves.plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
+                curves.write_workdir_curves(workdir)
         ckpts.wait()
     return TrainResult(state=state, step=step, workdir=workdir, resumed_from=resumed_from, search=search)
 

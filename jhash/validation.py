@@ -43,11 +43,14 @@ def query_gallery_split(pids, camids) -> tuple[np.ndarray, np.ndarray]:
 
 def score(packed_codes: np.ndarray, pids, camids) -> dict[str, float]:
     """``{'val/R1', 'val/mAP', 'val/mINP', 'val/queries'}`` of one split's packed codes (fractions in [0, 1], as in
-    ``eval_step_<N>.json``; ``val/queries`` counts the queries scored)."""
+    ``eval_step_<N>.json``; ``val/queries`` counts the queries scored). A split with no scorable query (no gallery
+    image, or no query whose identity the gallery holds from another camera) scores NaN with ``val/queries`` 0."""
     from jhash import metrics
 
     q, g = query_gallery_split(pids, camids)
     pids, camids = np.asarray(pids), np.asarray(camids)
+    if len(q) == 0 or len(g) == 0:  # e.g. one image per identity and camera: nothing to score
+        return {"val/R1": float("nan"), "val/mAP": float("nan"), "val/mINP": float("nan"), "val/queries": 0}
     m = metrics.reid_metrics(packed_codes[q], packed_codes[g], q_pids=pids[q], g_pids=pids[g],
                              q_camids=camids[q], g_camids=camids[g])
     return {"val/R1": float(m.rank(1)), "val/mAP": float(m.mAP), "val/mINP": float(m.mINP),

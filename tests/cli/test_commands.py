@@ -61,9 +61,11 @@ def test_start_and_end_summaries(trained):
     assert "model     baseline on small_cnn, 16 bits," in out and "parameters" in out
     assert "training  4 steps" in out and "batch 4 identities x 2 images" in out
     assert "devices   1 x cpu" in out
+    assert "validate  every 3 steps on the 'val' split (R1/mAP/mINP in metrics.jsonl), keeping the last step" in out
     assert "compiling the training step ..." in out and "resuming" not in out
     end = out[out.index("trained baseline to step 4"):]
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]
     assert f"final loss {rows[1]['loss']:.4f}" in end and " in 0m" in end
     for path in (wd / "checkpoints", wd / "metrics.jsonl", wd / "config.json"):
         assert str(path) in end
@@ -169,10 +171,12 @@ def test_evaluate_to_output_dir_leaves_the_workdir_alone(trained, env, tmp_path)
     wd, _, _ = trained
     before = sorted(p.relative_to(wd).as_posix() for p in wd.rglob("*"))
     out = tmp_path / "results"
-    r = _run(["evaluate.py", "--workdir", str(wd), "--output_dir", str(out), "--visualize", "2", "--tradeoff"], env)
+    r = _run(["evaluate.py", "--workdir", str(wd), "--output_dir", str(out), "--visualize", "2", "--tradeoff",
+              "--curves"], env)
     assert r.returncode == 0, r.stderr[-4000:]
     assert sorted(p.relative_to(wd).as_posix() for p in wd.rglob("*")) == before
-    for name in ("eval_step_6.json", "ranklist_step_6.png", "tradeoff_step_6.png"):
+    assert f"curves: {out / 'curves.png'}" in r.stdout
+    for name in ("eval_step_6.json", "ranklist_step_6.png", "tradeoff_step_6.png", "curves.png"):
         assert (out / name).is_file(), name
     result = json.loads((out / "eval_step_6.json").read_text())
     assert result["codes_dir"] == str(out / "codes" / "step_6")

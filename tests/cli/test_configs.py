@@ -36,8 +36,11 @@ def _overrides(path: str) -> dict:
     """Per-config additions to the tiny settings of :func:`tests.methods.run_config`."""
     c = config_lib.load(ROOT / path)
     extra = {}
+    # validation as shipped (once per epoch on the val split); twice in the longer synthetic runs
+    extra["train.eval_every_epochs"] = str(config_lib.base_config().train.eval_every_epochs)
     if c.dataset.name == "synthetic_reid":
-        extra.update({"dataset.config": "tiny", "train.steps": str(LEARN_STEPS), "train.batch_p": "4"})
+        extra.update({"dataset.config": "tiny", "train.steps": str(LEARN_STEPS), "train.batch_p": "4",
+                      "train.eval_every": str(LEARN_STEPS // 2)})
     if isinstance(c.dataset.config, dict) or hasattr(c.dataset.config, "keys"):
         if "val_fraction" in c.dataset.config:
             extra.update(VAL.get(c.dataset.name, {}))
@@ -102,8 +105,13 @@ def test_config_trains_evaluates_and_encodes(path, tmp_path, trees):
     steps = LEARN_STEPS if c.dataset.name == "synthetic_reid" else 2
     assert result.step == steps
 
-    losses = [row["loss"] for row in reporting.read_jsonl(workdir / "metrics.jsonl")]
+    rows = reporting.read_jsonl(workdir / "metrics.jsonl")
+    losses = [row["loss"] for row in rows if "loss" in row]
     assert len(losses) == steps and np.isfinite(losses).all()
+    validations = [row for row in rows if "val/mAP" in row]
+    if result_config(workdir).dataset.val_split:  # the shipped default validates on it, and its scores are fractions
+        assert validations, f"{path}: no validation row in metrics.jsonl"
+        assert all(0.0 <= row["val/mAP"] <= 1.0 for row in validations if np.isfinite(row["val/mAP"]))
     if c.dataset.name == "synthetic_reid":  # the method learns: its loss on a fixed training batch falls
         before, after = _fixed_batch_loss(workdir, untrained=True), _fixed_batch_loss(workdir)
         assert after < before, f"{path}: loss on a fixed batch went from {before} to {after}"
@@ -126,6 +134,12 @@ def test_config_trains_evaluates_and_encodes(path, tmp_path, trees):
     files = _first_image_files(data, out_split(out, data), 2, tmp_path)
     codes = encode.encode_images(files, workdir)
     assert codes[out["code"]].dtype == np.uint8 and codes[out["code"]].shape[0] == len(files)
+
+
+def result_config(workdir):
+    from jhash import workdir as workdir_lib
+
+    return workdir_lib.read_config(workdir)
 
 
 def out_split(result, data) -> str:

@@ -47,6 +47,23 @@ def test_unknown_key_lists_valid_ones():
         config_lib.load(ROOT / "configs/market1501/baseline.py", ["optimiser.lr=1"])
 
 
+def test_new_keys_under_open_dicts_from_the_command_line():
+    """dataset.options, a dict dataset.config, model.backbone_kwargs and input.augment take new keys (nested dicts
+    made on the way, values typed by their text); the schema's own dicts and method still refuse unknown keys."""
+    c = config_lib.load(ROOT / "configs/reid_folder/baseline.py", [
+        "dataset.options.skip_broken=True", "dataset.options.splits.extra=more_gallery",
+        "model.backbone_kwargs.new.depth=2"])
+    assert c.dataset.options.skip_broken is True
+    assert c.dataset.options.splits.extra == "more_gallery" and c.dataset.options.splits.query == "query"
+    assert c.model.backbone_kwargs.new.depth == 2
+    assert config_lib.load(ROOT / "configs/synthetic_reid/baseline.py", ["input.augment.jitter=0.25"]).input.augment.jitter == 0.25
+    c = config_lib.load(ROOT / "configs/market1501/ctf.py", ["dataset.config.new_field=0.5"])
+    assert c.dataset.config.new_field == 0.5
+    for bad in ("method.triplet_margn=1", "train.batchp=3", "dataset.nme=x"):
+        with pytest.raises(config_lib.ConfigError, match="unknown config key"):
+            config_lib.load(ROOT / "configs/reid_folder/baseline.py", [bad])
+
+
 def test_unknown_key_in_a_config_file(tmp_path):
     f = tmp_path / "bad.py"
     f.write_text("from jhash import config as C\ndef get_config():\n  c = C.base_config()\n  c.train.stepz = 3\n  return c\n")

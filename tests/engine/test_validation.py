@@ -1,11 +1,12 @@
 """Validation during training and model selection (jhash.validation + the trainer)."""
 
 import json
+import types
 
 import numpy as np
 import pytest
 
-from jhash import checkpoints, evaluator, methods, reporting, trainer, validation
+from jhash import checkpoints, curves, evaluator, methods, reporting, trainer, validation
 from jhash import config as config_lib
 from tests.engine import fakes
 
@@ -57,6 +58,31 @@ def _config(**train):
 
 def _train(workdir, c, **kw):
     return trainer.train(c, workdir, data=_ValData(c), method=methods.get(c.method.name), progress=False, **kw)
+
+
+def test_a_split_with_nothing_to_score_gives_nan_not_an_error():
+    codes = np.zeros((2, 2), np.uint8)
+    only_queries = validation.score(codes, pids=[1, 2], camids=[0, 0])  # one image per (identity, camera)
+    assert only_queries["val/queries"] == 0 and np.isnan(only_queries["val/mAP"])
+    no_cross_camera = validation.score(np.zeros((3, 2), np.uint8), pids=[1, 1, 2], camids=[0, 0, 0])
+    assert no_cross_camera["val/queries"] == 0 and np.isnan(no_cross_camera["val/R1"])
+
+
+def test_curves_follow_the_resumed_history(tmp_path):
+    """Rows a killed run logged past its last checkpoint are replaced by the resumed run's rows."""
+    rows = [{"step": 2, "loss": 3.0}, {"step": 4, "loss": 2.0}, {"step": 6, "loss": 9.0},  # killed after step 4's ckpt
+            {"step": 6, "loss": 1.5}, {"step": 8, "loss": 1.0}, {"event": "no step"}]
+    assert [(r["step"], r["loss"]) for r in curves.trajectory(rows)] == [(2, 3.0), (4, 2.0), (6, 1.5), (8, 1.0)]
+    resumed_at_3 = [{"step": 2}, {"step": 4}, {"step": 6}, {"step": 4}, {"step": 5}]
+    assert [r["step"] for r in curves.trajectory(resumed_at_3)] == [2, 4, 5]
+
+
+def test_curves_need_a_trained_workdir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        curves.write_workdir_curves(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"event": "start"}\n')
+    with pytest.raises(ValueError, match="nothing to plot"):
+        curves.write_workdir_curves(tmp_path)
 
 
 PEAK_EARLY = {2: 0.1, 4: 0.5, 6: 0.3, 8: 0.2, 10: 0.4}
@@ -129,11 +155,32 @@ def test_validation_never_opens_a_test_split(tmp_path):
 @pytest.mark.parametrize("train, match", [
     (dict(select="best"), "config.train.select must be one of"),
     (dict(eval_every=-1), "config.train.eval_every must be >= 0"),
-    (dict(eval_every=0), "need validation: set config.train.eval_every > 0"),
+    (dict(eval_every_epochs=-0.5), "config.train.eval_every_epochs must be >= 0"),
+    (dict(eval_every=0, eval_every_epochs=0.0), "need validation: set config.train.eval_every or "
+                                                "config.train.eval_every_epochs > 0"),
 ])
 def test_selection_config_errors(tmp_path, train, match):
     with pytest.raises(config_lib.ConfigError, match=match):
         _train(tmp_path, _config(**train))
+
+
+def test_default_period_is_one_epoch_and_needs_a_val_split():
+    """``eval_every`` (steps) wins over ``eval_every_epochs``; nothing validates without a val split."""
+    info = types.SimpleNamespace(num_train_images=100)
+    c = fakes.config(steps=50, batch_p=4, batch_k=5)  # 5 steps per epoch
+    c.dataset.val_split = "val"
+    assert config_lib.validation_period(c, info) == 5
+    c.train.eval_every_epochs = 2.5
+    assert config_lib.validation_period(c, info) == 13  # 12.5 steps, rounded half up
+    c.train.eval_every_epochs = 0.01
+    assert config_lib.validation_period(c, info) == 1
+    c.train.eval_every = 7
+    assert config_lib.validation_period(c, info) == 7
+    c.train.eval_every, c.train.eval_every_epochs = 0, 0.0
+    assert config_lib.validation_period(c, info) == 0
+    c.train.eval_every_epochs = 1.0
+    c.dataset.val_split = None
+    assert config_lib.validation_period(c, info) == 0
 
 
 def _events(logdir):

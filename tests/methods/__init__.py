@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = {
     "train.epochs": "0", "train.steps": "2", "train.batch_p": "2", "train.batch_k": "2", "train.log_every": "1",
     "train.ckpt_every": "100", "input.image_size": "(16, 8)", "input.num_workers": "0", "eval.batch_size": "8",
-    "optimizer.warmup": "0", "optimizer.milestones": "()", "model.bits": "16",
+    "optimizer.warmup": "0", "optimizer.milestones": "()", "model.bits": "16", "train.eval_every_epochs": "0",
 }
 
 
