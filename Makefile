@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench bench-quick clean
 
 $(STAMP): pyproject.toml $(wildcard setup.py) $(wildcard csrc/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+bench-quick: $(STAMP)
+	$(PY) bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -370,6 +370,7 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
     select_best = config.train.select == "best_val_map"
     validate_every = config_lib.validation_period(config, info)
     warned_unscorable = False
+    val_codes_fn = None  # the validation encoder, jitted once per run
     with ckpt_lib.Checkpoints(workdir, keep=config.train.keep, async_save=async_checkpoints) as ckpts:
         latest, restored = _restore_newest_intact(ckpts, state, mesh)
         if latest is not None:
@@ -436,7 +437,9 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                         if not (log_due or save_due or aux_due):
                             _check_finite(*pending, workdir, last_saved)
                             pending = None
-                        vals = validation.validate(method, model, state, data, config, mesh)
+                        if val_codes_fn is None:
+                            val_codes_fn = encode_lib.codes_fn(model, method, config, mesh)
+                        vals = validation.validate(method, model, state, data, config, mesh, codes_fn=val_codes_fn)
                         if not vals.get("val/queries") and not warned_unscorable:
                             warned_unscorable = True
                             log.warning("validation at step %d: the %r split has no query whose identity it holds "

@@ -57,12 +57,16 @@ def score(packed_codes: np.ndarray, pids, camids) -> dict[str, float]:
             "val/queries": int(getattr(m, "num_valid_queries", len(q)))}
 
 
-def validate(method, model, state, data, config, mesh) -> dict[str, float]:
-    """Encode ``config.dataset.val_split`` with the current weights and :func:`score` its ``eval.code`` codes."""
+def validate(method, model, state, data, config, mesh, *, codes_fn=None) -> dict[str, float]:
+    """Encode ``config.dataset.val_split`` with the current weights and :func:`score` its ``eval.code`` codes.
+
+    ``codes_fn``: the jitted encoder of :func:`jhash.encode.codes_fn` for this model, built once per run by the
+    caller so that every validation after the first reuses its compiled program (built here when None)."""
     from jhash import encode as encode_lib
 
     bs = config.eval.batch_size
-    out = encode_lib.run_split(encode_lib.codes_fn(model, method, config, mesh), state.variables(),
+    fn = codes_fn if codes_fn is not None else encode_lib.codes_fn(model, method, config, mesh)
+    out = encode_lib.run_split(fn, state.variables(),
                                data.eval_batches(config.dataset.val_split, bs), mesh, bs)
     key = f"code/{config.eval.code}"
     if key not in out:

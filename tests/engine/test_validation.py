@@ -91,7 +91,7 @@ PEAK_EARLY = {2: 0.1, 4: 0.5, 6: 0.3, 8: 0.2, 10: 0.4}
 @pytest.fixture
 def scripted_val_map(monkeypatch):
     """validation.validate returns val/mAP PEAK_EARLY[step] (the metric peaks at step 4)."""
-    def fake(method, model, state, data, config, mesh):
+    def fake(method, model, state, data, config, mesh, **kwargs):
         step = int(np.asarray(state.step))
         return {"val/R1": 0.0, "val/mAP": PEAK_EARLY[step], "val/mINP": 0.0, "val/queries": 1}
 
@@ -150,6 +150,18 @@ def test_validation_never_opens_a_test_split(tmp_path):
     rows = [r for r in reporting.read_jsonl(tmp_path / "metrics.jsonl") if "val/mAP" in r]
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10]
     assert all(0.0 <= r["val/mAP"] <= 1.0 and r["val/queries"] > 0 for r in rows)
+
+
+def test_the_validation_encoder_is_built_once_per_run(tmp_path, monkeypatch):
+    """Five validations, one jitted encoder: later validations reuse its compiled program."""
+    from jhash import encode
+
+    built = []
+    inner = encode.codes_fn
+    monkeypatch.setattr(encode, "codes_fn", lambda *a, **k: built.append(1) or inner(*a, **k))
+    _train(tmp_path, _config(select="last"))
+    assert len([r for r in reporting.read_jsonl(tmp_path / "metrics.jsonl") if "val/mAP" in r]) == 5
+    assert len(built) == 1
 
 
 @pytest.mark.parametrize("train, match", [
