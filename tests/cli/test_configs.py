@@ -49,6 +49,8 @@ def _overrides(path: str) -> dict:
         extra["dataset.options.val_fraction"] = "0.34"
     if str(c.method.name).rsplit(".", 1)[-1] == "ctf":
         extra["method.lengths"] = "(32, 16)"
+    if str(c.method.name).rsplit(".", 1)[-1] == "drsch" and c.dataset.name != "synthetic_reid":
+        extra["method.margin_schedule"] = "linear"  # the shipped 'fixed' on synthetic, the other rule elsewhere
     return extra
 
 
@@ -105,6 +107,7 @@ def test_config_trains_evaluates_and_encodes(path, tmp_path, trees):
     steps = LEARN_STEPS if c.dataset.name == "synthetic_reid" else 2
     assert result.step == steps
 
+    _method_checks(c.method.name, result, steps)
     rows = reporting.read_jsonl(workdir / "metrics.jsonl")
     losses = [row["loss"] for row in rows if "loss" in row]
     assert len(losses) == steps and np.isfinite(losses).all()
@@ -134,6 +137,21 @@ def test_config_trains_evaluates_and_encodes(path, tmp_path, trees):
     files = _first_image_files(data, out_split(out, data), 2, tmp_path)
     codes = encode.encode_images(files, workdir)
     assert codes[out["code"]].dtype == np.uint8 and codes[out["code"]].shape[0] == len(files)
+
+
+def _method_checks(method: str, result, steps: int) -> None:
+    """What each method's training must leave behind besides the weights."""
+    name = str(method).rsplit(".", 1)[-1]
+    if name == "ctf":  # thresholds fitted for every shorter level of the pyramid (lengths (32, 16) here)
+        assert result.search is not None and set(result.search["thresholds"]) == {"l16"}, result.search
+    elif name == "ssr":  # the AFR window is fitted where the config has attributes and a val split
+        config = result_config(result.workdir)
+        if config.method.get("afr") and config.dataset.val_split:
+            assert result.search["afr"] and result.search["w"] >= 1, result.search
+        else:
+            assert not (result.search or {}).get("afr"), result.search
+    elif name == "drsch" and result_config(result.workdir).method.get("margin_schedule") == "linear":
+        assert int(result.state.batch_stats["train_steps"]) == steps  # the growing margin counts its steps
 
 
 def result_config(workdir):
