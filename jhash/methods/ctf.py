@@ -77,7 +77,10 @@ DEFAULTS = dict(
     dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
     recall_target=0.95,  # threshold_fit='recall': share of the exhaustive longest-code top-k to keep
     recall_k=10,  # threshold_fit='recall': that top-k
-    recall_gallery_queries=200,  # > 0: refit the recall thresholds at search time on this many gallery codes
+    recall_queries="val",  # threshold_fit='recall': whose top-k the search-time fit keeps (RECALL_QUERIES)
+    recall_val_queries=512,  # recall_queries='val': at most this many validation codes stored with the fit
+    recall_gallery_queries=200,  # recall_queries='gallery': this many gallery codes as the queries
+    recall_confidence=0.95,  # > 0: the recall target holds for the lower confidence bound (a safety margin)
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )
@@ -240,6 +243,40 @@ def _packed_levels(codes_by_name, names: list[str]) -> dict[str, np.ndarray]:
 
 
 THRESHOLD_FITS = ("dto", "recall")
+#: ``recall_queries``: the queries of the search-time recall fit against the searched gallery. ``"val"``: the
+#: validation codes stored by ``fit_search``; ``"gallery"``: ``recall_gallery_queries`` codes of the gallery
+#: itself; ``"fit"``: no search-time fit (the thresholds fitted on the validation split alone).
+RECALL_QUERIES = ("val", "gallery", "fit")
+
+
+def encode_packed(levels: dict[str, np.ndarray]) -> dict:
+    """Packed code levels as JSON-safe data (base64 rows), for the search parameters saved with a checkpoint."""
+    import base64
+
+    return {n: {"rows": int(a.shape[0]), "bytes": int(a.shape[1]),
+                "b64": base64.b64encode(np.ascontiguousarray(a, np.uint8).tobytes()).decode("ascii")}
+            for n, a in levels.items()}
+
+
+def decode_packed(data: dict) -> dict[str, np.ndarray]:
+    """The inverse of :func:`encode_packed`."""
+    import base64
+
+    out = {}
+    for n, d in data.items():
+        raw = np.frombuffer(base64.b64decode(d["b64"]), np.uint8)
+        if raw.size != int(d["rows"]) * int(d["bytes"]):
+            raise ValueError(f"search parameters: stored codes {n!r} hold {raw.size} bytes, expected "
+                             f"{d['rows']} x {d['bytes']}")
+        out[n] = raw.reshape(int(d["rows"]), int(d["bytes"]))
+    return out
+
+
+def _recall_queries(config) -> str:
+    how = str(_get(config, "recall_queries"))
+    if how not in RECALL_QUERIES:
+        raise config_lib.ConfigError(f"config.method.recall_queries={how!r}: use one of {RECALL_QUERIES}")
+    return how
 
 
 def fit_search(codes_by_name, pids, config) -> dict:
@@ -266,9 +303,17 @@ def fit_search(codes_by_name, pids, config) -> dict:
             reason = f"the validation split has {pids.size} images, too few for a top-{k} recall target"
             warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
             return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind, "fallback": reason}
-        fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k)
-        return {"thresholds": fit.thresholds, "levels": order, "fit": kind, "recall_target": fit.target,
-                "recall_k": fit.k, "val_recall": fit.recall, "val_candidates": list(fit.candidates)}
+        how = _recall_queries(config)
+        fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k,
+                                    confidence=float(_get(config, "recall_confidence")))
+        params = {"thresholds": fit.thresholds, "levels": order, "fit": kind, "recall_target": fit.target,
+                  "recall_k": fit.k, "recall_confidence": fit.confidence, "val_recall": fit.recall,
+                  "val_candidates": list(fit.candidates)}
+        if how == "val":  # kept for the search-time fit against the searched gallery
+            n_keep = min(int(_get(config, "recall_val_queries")), pids.size)
+            rows = np.sort(np.random.default_rng(int(config.seed)).choice(pids.size, n_keep, replace=False))
+            params["fit_queries"] = encode_packed({n: packed[n][rows] for n in order})
+        return params
     rho = _get(config, "rho")
     _, counts = np.unique(pids, return_counts=True)
     if counts.size < 2 or counts.max() < 2:
@@ -294,17 +339,33 @@ def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str
     return {n: int(fitted.get(n, _bits(n))) for n in names_short_to_long[:-1]}
 
 
-def gallery_thresholds(g_levels, config) -> dict[str, int]:
-    """The recall-targeted thresholds fitted on the gallery being searched: ``recall_gallery_queries`` of its
-    codes (seeded by ``config.seed``) as queries against all of it (no labels needed; index-building work,
-    like preparing the gallery's word views)."""
+def gallery_thresholds(g_levels, config, search_params=None) -> dict[str, int] | None:
+    """The recall-targeted thresholds fitted at search time against the gallery being searched (index-building
+    work: no labels are needed), or ``None`` when there is no such fit (``threshold_fit='dto'``,
+    ``recall_queries='fit'``, no stored validation codes, or a gallery of at most ``recall_k`` codes).
+
+    The queries are the validation codes stored by :func:`fit_search` (``recall_queries='val'``) or
+    ``recall_gallery_queries`` codes of the gallery itself, drawn with ``config.seed`` (``'gallery'``); the fit
+    keeps ``recall_target`` of their exhaustive longest-code top-``recall_k`` at ``recall_confidence``.
+    """
     from jhash.search.dto import fit_recall_thresholds
 
     order = level_names(_get(config, "lengths"))[::-1]
     n = len(g_levels[order[0]])
+    k = int(_get(config, "recall_k"))
+    how = _recall_queries(config)
+    if str(_get(config, "threshold_fit")) != "recall" or how == "fit" or n <= k:
+        return None
+    kwargs = {}
+    if how == "val":
+        stored = (search_params or {}).get("fit_queries")
+        if not stored:
+            return None
+        kwargs["query_codes"] = decode_packed(stored)
+    else:
+        kwargs.update(queries=min(int(_get(config, "recall_gallery_queries")), n), seed=int(config.seed))
     fit = fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, target=float(_get(config, "recall_target")),
-                                k=int(_get(config, "recall_k")), queries=min(int(_get(config, "recall_gallery_queries")), n),
-                                seed=int(config.seed))
+                                k=k, confidence=float(_get(config, "recall_confidence")), **kwargs)
     return fit.thresholds
 
 
@@ -316,10 +377,7 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     order = level_names(_get(config, "lengths"))[::-1]
     q = {n: np.asarray(q_codes[n]) for n in order}
     g = {n: np.asarray(g_codes[n]) for n in order}
-    thresholds = search_thresholds(search_params, order)
-    sample = int(_get(config, "recall_gallery_queries"))
-    if sample > 0 and str(_get(config, "threshold_fit")) == "recall" and len(g[order[0]]) > int(_get(config, "recall_k")):
-        thresholds = gallery_thresholds(g, config)
+    thresholds = gallery_thresholds(g, config, search_params) or search_thresholds(search_params, order)
     index = ctf.CoarseToFineIndex.build(g)
     block = int(_get(config, "search_block_size"))
     keys = ctf.coarse_to_fine_key_matrix(q, index, thresholds, block_size=block)

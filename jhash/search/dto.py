@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import Literal, Mapping, Sequence, Union
 
 import numpy as np
@@ -221,10 +222,27 @@ class RecallFit:
 
     thresholds: dict  #: ``{name: t}`` for every level but the longest
     recall: float  #: share of the validation queries' exhaustive top-k that passes every threshold
+    recall_lower: float  #: its one-sided lower confidence bound at ``confidence`` (= ``recall`` when 0)
     candidates: tuple  #: mean share of the gallery reaching stages 1..N-1 (``|C_s| / ng``)
     cost: float  #: ``sum_s l_s |C_s| / ng``: re-ranking work per gallery item, in bits
     target: float
     k: int
+    confidence: float = 0.0
+    num_queries: int = 0  #: queries the recall was measured on
+
+
+def recall_lower_bound(recall, num_queries: int, confidence: float):
+    """One-sided lower confidence bound of a mean per-query recall: ``r - z sqrt(r (1 - r) / n)`` with ``z`` the
+    standard normal quantile of ``confidence`` (0: no bound, ``r`` itself). A per-query recall lies in
+    ``[0, 1]``, so its variance is at most ``r (1 - r)`` (Bhatia-Davis): the bound needs no per-query counts and
+    errs on the safe side."""
+    r = np.asarray(recall, np.float64)
+    if not 0.0 <= float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in [0, 1), got {confidence}")
+    if float(confidence) == 0.0:
+        return r
+    z = statistics.NormalDist().inv_cdf(float(confidence))
+    return r - z * np.sqrt(np.clip(r * (1.0 - r), 0.0, None) / max(int(num_queries), 1))
 
 
 def _threshold_steps(bits: Sequence[int], max_cells: int) -> list[int]:
@@ -288,6 +306,7 @@ def fit_recall_thresholds(
     query_codes: Mapping[str, np.ndarray] | None = None,
     block_size: int | None = None,
     max_grid: int = 1 << 22,
+    confidence: float = 0.0,
 ) -> RecallFit:
     """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
     longest-code top-``k`` of the validation queries.
@@ -317,6 +336,9 @@ def fit_recall_thresholds(
         ``codes_by_name`` — e.g. the validation split's queries against the gallery to be searched;
         ``queries`` then samples among them.
       block_size: queries per block (default about ``2**22 / n``: memory ``O(block_size · n)``).
+      confidence: when > 0, the constraint is on the recall's one-sided lower confidence bound at this level
+        (:func:`recall_lower_bound` over the queries), not on the sample recall: a safety margin that shrinks
+        as more queries are used, against choosing thresholds that keep the target only on the fit's sample.
     """
     names = _level_order(codes_by_name, order)
     levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
@@ -325,6 +347,7 @@ def fit_recall_thresholds(
         raise ValueError(f"codes_by_name: every level must encode the same images, got sizes {[a.shape[0] for a in levels]}")
     if not 0.0 < float(target) <= 1.0:
         raise ValueError(f"target must be in (0, 1], got {target}")
+    recall_lower_bound(1.0, 1, confidence)  # checks confidence before the work
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
     q_levels = None
@@ -361,11 +384,14 @@ def fit_recall_thresholds(
         frac = (m / pairs).reshape(m.shape + (1,) * (every.ndim - s - 1))
         fractions.append(frac)
         cost = cost + bits[s + 1] * frac
-    feasible = recall >= float(target) - 1e-12
+    n_queries = nq if rows is None else rows.shape[0]
+    lower = recall_lower_bound(recall, n_queries, confidence)
+    feasible = lower >= float(target) - 1e-12
     score = np.where(feasible, cost, np.inf)
     best = np.lexsort((-recall.reshape(-1), score.reshape(-1)))[0]
     cell = np.unravel_index(best, every.shape)
     thresholds = {m: int(min(c * st, b)) for m, c, st, b in zip(names[:-1], cell, steps, bits)}
     cand = tuple(float(np.broadcast_to(f, every.shape)[cell]) for f in fractions)
-    return RecallFit(thresholds=thresholds, recall=float(recall[cell]), candidates=cand, cost=float(cost[cell]),
-                     target=float(target), k=int(k))
+    return RecallFit(thresholds=thresholds, recall=float(recall[cell]), recall_lower=float(lower[cell]),
+                     candidates=cand, cost=float(cost[cell]), target=float(target), k=int(k),
+                     confidence=float(confidence), num_queries=int(n_queries))

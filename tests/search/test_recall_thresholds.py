@@ -121,3 +121,33 @@ def test_recall_fit_errors_name_the_argument():
         fit_recall_thresholds({"l8": packed["l8"]})
     with pytest.raises(ValueError, match="same images"):
         fit_recall_thresholds({"l8": packed["l8"], "l16": packed["l16"][:5]})
+
+
+def test_recall_lower_bound_from_its_definition():
+    from jhash.search.dto import recall_lower_bound
+
+    z95 = 1.6448536269514722  # standard normal 95 % quantile
+    r = np.array([0.5, 0.9, 1.0, 0.0])
+    want = r - z95 * np.sqrt(r * (1 - r) / 50)
+    np.testing.assert_allclose(recall_lower_bound(r, 50, 0.95), want)
+    np.testing.assert_array_equal(recall_lower_bound(r, 50, 0.0), r)
+    with pytest.raises(ValueError, match=r"confidence must be in \[0, 1\)"):
+        recall_lower_bound(r, 50, 1.0)
+
+
+@pytest.mark.parametrize("seed,target", [(0, 0.8), (7, 0.9)])
+def test_recall_fit_with_confidence_is_the_cheapest_vector_whose_bound_reaches_the_target(seed, target):
+    bits = _data(seed)
+    packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
+    fit = fit_recall_thresholds(packed, target=target, k=5, confidence=0.9)
+    z90 = 1.2815515655446004
+    table = _brute_force(bits, 5, target)
+    bound = {t: r - z90 * np.sqrt(r * (1 - r) / 40) for t, r, _ in table}
+    best = min(cost for t, _, cost in table if bound[t] >= target - 1e-12)
+    assert fit.cost == pytest.approx(best)
+    assert fit.recall_lower >= target and fit.recall_lower == pytest.approx(bound[tuple(fit.thresholds.values())])
+    assert fit.num_queries == 40 and fit.confidence == 0.9
+    plain = fit_recall_thresholds(packed, target=target, k=5)
+    assert fit.cost >= plain.cost and plain.recall_lower == plain.recall
+    with pytest.raises(ValueError, match="confidence must be in"):
+        fit_recall_thresholds(packed, confidence=-0.1)
