@@ -81,6 +81,8 @@ DEFAULTS = dict(
     recall_val_queries=512,  # recall_queries='val': at most this many validation codes stored with the fit
     recall_gallery_queries=200,  # recall_queries='gallery': this many gallery codes as the queries
     recall_confidence=0.95,  # > 0: the recall target holds for the lower confidence bound (a safety margin)
+    recall_gather_bits=1536.0,  # the fit's cost of fetching one candidate at random, in streamed bits
+    recall_choose_levels=True,  # the fit may skip shorter levels (the cheapest cascade that keeps the target)
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )
@@ -272,6 +274,13 @@ def decode_packed(data: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def _recall_options(config) -> dict:
+    """The recall fit's keyword arguments from ``config.method``."""
+    return {"confidence": float(_get(config, "recall_confidence")),
+            "gather_bits": float(_get(config, "recall_gather_bits")),
+            "choose_levels": bool(_get(config, "recall_choose_levels"))}
+
+
 def _recall_queries(config) -> str:
     how = str(_get(config, "recall_queries"))
     if how not in RECALL_QUERIES:
@@ -305,10 +314,10 @@ def fit_search(codes_by_name, pids, config) -> dict:
             return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind, "fallback": reason}
         how = _recall_queries(config)
         fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k,
-                                    confidence=float(_get(config, "recall_confidence")))
-        params = {"thresholds": fit.thresholds, "levels": order, "fit": kind, "recall_target": fit.target,
-                  "recall_k": fit.k, "recall_confidence": fit.confidence, "val_recall": fit.recall,
-                  "val_candidates": list(fit.candidates)}
+                                    **_recall_options(config))
+        params = {"thresholds": fit.thresholds, "levels": list(fit.levels), "fit": kind,
+                  "recall_target": fit.target, "recall_k": fit.k, "recall_confidence": fit.confidence,
+                  "val_recall": fit.recall, "val_candidates": list(fit.candidates), "all_levels": order}
         if how == "val":  # kept for the search-time fit against the searched gallery
             n_keep = min(int(_get(config, "recall_val_queries")), pids.size)
             rows = np.sort(np.random.default_rng(int(config.seed)).choice(pids.size, n_keep, replace=False))
@@ -339,14 +348,16 @@ def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str
     return {n: int(fitted.get(n, _bits(n))) for n in names_short_to_long[:-1]}
 
 
-def gallery_thresholds(g_levels, config, search_params=None) -> dict[str, int] | None:
-    """The recall-targeted thresholds fitted at search time against the gallery being searched (index-building
-    work: no labels are needed), or ``None`` when there is no such fit (``threshold_fit='dto'``,
-    ``recall_queries='fit'``, no stored validation codes, or a gallery of at most ``recall_k`` codes).
+def gallery_fit(g_levels, config, search_params=None):
+    """The recall-targeted fit at search time against the gallery being searched (index-building work: no
+    labels are needed), a :class:`jhash.search.dto.RecallFit`, or ``None`` when there is no such fit
+    (``threshold_fit='dto'``, ``recall_queries='fit'``, no stored validation codes, or a gallery of at most
+    ``recall_k`` codes).
 
     The queries are the validation codes stored by :func:`fit_search` (``recall_queries='val'``) or
     ``recall_gallery_queries`` codes of the gallery itself, drawn with ``config.seed`` (``'gallery'``); the fit
-    keeps ``recall_target`` of their exhaustive longest-code top-``recall_k`` at ``recall_confidence``.
+    keeps ``recall_target`` of their exhaustive longest-code top-``recall_k`` at ``recall_confidence``, and
+    chooses the levels when ``recall_choose_levels``.
     """
     from jhash.search.dto import fit_recall_thresholds
 
@@ -364,9 +375,22 @@ def gallery_thresholds(g_levels, config, search_params=None) -> dict[str, int] |
         kwargs["query_codes"] = decode_packed(stored)
     else:
         kwargs.update(queries=min(int(_get(config, "recall_gallery_queries")), n), seed=int(config.seed))
-    fit = fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, target=float(_get(config, "recall_target")),
-                                k=k, confidence=float(_get(config, "recall_confidence")), **kwargs)
-    return fit.thresholds
+    return fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, k=k,
+                                 target=float(_get(config, "recall_target")), **_recall_options(config), **kwargs)
+
+
+def search_plan(g_levels, config, search_params=None) -> tuple[list[str], dict[str, int]]:
+    """``(levels short to long, thresholds)`` of the CtF search over ``g_levels``: the search-time fit
+    (:func:`gallery_fit`) when there is one, else the levels and thresholds stored by :func:`fit_search` (every
+    level, thresholds at their maxima, when nothing was fitted)."""
+    fit = gallery_fit(g_levels, config, search_params)
+    if fit is not None:
+        return list(fit.levels), dict(fit.thresholds)
+    order = level_names(_get(config, "lengths"))[::-1]
+    levels = [n for n in (search_params or {}).get("levels") or order if n in order]
+    if not levels or levels[-1] != order[-1]:
+        levels = order
+    return levels, search_thresholds(search_params, levels)
 
 
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
@@ -377,12 +401,13 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     order = level_names(_get(config, "lengths"))[::-1]
     q = {n: np.asarray(q_codes[n]) for n in order}
     g = {n: np.asarray(g_codes[n]) for n in order}
-    thresholds = gallery_thresholds(g, config, search_params) or search_thresholds(search_params, order)
+    levels, thresholds = search_plan(g, config, search_params)
+    q, g = {n: q[n] for n in levels}, {n: g[n] for n in levels}
     index = ctf.CoarseToFineIndex.build(g)
     block = int(_get(config, "search_block_size"))
     keys = ctf.coarse_to_fine_key_matrix(q, index, thresholds, block_size=block)
     k = min(k, index.num_gallery)
-    nq = len(q[order[0]])
+    nq = len(q[levels[0]])
     ms = None
     if nq:
         ctf.coarse_to_fine_topk({n: a[:8] for n, a in q.items()}, index, thresholds, k, block_size=block)  # warm-up

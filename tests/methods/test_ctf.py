@@ -152,10 +152,12 @@ def test_fit_search_recall_target():
     c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.8)
     codes, pids = _recall_codes()
     levels = ("l16", "l32", "l64")
+    opts = dict(target=0.9, k=5, confidence=0.8, gather_bits=1536.0, choose_levels=True)  # the defaults' fit
     params = ctf.fit_search(codes, pids, c)
     packed = {n: np.asarray(pack_codes(codes[n])) for n in levels}
-    want = fit_recall_thresholds(packed, target=0.9, k=5, confidence=0.8)
+    want = fit_recall_thresholds(packed, **opts)
     assert params["fit"] == "recall" and params["thresholds"] == want.thresholds
+    assert params["levels"] == list(want.levels)
     assert params["val_recall"] >= 0.9 and params["recall_confidence"] == 0.8
     # the validation codes are stored (JSON-safe) for the search-time fit against the searched gallery
     import json
@@ -166,10 +168,20 @@ def test_fit_search_recall_target():
         np.testing.assert_array_equal(stored[n], packed[n])  # 40 codes <= recall_val_queries: all of them
     gallery = {n: np.asarray(pack_codes(v)) for n, v in _recall_codes(seed=2, n=60)[0].items()}
     assert ctf.DEFAULTS["threshold_fit"] == "recall" and ctf.DEFAULTS["recall_queries"] == "val"
-    assert ctf.gallery_thresholds(gallery, c, params) == fit_recall_thresholds(
-        {n: gallery[n] for n in levels}, query_codes=packed, target=0.9, k=5, confidence=0.8).thresholds
+    fit = fit_recall_thresholds({n: gallery[n] for n in levels}, query_codes=packed, **opts)
+    assert ctf.search_plan(gallery, c, params) == (list(fit.levels), fit.thresholds)
     found = ctf.search(gallery, gallery, params, c)
     assert found["distances"].shape == (60, 60)
+    from jhash.search import coarse_to_fine_distances
+
+    plan = ctf.search_plan(gallery, c, params)
+    np.testing.assert_array_equal(np.asarray(found["distances"]), coarse_to_fine_distances(
+        {n: gallery[n] for n in plan[0]}, {n: gallery[n] for n in plan[0]}, plan[1]))
+    # every level kept (no level choice, no gather cost): the thresholds of the plain fit
+    every = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.0,
+                    recall_gather_bits=0.0, recall_choose_levels=False)
+    assert ctf.search_plan(gallery, every, params) == (list(levels), fit_recall_thresholds(
+        {n: gallery[n] for n in levels}, query_codes=packed, target=0.9, k=5).thresholds)
     # at most recall_val_queries codes are kept, drawn with config.seed
     few = ctf.fit_search(codes, pids, _config(threshold_fit="recall", recall_k=5, recall_val_queries=7))
     rows = np.sort(np.random.default_rng(0).choice(40, 7, replace=False))
@@ -177,11 +189,13 @@ def test_fit_search_recall_target():
     # 'gallery': a sample of the searched gallery as the queries; 'fit': the validation-only thresholds
     g = _config(recall_target=0.9, recall_k=5, recall_queries="gallery", recall_gallery_queries=12,
                 recall_confidence=0.0)
-    assert ctf.gallery_thresholds(gallery, g, params) == fit_recall_thresholds(
-        {n: gallery[n] for n in levels}, target=0.9, k=5, queries=12, seed=int(g.seed)).thresholds
-    assert ctf.gallery_thresholds(gallery, _config(recall_queries="fit"), params) is None
+    assert ctf.gallery_fit(gallery, g, params).thresholds == fit_recall_thresholds(
+        {n: gallery[n] for n in levels}, target=0.9, k=5, queries=12, seed=int(g.seed), gather_bits=1536.0,
+        choose_levels=True).thresholds
+    assert ctf.gallery_fit(gallery, _config(recall_queries="fit"), params) is None
+    assert ctf.search_plan(gallery, _config(recall_queries="fit"), params) == (params["levels"], params["thresholds"])
     assert "fit_queries" not in ctf.fit_search(codes, pids, _config(recall_queries="fit", recall_k=5))
-    assert ctf.gallery_thresholds(gallery, _config(threshold_fit="dto"), params) is None
+    assert ctf.gallery_fit(gallery, _config(threshold_fit="dto"), params) is None
     with pytest.warns(UserWarning, match="too few for a top-5"):
         small = ctf.fit_search({n: a[:5] for n, a in codes.items()}, pids[:5], c)
     assert small["thresholds"] == {"l16": 16, "l32": 32}
