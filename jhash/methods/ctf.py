@@ -251,29 +251,6 @@ THRESHOLD_FITS = ("dto", "recall")
 RECALL_QUERIES = ("val", "gallery", "fit")
 
 
-def encode_packed(levels: dict[str, np.ndarray]) -> dict:
-    """Packed code levels as JSON-safe data (base64 rows), for the search parameters saved with a checkpoint."""
-    import base64
-
-    return {n: {"rows": int(a.shape[0]), "bytes": int(a.shape[1]),
-                "b64": base64.b64encode(np.ascontiguousarray(a, np.uint8).tobytes()).decode("ascii")}
-            for n, a in levels.items()}
-
-
-def decode_packed(data: dict) -> dict[str, np.ndarray]:
-    """The inverse of :func:`encode_packed`."""
-    import base64
-
-    out = {}
-    for n, d in data.items():
-        raw = np.frombuffer(base64.b64decode(d["b64"]), np.uint8)
-        if raw.size != int(d["rows"]) * int(d["bytes"]):
-            raise ValueError(f"search parameters: stored codes {n!r} hold {raw.size} bytes, expected "
-                             f"{d['rows']} x {d['bytes']}")
-        out[n] = raw.reshape(int(d["rows"]), int(d["bytes"]))
-    return out
-
-
 def _recall_options(config) -> dict:
     """The recall fit's keyword arguments from ``config.method``."""
     return {"confidence": float(_get(config, "recall_confidence")),
@@ -295,6 +272,7 @@ def fit_search(codes_by_name, pids, config) -> dict:
     ``dto_model``). ``'recall'``: the cheapest thresholds that keep ``recall_target`` of every validation
     query's exhaustive longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`).
     """
+    from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds, fit_thresholds
 
     kind = str(_get(config, "threshold_fit"))
@@ -321,7 +299,7 @@ def fit_search(codes_by_name, pids, config) -> dict:
         if how == "val":  # kept for the search-time fit against the searched gallery
             n_keep = min(int(_get(config, "recall_val_queries")), pids.size)
             rows = np.sort(np.random.default_rng(int(config.seed)).choice(pids.size, n_keep, replace=False))
-            params["fit_queries"] = encode_packed({n: packed[n][rows] for n in order})
+            params["fit_queries"] = dto.encode_packed({n: packed[n][rows] for n in order})
         return params
     rho = _get(config, "rho")
     _, counts = np.unique(pids, return_counts=True)
@@ -359,6 +337,7 @@ def gallery_fit(g_levels, config, search_params=None):
     keeps ``recall_target`` of their exhaustive longest-code top-``recall_k`` at ``recall_confidence``, and
     chooses the levels when ``recall_choose_levels``.
     """
+    from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds
 
     order = level_names(_get(config, "lengths"))[::-1]
@@ -372,7 +351,7 @@ def gallery_fit(g_levels, config, search_params=None):
         stored = (search_params or {}).get("fit_queries")
         if not stored:
             return None
-        kwargs["query_codes"] = decode_packed(stored)
+        kwargs["query_codes"] = dto.decode_packed(stored)
     else:
         kwargs.update(queries=min(int(_get(config, "recall_gallery_queries")), n), seed=int(config.seed))
     return fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, k=k,

@@ -69,7 +69,16 @@ DEFAULTS = dict(
     afr=True,  # attribute-first search at evaluation (needs attributes)
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
+    afr_window="recall",  # 'recall' (coarse first code, window fitted on the searched gallery) | 'rule' (paper)
+    afr_prefix_bits=88,  # afr_window='recall': ID bits after the attribute code in the first code (0: none)
+    afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
+    afr_recall_k=10,  # afr_window='recall': that top-k
+    afr_confidence=0.95,  # afr_window='recall': the target holds for the lower confidence bound
+    afr_val_queries=512,  # afr_window='recall': at most this many validation codes stored with the fit
 )
+
+#: ``afr_window``: how the AFR window is chosen (see :func:`fit_search` and :func:`search_window`).
+AFR_WINDOWS = ("recall", "rule")
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -211,20 +220,64 @@ def _packed(codes_by_name, name):
     return a if a.dtype == np.uint8 else np.asarray(pack_codes(a))
 
 
+def prefix_bit_positions(total_bits: int, bits: int, parts: int) -> np.ndarray:
+    """Bit positions of a ``bits``-long code cut from the ``total_bits`` SSR ID code (``parts`` stripes of
+    ``local`` bits, then ``2 · local`` global bits): the first bits of every stripe and of the global vector,
+    the paper's shorter layout (2048 = 6 × 256 + 512 -> 512 = 6 × 64 + 128). ``bits`` must split the same way
+    (:func:`jhash.models.pcb.split_bits`)."""
+    local, _ = split_bits(total_bits, parts)
+    local_s, global_s = split_bits(bits, parts)
+    idx = [i * local + j for i in range(parts) for j in range(local_s)]
+    return np.asarray(idx + [parts * local + j for j in range(global_s)], np.int64)
+
+
+def _afr_window_kind(config) -> str:
+    kind = str(_get(config, "afr_window"))
+    if kind not in AFR_WINDOWS:
+        raise config_lib.ConfigError(f"config.method.afr_window={kind!r}: use one of {AFR_WINDOWS}")
+    return kind
+
+
+def first_codes(attr, id_codes, config) -> np.ndarray:
+    """The first-stage codes of AFR: the attribute code followed by ``afr_prefix_bits`` ID bits
+    (:func:`prefix_bit_positions`) when ``afr_window='recall'``, else the attribute code itself."""
+    from jhash.search.attribute_first import coarse_codes
+
+    bits = int(_get(config, "afr_prefix_bits")) if _afr_window_kind(config) == "recall" else 0
+    if bits <= 0:
+        return np.asarray(attr)
+    total = 8 * np.asarray(id_codes).shape[1]
+    if bits >= total or bits % 8:
+        raise config_lib.ConfigError(f"config.method.afr_prefix_bits={bits}: expected a multiple of 8 below the ID "
+                                     f"code's {total} bits (or 0 for the attribute code alone)")
+    return coarse_codes(attr, id_codes, prefix_bit_positions(total, bits, int(_get(config, "parts"))))
+
+
 def fit_search(codes_by_name, pids, config) -> dict:
-    """The AFR window by the w rule on validation codes (every image a query against the others)."""
+    """The AFR window by the w rule on validation codes (every image a query against the others; reported in
+    every case), and with ``afr_window='recall'`` a sample of the validation codes, the queries of the
+    window fit against the searched gallery (:func:`search_window`)."""
+    from jhash.search import dto
     from jhash.search.attribute_first import fit_window
 
     if not _afr_enabled(config, codes_by_name):
         return {"afr": False}
     attr = _packed(codes_by_name, "attr")
     rule = fit_window(attr, attr, pids, pids, target=float(_get(config, "afr_target")), exclude_self=True)
-    return {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
-            "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries, "val_gallery_size": rule.gallery_size}
+    params = {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
+              "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries,
+              "val_gallery_size": rule.gallery_size, "window": _afr_window_kind(config)}
+    if params["window"] == "recall":
+        ident = _packed(codes_by_name, "id")
+        n_keep = min(int(_get(config, "afr_val_queries")), len(attr))
+        rows = np.sort(np.random.default_rng(int(config.seed)).choice(len(attr), n_keep, replace=False))
+        params["fit_queries"] = dto.encode_packed({"attr": attr[rows], "id": ident[rows]})
+    return params
 
 
 def window(search_params, config, gallery_size: int) -> int:
-    """The window for a gallery: ``afr_w`` if set, else the fitted share of the gallery, else the whole gallery."""
+    """The w rule's window for a gallery: ``afr_w`` if set, else the fitted share of the gallery, else the
+    whole gallery."""
     from jhash.search.attribute_first import window_for_gallery
 
     fixed = int(_get(config, "afr_w") or 0)
@@ -236,6 +289,27 @@ def window(search_params, config, gallery_size: int) -> int:
     return gallery_size
 
 
+def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
+    """``(w, details)``: the window of the AFR search over a gallery with first codes ``g_first``
+    (:func:`first_codes`). ``afr_w > 0`` fixes it; with ``afr_window='recall'`` and stored validation codes it
+    is fitted against this gallery (:func:`jhash.search.attribute_first.fit_rank_window`: the smallest window
+    keeping ``afr_recall_target`` of the validation queries' exhaustive ID top-``afr_recall_k`` at
+    ``afr_confidence``; index-building work, no labels); otherwise the w rule's share of the gallery."""
+    from jhash.search import dto
+    from jhash.search.attribute_first import fit_rank_window
+
+    ng = len(g_first)
+    stored = (search_params or {}).get("fit_queries")
+    k = int(_get(config, "afr_recall_k"))
+    if int(_get(config, "afr_w") or 0) > 0 or _afr_window_kind(config) != "recall" or not stored or ng <= k:
+        return window(search_params, config, ng), {"window": "rule"}
+    val = dto.decode_packed(stored)
+    fit = fit_rank_window(first_codes(val["attr"], val["id"], config), g_first, val["id"], g_id, k=k,
+                          target=float(_get(config, "afr_recall_target")),
+                          confidence=float(_get(config, "afr_confidence")))
+    return fit.w, {"window": "recall", "w": fit.w, "fraction": fit.fraction, "val_recall": fit.recall}
+
+
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     """Evaluator hook: AFR keys of every query (``distances=``: a lazily computed
     :class:`jhash.search.streamed.LazyRows`, never an ``[nq, ng]`` matrix) and AFR top-``k`` ms per query;
@@ -245,8 +319,16 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     if not _afr_enabled(config, q_codes) or (search_params or {}).get("afr") is False:
         return {}
     qa, ga, qi, gi = (np.asarray(x) for x in (q_codes["attr"], g_codes["attr"], q_codes["id"], g_codes["id"]))
-    ng = len(ga)
-    w = window(search_params, config, ng)
-    keys = afr.attribute_first_key_matrix(qa, ga, qi, gi, w)
-    ms = afr.time_topk(qa, qi, afr.AFRIndex.build(ga, gi), w, min(k, ng)) if len(qa) else None
+    qf, gf = first_codes(qa, qi, config), first_codes(ga, gi, config)
+    w, _ = search_window(gf, gi, search_params, config)
+    keys = afr.attribute_first_key_matrix(qf, gf, qi, gi, w)
+    backend = "scan" if gf.shape[1] != ga.shape[1] and native_available() else "auto"
+    ms = afr.time_topk(qf, qi, afr.AFRIndex.build(gf, gi), w, min(k, len(gf)), backend=backend) if len(qf) else None
     return {"distances": keys, "ms_per_query": ms}
+
+
+def native_available() -> bool:
+    """Whether jhash's native CPU kernels are built (the AFR 'scan' path needs them)."""
+    from jhash.search import native
+
+    return native.is_available()

@@ -430,3 +430,30 @@ def _cheapest_on_grid(every: np.ndarray, top: np.ndarray, used: tuple, bits: lis
     thresholds = tuple(int(min(c * steps[i], bits[i])) for c, i in zip(cell, used))
     cand = tuple(float(np.broadcast_to(f, ev.shape)[cell]) for f in fractions)
     return float(score[cell]), float(recall[cell]), float(lower[cell]), cand, thresholds
+
+
+# ------------------------------------------------------------------------------ stored fit queries --
+
+
+def encode_packed(levels: dict[str, np.ndarray]) -> dict:
+    """Packed codes ``{name: uint8 [n, B]}`` as JSON-safe data (base64 rows): validation codes kept with the
+    search parameters saved in a checkpoint, the queries of a fit at search time."""
+    import base64
+
+    return {n: {"rows": int(a.shape[0]), "bytes": int(a.shape[1]),
+                "b64": base64.b64encode(np.ascontiguousarray(a, np.uint8).tobytes()).decode("ascii")}
+            for n, a in levels.items()}
+
+
+def decode_packed(data: dict) -> dict[str, np.ndarray]:
+    """The inverse of :func:`encode_packed`."""
+    import base64
+
+    out = {}
+    for n, d in data.items():
+        raw = np.frombuffer(base64.b64decode(d["b64"]), np.uint8)
+        if raw.size != int(d["rows"]) * int(d["bytes"]):
+            raise ValueError(f"search parameters: stored codes {n!r} hold {raw.size} bytes, expected "
+                             f"{d['rows']} x {d['bytes']}")
+        out[n] = raw.reshape(int(d["rows"]), int(d["bytes"]))
+    return out

@@ -146,6 +146,7 @@ def _recall_codes(seed=1, n=40):
 
 
 def test_fit_search_recall_target():
+    from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds
     from jhash.search.packing import pack_codes
 
@@ -162,7 +163,7 @@ def test_fit_search_recall_target():
     # the validation codes are stored (JSON-safe) for the search-time fit against the searched gallery
     import json
 
-    stored = ctf.decode_packed(json.loads(json.dumps(params["fit_queries"])))
+    stored = dto.decode_packed(json.loads(json.dumps(params["fit_queries"])))
     assert set(stored) == set(levels)
     for n in levels:
         np.testing.assert_array_equal(stored[n], packed[n])  # 40 codes <= recall_val_queries: all of them
@@ -185,7 +186,7 @@ def test_fit_search_recall_target():
     # at most recall_val_queries codes are kept, drawn with config.seed
     few = ctf.fit_search(codes, pids, _config(threshold_fit="recall", recall_k=5, recall_val_queries=7))
     rows = np.sort(np.random.default_rng(0).choice(40, 7, replace=False))
-    np.testing.assert_array_equal(ctf.decode_packed(few["fit_queries"])["l32"], packed["l32"][rows])
+    np.testing.assert_array_equal(dto.decode_packed(few["fit_queries"])["l32"], packed["l32"][rows])
     # 'gallery': a sample of the searched gallery as the queries; 'fit': the validation-only thresholds
     g = _config(recall_target=0.9, recall_k=5, recall_queries="gallery", recall_gallery_queries=12,
                 recall_confidence=0.0)
@@ -204,7 +205,7 @@ def test_fit_search_recall_target():
     with pytest.raises(config_lib.ConfigError, match="recall_queries"):
         ctf.fit_search(codes, pids, _config(recall_queries="test", recall_k=5))
     with pytest.raises(ValueError, match="hold 3 bytes"):
-        ctf.decode_packed({"l16": {"rows": 2, "bytes": 2, "b64": "AAAA"}})
+        dto.decode_packed({"l16": {"rows": 2, "bytes": 2, "b64": "AAAA"}})
 
 
 def test_fit_search_degenerate_validation_split_falls_back():
