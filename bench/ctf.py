@@ -324,6 +324,7 @@ def main(argv=None) -> int:
               "val_only_plans": plans}
     print(json.dumps(header), flush=True)
     rows = []
+    calibration = {}
     nq = len(qp)
     for size in sizes:
         g = {n: gcodes[n][:size] for n in order}
@@ -377,7 +378,8 @@ def main(argv=None) -> int:
                              **m, "overlap": topk_overlap(res.indices, ref_top), "levels": levels, "thresholds": t,
                              "mean_candidates": [round(float(x), 1) for x in cand]})
             print(json.dumps(ctf_rows[-1]), flush=True)
-        print(json.dumps({"gallery": size, "gather_bits_fit": gather_calibration(ctf_rows, size)}), flush=True)
+        calibration[size] = gather_calibration(ctf_rows, size)
+        print(json.dumps({"gallery": size, "gather_bits_fit": calibration[size]}), flush=True)
         rows.append(ctf_rows.pop(0))  # the default first
         for name in order[::-1]:
             label = f"exhaustive {name[1:]}-bit"
@@ -387,14 +389,19 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), flush=True)
         rows.extend(ctf_rows)
     print()
-    print(f"{'gallery':>8} {'method':<28} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6} {'top-k overlap':>14}"
-          f"  candidates per stage")
+    print(f"{'gallery':>8} {'method':<62} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6} {'top-k overlap':>14}"
+          f"  levels: thresholds, candidates per stage")
     for r in rows:
-        cand = r.get("mean_candidates", "")
-        print(f"{r['gallery']:>8} {r['method']:<28} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
-              f"{r['mAP']:>6.1f} {r['overlap']:>13.1f}%  {cand}")
+        plan = ""
+        if "levels" in r:
+            plan = (f"{'/'.join(n[1:] for n in r['levels'])}: {list(r['thresholds'].values())}, "
+                    f"{[round(c) for c in r['mean_candidates'][:len(r['levels']) - 1]]}")
+        print(f"{r['gallery']:>8} {r['method']:<62} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
+              f"{r['mAP']:>6.1f} {r['overlap']:>13.1f}%  {plan}")
+    print(f"gather cost that best explains the CtF rows' times, in streamed bits: {calibration}")
     if a.json:
-        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows, "gather_bits_fit": calibration},
+                                                   indent=1))
     if a.plot:
         plot(rows, sizes[-1], a.plot)
     return 0
