@@ -23,11 +23,14 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``docs/met
 - ``fit_search``: thresholds for every level but the longest, fitted on the validation split
   (``dataset.val_split``, never the test split) and saved with the final checkpoint as
   ``{"thresholds": {name: t}, "levels": [...], "fit": ...}``. ``threshold_fit='dto'``: the paper's DTO (eqs. 6-8,
-  :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'``: the thresholds of
-  least expected re-ranking work that keep ``recall_target`` (0.95) of the validation queries' exhaustive
-  longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`); with
-  ``recall_gallery_queries > 0`` the search refits them on that many codes of the gallery it searches (the
-  fit needs no labels, and a gallery's neighbourhoods differ from the small validation split's).
+  :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'`` (the default):
+  the cascade of least expected work that keeps ``recall_target`` (0.95) of the queries' exhaustive
+  longest-code top-``recall_k`` at ``recall_confidence`` (a lower confidence bound: a safety margin), with a
+  random candidate fetch costing ``recall_gather_bits`` and, with ``recall_choose_levels``, the levels chosen
+  too (:func:`jhash.search.dto.fit_recall_thresholds`). The recall fit runs again at search time against the
+  gallery being searched (:func:`search_plan`), with validation codes stored by ``fit_search`` as the queries
+  (``recall_queries='val'``; ``'gallery'``: a sample of the gallery's own codes, whose neighbourhoods are
+  tighter than a query's; ``'fit'``: the validation-only fit).
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
   (streamed: computed block by block while the metrics read them) and the top-k time per query.
 

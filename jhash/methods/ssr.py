@@ -20,10 +20,14 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
   ``int8 [B, L]``; ``"attr"``: the student's attribute codes (eq. 5, padded to a multiple of 8 bits with a
   constant bit), when the dataset has attributes.
 - ``fit_search``: the AFR window by the w rule on the validation split (leave-one-out, target 97 %), stored
-  as ``{"afr": True, "w", "w_fraction", ...}``; ``search`` runs :mod:`jhash.search.attribute_first` with
-  ``w = ceil(w_fraction · gallery size)`` (or ``afr_w`` when set), and plain exhaustive search when AFR is
-  off (``afr=False`` or no attributes, e.g. CUHK03-NP).
-
+  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window='recall'``, the default) a sample of the
+  validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='recall'`` the first
+  stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID code (:func:`first_codes`)
+  and the window is the smallest that keeps ``afr_recall_target`` of the stored validation queries'
+  exhaustive ID top-``afr_recall_k`` against the searched gallery (:func:`search_window`); with
+  ``afr_window='rule'`` (the paper) the first stage is the attribute code and ``w = ceil(w_fraction · gallery
+  size)``; ``afr_w`` fixes the window; plain exhaustive search when AFR is off (``afr=False`` or no
+  attributes, e.g. CUHK03-NP).
 ``config.method`` fields: see :data:`DEFAULTS`.
 """
 
