@@ -208,6 +208,17 @@ def ctf_method_default(key: str):
     return ctf_method.DEFAULTS[key]
 
 
+def neighbourhoods(exh, q_long: np.ndarray, val_long: np.ndarray, g_long: np.ndarray, k: int,
+                   sample: int = 200) -> dict:
+    """Mean longest-code Hamming distance from a query to its ``k`` nearest gallery codes, for the test
+    queries, the val split's codes and ``sample`` of the gallery's own codes (each without itself): how far
+    the top-k a recall fit must keep lies, per kind of query."""
+    rows = np.sort(np.random.default_rng(0).choice(len(g_long), min(sample, len(g_long)), replace=False))
+    own = np.asarray(exh(g_long[rows], g_long, k + 1)[0])[:, 1:]  # the first is the code itself (distance 0)
+    return {"test queries": float(np.mean(exh(q_long, g_long, k)[0])),
+            "val queries": float(np.mean(exh(val_long, g_long, k)[0])), "gallery codes": float(np.mean(own))}
+
+
 def gather_calibration(rows: list[dict], size: int) -> float | None:
     """The gather cost ``g`` (streamed bits per random candidate fetch) that best explains the CtF rows'
     times: least squares of ``ms = u * size * (l_0 + sum_s p_s l_s) + (u g) * size * sum_s p_s`` over the rows
@@ -324,7 +335,7 @@ def main(argv=None) -> int:
               "val_only_plans": plans}
     print(json.dumps(header), flush=True)
     rows = []
-    calibration = {}
+    calibration, hoods = {}, {}
     nq = len(qp)
     for size in sizes:
         g = {n: gcodes[n][:size] for n in order}
@@ -367,6 +378,8 @@ def main(argv=None) -> int:
             runs[label] = (lambda plan=plan: run(plan))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
         ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
+        hoods[size] = neighbourhoods(exh, qcodes[order[-1]], val_levels[order[-1]], g[order[-1]], a.k)
+        print(json.dumps({"gallery": size, "mean_topk_distance": hoods[size]}), flush=True)
         tops = {name: np.asarray(exh(qcodes[name], g[name], a.k)[1]) for name in order}
         ref_top = tops[order[-1]]
         ctf_rows = []
@@ -399,8 +412,10 @@ def main(argv=None) -> int:
         print(f"{r['gallery']:>8} {r['method']:<62} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
               f"{r['mAP']:>6.1f} {r['overlap']:>13.1f}%  {plan}")
     print(f"gather cost that best explains the CtF rows' times, in streamed bits: {calibration}")
+    print(f"mean longest-code distance to the {a.k} nearest gallery codes: {hoods}")
     if a.json:
-        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows, "gather_bits_fit": calibration},
+        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows, "gather_bits_fit": calibration,
+                                                    "mean_topk_distance": hoods},
                                                    indent=1))
     if a.plot:
         plot(rows, sizes[-1], a.plot)
