@@ -349,11 +349,16 @@ def main(argv=None) -> int:
         fits = {}
         for target in targets:
             for conf in confidences:
-                fits[f"CtF recall r={target:g} c={conf:g}, val queries, levels chosen"] = dict(
-                    target=target, confidence=conf, query_codes=val_levels, gather_bits=a.gather_bits,
-                    choose_levels=True)
-                fits[f"CtF recall r={target:g} c={conf:g}, val queries, every level, bit cost"] = dict(
-                    target=target, confidence=conf, query_codes=val_levels)
+                same_as_default = (d["threshold_fit"] == "recall" and d["recall_queries"] == "val"
+                                   and d["recall_choose_levels"] and target == d["recall_target"]
+                                   and conf == d["recall_confidence"] and a.gather_bits == d["recall_gather_bits"]
+                                   and a.k == d["recall_k"])
+                if not same_as_default:
+                    fits[f"CtF recall r={target:g} c={conf:g}, val queries, levels chosen"] = dict(
+                        target=target, confidence=conf, query_codes=val_levels, gather_bits=a.gather_bits,
+                        choose_levels=True)
+            fits[f"CtF recall r={target:g} c={confidences[-1]:g}, val queries, every level, bit cost"] = dict(
+                target=target, confidence=confidences[-1], query_codes=val_levels)
             if a.gallery_fit:  # the previous default
                 fits[f"CtF recall r={target:g}, {a.gallery_fit} gallery codes, every level, bit cost"] = dict(
                     target=target, queries=min(a.gallery_fit, size))
