@@ -105,13 +105,19 @@ def test_relaxation_zoo(relaxation):
         np.testing.assert_allclose(total, logs["triplet"] + logs["ce"] + 0.1 * reg, rtol=1e-5)
 
 
-def test_fit_search_and_search_hook():
-    c = _config(afr_window="rule")
-    rng = np.random.default_rng(0)
+def _afr_codes(seed, id_bits):
+    """48 images of 12 identities: 8-bit attribute codes per identity, ID codes with 10 % of bits flipped."""
+    rng = np.random.default_rng(seed)
     pids = np.repeat(np.arange(12), 4)
     attr = np.where(rng.random((12, 8)) < 0.5, 1, -1)[pids].astype(np.int8)
-    centers = rng.choice([-1, 1], size=(12, 32))
-    ids = np.where(rng.random((48, 32)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    centers = rng.choice([-1, 1], size=(12, id_bits))
+    ids = np.where(rng.random((48, id_bits)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    return pids, attr, ids
+
+
+def test_fit_search_and_search_hook():
+    c = _config(afr_window="rule")
+    pids, attr, ids = _afr_codes(0, 32)
     params = ssr.fit_search({"id": ids, "attr": attr}, pids, c)
     assert params["afr"] and 1 <= params["w"] <= 47 and params["attr_rank_accuracy"] >= 0.97
     packed = {"id": np.asarray(pack_codes(ids)), "attr": np.asarray(pack_codes(attr))}
@@ -139,11 +145,7 @@ def test_recall_window_on_coarse_first_codes():
     from jhash.search import dto
 
     c = _config(afr_prefix_bits=16, afr_recall_target=0.9, afr_recall_k=3, afr_confidence=0.0)
-    rng = np.random.default_rng(1)
-    pids = np.repeat(np.arange(12), 4)
-    attr = np.where(rng.random((12, 8)) < 0.5, 1, -1)[pids].astype(np.int8)
-    centers = rng.choice([-1, 1], size=(12, 64))
-    ids = np.where(rng.random((48, 64)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    pids, attr, ids = _afr_codes(1, 64)
     params = ssr.fit_search({"id": ids, "attr": attr}, pids, c)
     assert params["window"] == "recall" and params["w"] >= 1  # the w rule is still reported
     val = dto.decode_packed(params["fit_queries"])
