@@ -60,6 +60,7 @@ __all__ = [
     "coarse_codes",
     "RankWindow",
     "fit_rank_window",
+    "fit_window_in_gallery",
     "window_for_gallery",
 ]
 
@@ -609,3 +610,44 @@ def fit_rank_window(q_first: Any, g_first: Any, q_id: Any, g_id: Any, *, k: int 
     j = int(np.argmax(lower >= float(target) - 1e-12))
     return RankWindow(w=int(pos[j]), recall=float(share[j]), recall_lower=float(lower[j]), gallery_size=ng,
                       num_queries=nq)
+
+
+def fit_window_in_gallery(val_first: Any, val_pids: Any, g_first: Any, *, target: float = 0.97,
+                          block_size: int = 16) -> WindowRule:
+    """The w rule measured against the gallery to be searched: each validation image is a query against the
+    gallery *plus* the other validation images (labels are needed for the validation images only: a gallery
+    item is never a match), and ``w`` is the smallest window whose rank-``w`` accuracy (a true match among
+    the first ``w`` by the first code, :func:`first_match_positions` order with the validation images placed
+    before the gallery) reaches ``target``. Unlike :attr:`WindowRule.fraction` carried over from the small
+    validation split, the confusers ranked before a match are the searched gallery's own.
+    ``WindowRule.gallery_size`` is ``ng + n_val - 1``, the items each query is ranked against."""
+    vf, gf = _packed(val_first, "val_first"), _packed(g_first, "g_first")
+    _pair(vf, gf, "val_first", "g_first")
+    vp = np.asarray(val_pids).astype(np.int64)
+    if vp.shape != (len(vf),):
+        raise ValueError(f"val_pids: expected [{len(vf)}] identities, got shape {vp.shape}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target: expected a rank-w accuracy in (0, 1], got {target!r}")
+    nv, ng = len(vf), len(gf)
+    cols = np.arange(nv)
+    pos = np.full(nv, -1, np.int64)
+    big = np.iinfo(np.int64).max // 4
+    for s, e in _blocks(nv, block_size):
+        dv = np.asarray(hamming_distance(vf[s:e], vf)).astype(np.int64)
+        rows = np.arange(e - s)
+        match = (vp[None, :] == vp[s:e, None]) & (vp[s:e, None] >= 0)
+        match[rows, np.arange(s, e)] = False  # not itself
+        dm = np.where(match, dv, big).min(axis=1)
+        m = np.where(match & (dv == dm[:, None]), cols[None, :], nv).min(axis=1)
+        before = (dv < dm[:, None]) | ((dv == dm[:, None]) & (cols[None, :] < m[:, None]))
+        before[rows, np.arange(s, e)] = False
+        dg = np.asarray(hamming_distance(vf[s:e], gf))
+        in_gallery = (dg < dm[:, None]).sum(axis=1)  # gallery items follow every validation image on ties
+        pos[s:e] = np.where(match.any(axis=1), before.sum(axis=1) + in_gallery + 1, -1)
+    pos = np.sort(pos[pos > 0])
+    if len(pos) == 0:
+        raise ValueError("fit_window_in_gallery: no validation image shares its identity with another")
+    need = max(1, math.ceil(float(target) * len(pos) - 1e-9))
+    w = int(pos[need - 1])
+    return WindowRule(w=w, accuracy=float(np.mean(pos <= w)), target=float(target), num_queries=int(len(pos)),
+                      gallery_size=int(ng + nv - 1))

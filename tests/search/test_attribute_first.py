@@ -244,3 +244,28 @@ def test_fit_rank_window_from_the_definition():
         afr.fit_rank_window(*packed, k=91)
     with pytest.raises(ValueError, match="target"):
         afr.fit_rank_window(*packed, target=0)
+
+
+def test_fit_window_in_gallery_from_the_definition():
+    """Each val image a query against [val images, then gallery] without itself; a match shares its pid (gallery
+    items never match); positions under (distance, combined index)."""
+    rng = np.random.default_rng(6)
+    vf, gf = _codes(rng, 14, 8), _codes(rng, 70, 8)
+    vp = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6])  # identity 5 has no second image
+    allf = np.concatenate([vf, gf])
+    d = _ham(vf, allf)
+    pos = []
+    for i in range(14):
+        order = sorted((j for j in range(84) if j != i), key=lambda j: (d[i, j], j))
+        hits = [r + 1 for r, j in enumerate(order) if j < 14 and vp[j] == vp[i]]
+        if hits:
+            pos.append(hits[0])
+    pos = np.sort(pos)
+    packed_v, packed_g = np.asarray(pack_codes(vf)), np.asarray(pack_codes(gf))
+    for target in (0.5, 0.9, 1.0):
+        rule = afr.fit_window_in_gallery(packed_v, vp, packed_g, target=target, block_size=3)
+        want = int(pos[int(np.ceil(target * len(pos) - 1e-9)) - 1])
+        assert rule.w == want and rule.num_queries == 13 and rule.gallery_size == 83
+        assert rule.accuracy == pytest.approx(np.mean(pos <= want))
+    with pytest.raises(ValueError, match="val_pids"):
+        afr.fit_window_in_gallery(packed_v, vp[:3], packed_g)
