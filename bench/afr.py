@@ -13,9 +13,9 @@ the paper's Table 5 / Table 8).
    does; it takes ~25 minutes on 2 cores, so it is not the default here.
 3. **The default row** is the method's own path (``jhash.methods.ssr`` with its ``DEFAULTS``): ``fit_search``
    on the val split, ``first_codes`` (attribute code + ``afr_prefix_bits`` ID bits) and ``search_window``
-   (the window that keeps ``afr_recall_target`` of the val queries' exhaustive ID top-10 against this
-   gallery, at ``afr_confidence``), searched with ``attribute_first_topk(backend="scan")``. Beside it the same
-   recall window with other ``--prefix_bits``, and the paper's AFR: the w rule on the val split (leave-one-out,
+   (``afr_window='gallery'``: the w rule measured with the val images as queries among this gallery), searched
+   with ``attribute_first_topk(backend="scan")``. Beside it the same with other ``--prefix_bits`` and
+   ``--window_kinds``, and the paper's AFR: the w rule on the val split (leave-one-out,
    target rank-w accuracy 0.97) gives ``w_fraction``, the gallery uses ``w = ceil(w_fraction · ng)``, and
    AFR runs at that and at the ``--windows`` shares (native grouped search).
 4. ms per query of top-10 search (median of ``--repeats`` rounds over all queries, same process, interleaved)
@@ -124,8 +124,10 @@ def main(argv=None) -> int:
     p.add_argument("--gallery", type=int, default=None)
     p.add_argument("--windows", type=str, default="0.01,0.05,0.1,0.2")
     p.add_argument("--short_bits", type=str, default="128,256,512")
-    p.add_argument("--prefix_bits", type=str, default="0,24,88",
-                   help="ID bits after the attribute code in the recall-window rows' first codes")
+    p.add_argument("--prefix_bits", type=str, default="0,24,56,88",
+                   help="ID bits after the attribute code in the first codes of the fitted-window rows")
+    p.add_argument("--window_kinds", type=str, default="gallery",
+                   help="how those rows' windows are fitted on the gallery: gallery (the w rule among it), recall")
     p.add_argument("--id_flip", type=float, default=0.1)
     p.add_argument("--attr_flip", type=float, default=0.03)
     p.add_argument("--target", type=float, default=0.97)
@@ -171,15 +173,19 @@ def main(argv=None) -> int:
     runs = {"exhaustive 2048": lambda: topk(q["id"], gal["id"], a.k)}
     plans = {}  # label -> (query first codes, AFRIndex, w, backend)
     prefix = [int(b) for b in a.prefix_bits.split(",") if b != ""]
-    default_label = f"AFR default: attr + {d['afr_prefix_bits']} ID bits, recall window" if d["afr_window"] == "recall" \
-        else "AFR default: w rule"
-    for bits in [d["afr_prefix_bits"]] + [b for b in prefix if b != d["afr_prefix_bits"]]:
+    kind = d["afr_window"]
+    default_label = (f"AFR default: attr + {d['afr_prefix_bits']} ID bits, {kind} window" if kind != "rule"
+                     else "AFR default: w rule")
+    variants = [(kind, d["afr_prefix_bits"])] + [(wk, b) for wk in a.window_kinds.split(",") for b in prefix
+                                                 if (wk, b) != (kind, d["afr_prefix_bits"])]
+    for wk, bits in variants:
         c_b = config_lib.base_config()
-        c_b.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_prefix_bits=bits)
+        c_b.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_prefix_bits=bits,
+                                       afr_window=wk)
         t0 = time.perf_counter()
         gf = ssr.first_codes(gal["attr"], gal["id"], c_b)
         w, info = ssr.search_window(gf, gal["id"], params, c_b)
-        label = default_label if bits == d["afr_prefix_bits"] else f"AFR attr + {bits} ID bits, recall window"
+        label = default_label if (wk, bits) == (kind, d["afr_prefix_bits"]) else f"AFR attr + {bits} ID bits, {wk} window"
         plans[label] = (ssr.first_codes(q["attr"], q["id"], c_b), afr.AFRIndex.build(gf, gal["id"]), w,
                         "scan" if gf.shape[1] != gal["attr"].shape[1] else "auto")
         print(f"# {label}: w={w} ({100 * w / ng:.2f} % of the gallery) fitted in {time.perf_counter() - t0:.1f} s",

@@ -20,11 +20,11 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
   ``int8 [B, L]``; ``"attr"``: the student's attribute codes (eq. 5, padded to a multiple of 8 bits with a
   constant bit), when the dataset has attributes.
 - ``fit_search``: the AFR window by the w rule on the validation split (leave-one-out, target 97 %), stored
-  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window='recall'``, the default) a sample of the
-  validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='recall'`` the first
-  stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID code (:func:`first_codes`)
-  and the window is the smallest that keeps ``afr_recall_target`` of the stored validation queries'
-  exhaustive ID top-``afr_recall_k`` against the searched gallery (:func:`search_window`); with
+  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'gallery', the default, or 'recall') a sample of the
+  validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='gallery'`` (or
+  ``'recall'``) the first stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID
+  code (:func:`first_codes`) and the window is fitted against the searched gallery with the stored
+  validation codes (:func:`search_window`: the w rule among that gallery, or a top-k recall target); with
   ``afr_window='rule'`` (the paper) the first stage is the attribute code and ``w = ceil(w_fraction · gallery
   size)``; ``afr_w`` fixes the window; plain exhaustive search when AFR is off (``afr=False`` or no
   attributes, e.g. CUHK03-NP).
@@ -73,16 +73,17 @@ DEFAULTS = dict(
     afr=True,  # attribute-first search at evaluation (needs attributes)
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
-    afr_window="recall",  # 'recall' (coarse first code, window fitted on the searched gallery) | 'rule' (paper)
-    afr_prefix_bits=88,  # afr_window='recall': ID bits after the attribute code in the first code (0: none)
+    afr_window="gallery",  # AFR_WINDOWS: 'gallery' | 'recall' (coarse first codes, fitted on the searched
+    # gallery) | 'rule' (the paper: attribute codes, the val split's window share)
+    afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
     afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
     afr_recall_k=10,  # afr_window='recall': that top-k
     afr_confidence=0.95,  # afr_window='recall': the target holds for the lower confidence bound
-    afr_val_queries=512,  # afr_window='recall': at most this many validation codes stored with the fit
+    afr_val_queries=512,  # 'gallery' / 'recall': at most this many validation codes stored with the fit
 )
 
 #: ``afr_window``: how the AFR window is chosen (see :func:`fit_search` and :func:`search_window`).
-AFR_WINDOWS = ("recall", "rule")
+AFR_WINDOWS = ("gallery", "recall", "rule")
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -244,10 +245,10 @@ def _afr_window_kind(config) -> str:
 
 def first_codes(attr, id_codes, config) -> np.ndarray:
     """The first-stage codes of AFR: the attribute code followed by ``afr_prefix_bits`` ID bits
-    (:func:`prefix_bit_positions`) when ``afr_window='recall'``, else the attribute code itself."""
+    (:func:`prefix_bit_positions`), or the attribute code itself with ``afr_window='rule'`` (the paper)."""
     from jhash.search.attribute_first import coarse_codes
 
-    bits = int(_get(config, "afr_prefix_bits")) if _afr_window_kind(config) == "recall" else 0
+    bits = int(_get(config, "afr_prefix_bits")) if _afr_window_kind(config) != "rule" else 0
     if bits <= 0:
         return np.asarray(attr)
     total = 8 * np.asarray(id_codes).shape[1]
@@ -259,7 +260,7 @@ def first_codes(attr, id_codes, config) -> np.ndarray:
 
 def fit_search(codes_by_name, pids, config) -> dict:
     """The AFR window by the w rule on validation codes (every image a query against the others; reported in
-    every case), and with ``afr_window='recall'`` a sample of the validation codes, the queries of the
+    every case), and unless ``afr_window='rule'`` a sample of the validation codes, the queries of the
     window fit against the searched gallery (:func:`search_window`)."""
     from jhash.search import dto
     from jhash.search.attribute_first import fit_window
@@ -271,11 +272,12 @@ def fit_search(codes_by_name, pids, config) -> dict:
     params = {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
               "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries,
               "val_gallery_size": rule.gallery_size, "window": _afr_window_kind(config)}
-    if params["window"] == "recall":
+    if params["window"] != "rule":
         ident = _packed(codes_by_name, "id")
         n_keep = min(int(_get(config, "afr_val_queries")), len(attr))
         rows = np.sort(np.random.default_rng(int(config.seed)).choice(len(attr), n_keep, replace=False))
         params["fit_queries"] = dto.encode_packed({"attr": attr[rows], "id": ident[rows]})
+        params["fit_pids"] = np.asarray(pids)[rows].astype(np.int64).tolist()
     return params
 
 
@@ -295,21 +297,31 @@ def window(search_params, config, gallery_size: int) -> int:
 
 def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
     """``(w, details)``: the window of the AFR search over a gallery with first codes ``g_first``
-    (:func:`first_codes`). ``afr_w > 0`` fixes it; with ``afr_window='recall'`` and stored validation codes it
-    is fitted against this gallery (:func:`jhash.search.attribute_first.fit_rank_window`: the smallest window
+    (:func:`first_codes`). ``afr_w > 0`` fixes it. With stored validation codes it is fitted against this
+    gallery (index-building work): ``afr_window='gallery'``: the w rule measured among this gallery
+    (:func:`jhash.search.attribute_first.fit_window_in_gallery`: rank-w accuracy of a true match
+    ``>= afr_target``, the validation images being the only labelled items); ``'recall'``: the smallest window
     keeping ``afr_recall_target`` of the validation queries' exhaustive ID top-``afr_recall_k`` at
-    ``afr_confidence``; index-building work, no labels); otherwise the w rule's share of the gallery."""
+    ``afr_confidence`` (:func:`jhash.search.attribute_first.fit_rank_window`, no labels). Otherwise the w
+    rule's share of the gallery (:func:`window`)."""
     from jhash.search import dto
-    from jhash.search.attribute_first import fit_rank_window
+    from jhash.search.attribute_first import fit_rank_window, fit_window_in_gallery
 
     ng = len(g_first)
-    stored = (search_params or {}).get("fit_queries")
+    params = search_params or {}
+    stored = params.get("fit_queries")
+    kind = _afr_window_kind(config)
     k = int(_get(config, "afr_recall_k"))
-    if int(_get(config, "afr_w") or 0) > 0 or _afr_window_kind(config) != "recall" or not stored or ng <= k:
+    if int(_get(config, "afr_w") or 0) > 0 or kind == "rule" or not stored or (kind == "recall" and ng <= k):
         return window(search_params, config, ng), {"window": "rule"}
     val = dto.decode_packed(stored)
-    fit = fit_rank_window(first_codes(val["attr"], val["id"], config), g_first, val["id"], g_id, k=k,
-                          target=float(_get(config, "afr_recall_target")),
+    first = first_codes(val["attr"], val["id"], config)
+    if kind == "gallery" and params.get("fit_pids") is not None:
+        rule = fit_window_in_gallery(first, np.asarray(params["fit_pids"]), g_first,
+                                     target=float(_get(config, "afr_target")))
+        w = min(rule.w, ng)
+        return w, {"window": "gallery", "w": w, "fraction": w / ng, "val_accuracy": rule.accuracy}
+    fit = fit_rank_window(first, g_first, val["id"], g_id, k=k, target=float(_get(config, "afr_recall_target")),
                           confidence=float(_get(config, "afr_confidence")))
     return fit.w, {"window": "recall", "w": fit.w, "fraction": fit.fraction, "val_recall": fit.recall}
 

@@ -144,7 +144,8 @@ def test_recall_window_on_coarse_first_codes():
     from jhash.search import attribute_first as afr
     from jhash.search import dto
 
-    c = _config(afr_prefix_bits=16, afr_recall_target=0.9, afr_recall_k=3, afr_confidence=0.0)
+    c = _config(afr_window="recall", afr_prefix_bits=16, afr_recall_target=0.9, afr_recall_k=3,
+                afr_confidence=0.0)
     pids, attr, ids = _afr_codes(1, 64)
     params = ssr.fit_search({"id": ids, "attr": attr}, pids, c)
     assert params["window"] == "recall" and params["w"] >= 1  # the w rule is still reported
@@ -167,6 +168,15 @@ def test_recall_window_on_coarse_first_codes():
     # a fixed window wins; the paper's rule needs no stored codes
     assert ssr.search_window(first, packed["id"], params, _config(afr_w=7, afr_prefix_bits=16))[0] == 7
     assert "fit_queries" not in ssr.fit_search({"id": ids, "attr": attr}, pids, _config(afr_window="rule"))
+    # the default, 'gallery': the w rule measured among the searched gallery with the stored validation codes
+    g = _config(afr_prefix_bits=16)
+    assert ssr.DEFAULTS["afr_window"] == "gallery"
+    gp = ssr.fit_search({"id": ids, "attr": attr}, pids, g)
+    assert gp["fit_pids"] == pids.tolist()
+    gallery_first = ssr.first_codes(packed["attr"][::2], packed["id"][::2], g)
+    w, info = ssr.search_window(gallery_first, packed["id"][::2], gp, g)
+    rule = afr.fit_window_in_gallery(first, pids, gallery_first, target=0.97)
+    assert info["window"] == "gallery" and w == min(rule.w, 24)
     with pytest.raises(config_lib.ConfigError, match="afr_prefix_bits=64"):
         ssr.first_codes(packed["attr"], packed["id"], _config(afr_prefix_bits=64))
     with pytest.raises(config_lib.ConfigError, match="afr_window"):
