@@ -20,7 +20,7 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
   ``int8 [B, L]``; ``"attr"``: the student's attribute codes (eq. 5, padded to a multiple of 8 bits with a
   constant bit), when the dataset has attributes.
 - ``fit_search``: the AFR window by the w rule on the validation split (leave-one-out, target 97 %), stored
-  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'gallery', the default, or 'recall') a sample of the
+  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'gallery' or 'recall') a sample of the
   validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='gallery'`` (or
   ``'recall'``) the first stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID
   code (:func:`first_codes`) and the window is fitted against the searched gallery with the stored
@@ -73,8 +73,8 @@ DEFAULTS = dict(
     afr=True,  # attribute-first search at evaluation (needs attributes)
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
-    afr_window="gallery",  # AFR_WINDOWS: 'gallery' | 'recall' (coarse first codes, fitted on the searched
-    # gallery) | 'rule' (the paper: attribute codes, the val split's window share)
+    afr_window="rule",  # AFR_WINDOWS: 'rule' (the paper: attribute codes, the val split's window share) |
+    # 'gallery' | 'recall' (coarse first codes, window fitted on the searched gallery; faster, lose R1: bench/afr.py)
     afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
     afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
     afr_recall_k=10,  # afr_window='recall': that top-k
