@@ -10,7 +10,7 @@
    and passed through the trained pyramid head (BN, sign), so every level of a synthetic code comes from
    the same model (rendering 500k images takes ~25 min on 2 cores; ``--rendered 500000`` does it).
 3. Thresholds, never fitted on the test split. **The default row** is the method's own path
-   (``jhash.methods.ctf.fit_search`` on the ``val`` split, then ``gallery_thresholds`` at search time, with
+   (``jhash.methods.ctf.fit_search`` on the ``val`` split, then ``search_plan`` at search time, with
    ``jhash.methods.ctf.DEFAULTS``). Beside it, per gallery size: the recall-targeted fit
    (:func:`jhash.search.fit_recall_thresholds`) for every ``--targets`` share of the exhaustive 2048-bit top-10
    and every ``--confidences`` level of its lower bound, with the val split's codes as queries against the
