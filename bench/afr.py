@@ -164,11 +164,11 @@ def main(argv=None) -> int:
     from jhash import config as config_lib
     from jhash.methods import ssr
 
-    cfg = config_lib.base_config()
-    cfg.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)))
     d = ssr.DEFAULTS
     val_codes = {"attr": v["packed"]["attr"], "id": v["packed"]["id"]}
-    params = ssr.fit_search(val_codes, v["pid"], cfg)
+    store = config_lib.base_config()  # fit_search keeping the val codes, for the fitted-window rows
+    store.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_window="gallery")
+    params = ssr.fit_search(val_codes, v["pid"], store)
     name, topk = exhaustive_topk_fn()
     runs = {"exhaustive 2048": lambda: topk(q["id"], gal["id"], a.k)}
     plans = {}  # label -> (query first codes, AFRIndex, w, backend)
