@@ -3,21 +3,26 @@ the paper's Table 5 / Table 8).
 
 1. Model: trains ``configs/synthetic_reid/ssr.py`` (small CNN, two-branch PCB, 2048-bit ID codes + 34-bit
    attribute codes) into ``--workdir`` unless it already holds a trained checkpoint.
-2. Codes: the synthetic ``default`` query / gallery / val splits are encoded with the model. The gallery is
-   grown to ``--gallery`` codes (default 500,000) with **code-level distractors**: each is the (ID, attribute)
-   code pair of a random encoded *val* image (val identities are disjoint from the test identities, so these
-   are people the model encoded, never true matches) with every ID bit flipped with probability
-   ``--id_flip`` (0.1) and every attribute bit with ``--attr_flip`` (0.03), so no two distractors coincide.
-   Distractors get pid 0 (Market protocol: ordinary negatives). Rendering and encoding 500k images is what
-   ``bench/ctf.py --rendered`` does; it takes ~25 minutes on 2 cores, so it is not the default here.
-3. The w rule on the val split (leave-one-out, target rank-w accuracy 0.97) gives ``w_fraction``;
-   the benchmark gallery uses ``w = ceil(w_fraction · ng)``.
-4. ms per query of top-10 search (median of ``--repeats`` runs over all queries, same process, interleaved)
+2. Codes: the synthetic ``default`` query / gallery / val / train splits are encoded with the model. The
+   gallery is grown to ``--gallery`` codes (default 500,000) with **code-level distractors**: each is the
+   (ID, attribute) code pair of a random encoded *training* image (training identities are disjoint from the
+   test and val identities, so these are never true matches, and the val codes used to fit the search are
+   not copied into the gallery) with every ID bit flipped with probability ``--id_flip`` (0.1) and every
+   attribute bit with ``--attr_flip`` (0.03), so no two distractors coincide. Distractors get pid 0 (Market
+   protocol: ordinary negatives). Rendering and encoding 500k images is what ``bench/ctf.py --rendered``
+   does; it takes ~25 minutes on 2 cores, so it is not the default here.
+3. **The default row** is the method's own path (``jhash.methods.ssr`` with its ``DEFAULTS``): ``fit_search``
+   on the val split, ``first_codes`` (attribute code + ``afr_prefix_bits`` ID bits) and ``search_window``
+   (``afr_window='gallery'``: the w rule measured with the val images as queries among this gallery), searched
+   with ``attribute_first_topk(backend="scan")``. Beside it the same with other ``--prefix_bits`` and
+   ``--window_kinds``, and the paper's AFR: the w rule on the val split (leave-one-out,
+   target rank-w accuracy 0.97) gives ``w_fraction``, the gallery uses ``w = ceil(w_fraction · ng)``, and
+   AFR runs at that and at the ``--windows`` shares (native grouped search).
+4. ms per query of top-10 search (median of ``--repeats`` rounds over all queries, same process, interleaved)
    and R1 / mAP (full ranking, Market protocol) for: exhaustive 2048-bit search with jhash's fastest
-   exhaustive top-k (the native kernel when built), AFR at the rule's w and at several other w, and
-   exhaustive search with fewer bits (128 / 256 / 512 bits cut from the ID code with the paper's layout: the
-   first bits of every stripe and of the global vector) as the "reduce the bit length" alternative at
-   matched time (Table 8).
+   exhaustive top-k (the native kernel when built), every AFR row above, and exhaustive search with fewer
+   bits (128 / 256 / 512 bits cut from the ID code with the paper's layout: the first bits of every stripe
+   and of the global vector) as the "reduce the bit length" alternative at matched time (Table 8).
 
     .venv/bin/python bench/afr.py                          # full run (train + 500k gallery)
     .venv/bin/python bench/afr.py --workdir runs/synthetic_ssr
@@ -64,8 +69,9 @@ def encode(trained):
     enc = evaluator.encode_splits(trained, data, "market")
     mesh = parallel.make_mesh()
     fn = encode_lib.codes_fn(trained.model, trained.method, c, mesh)
-    enc["val"] = encode_lib.run_split(fn, trained.variables, data.eval_batches(c.dataset.val_split, c.eval.batch_size),
-                                      mesh, c.eval.batch_size)
+    for name, split in (("val", c.dataset.val_split), ("train", "train")):
+        enc[name] = encode_lib.run_split(fn, trained.variables, data.eval_batches(split, c.eval.batch_size), mesh,
+                                         c.eval.batch_size)
     for part in enc.values():
         part["packed"] = encode_lib.pack_all(part)
     return enc
@@ -73,7 +79,7 @@ def encode(trained):
 
 def grow_gallery(enc, size: int, id_flip: float, attr_flip: float, seed: int = 0):
     """Gallery codes grown to ``size`` with code-level distractors (module docstring, step 2)."""
-    g, v = enc["gallery"], enc["val"]
+    g, v = enc["gallery"], enc["train"]
     n0 = len(g["pid"])
     extra = max(0, size - n0)
     rng = np.random.default_rng(seed)
@@ -97,16 +103,9 @@ def grow_gallery(enc, size: int, id_flip: float, attr_flip: float, seed: int = 0
     return out
 
 
-def shorter_code_bits(total: int, bits: int, parts: int) -> np.ndarray:
-    """Bit positions of a ``bits``-long code cut from the ``total``-bit SSR code (``parts`` stripes of
-    ``local`` bits, then ``2 · local`` global bits): the first bits of every stripe and of the global vector,
-    i.e. the paper's shorter layout (2048 = 6 × 256 + 512 -> 512 = 6 × 64 + 128)."""
-    from jhash.models.pcb import split_bits
-
-    local, _ = split_bits(total, parts)
-    local_s, global_s = split_bits(bits, parts)
-    idx = [i * local + j for i in range(parts) for j in range(local_s)]
-    return np.asarray(idx + [parts * local + j for j in range(global_s)])
+def topk_overlap(top: np.ndarray, ref: np.ndarray) -> float:
+    """Mean share of each query's exhaustive top-k that ``top`` also returns, in %."""
+    return 100.0 * float(np.mean([len(np.intersect1d(a, b)) / ref.shape[1] for a, b in zip(top, ref)]))
 
 
 def metrics(q, gal, **inputs):
@@ -125,6 +124,10 @@ def main(argv=None) -> int:
     p.add_argument("--gallery", type=int, default=None)
     p.add_argument("--windows", type=str, default="0.01,0.05,0.1,0.2")
     p.add_argument("--short_bits", type=str, default="128,256,512")
+    p.add_argument("--prefix_bits", type=str, default="0,24,56,88",
+                   help="ID bits after the attribute code in the first codes of the fitted-window rows")
+    p.add_argument("--window_kinds", type=str, default="gallery",
+                   help="how those rows' windows are fitted on the gallery: gallery (the w rule among it), recall")
     p.add_argument("--id_flip", type=float, default=0.1)
     p.add_argument("--attr_flip", type=float, default=0.03)
     p.add_argument("--target", type=float, default=0.97)
@@ -158,40 +161,74 @@ def main(argv=None) -> int:
     print(f"# w rule on val: w={rule.w} of {rule.gallery_size} (rank-w acc {rule.accuracy:.3f}) -> w={w_rule} "
           f"of {ng} gallery codes; {nq} queries", flush=True)
 
+    from jhash import config as config_lib
+    from jhash.methods import ssr
+
+    d = ssr.DEFAULTS
+    val_codes = {"attr": v["packed"]["attr"], "id": v["packed"]["id"]}
+    store = config_lib.base_config()  # fit_search keeping the val codes, for the fitted-window rows
+    store.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_window="gallery")
+    params = ssr.fit_search(val_codes, v["pid"], store)
     name, topk = exhaustive_topk_fn()
-    index = afr.AFRIndex.build(gal["attr"], gal["id"])
     runs = {"exhaustive 2048": lambda: topk(q["id"], gal["id"], a.k)}
+    plans = {}  # label -> (query first codes, AFRIndex, w, backend)
+    prefix = [int(b) for b in a.prefix_bits.split(",") if b != ""]
+    kind = d["afr_window"]
+    default_label = (f"AFR default: attr + {d['afr_prefix_bits']} ID bits, {kind} window" if kind != "rule"
+                     else "AFR default: w rule")
+    variants = [(kind, d["afr_prefix_bits"])] + [(wk, b) for wk in a.window_kinds.split(",") for b in prefix
+                                                 if (wk, b) != (kind, d["afr_prefix_bits"])]
+    for wk, bits in variants:
+        c_b = config_lib.base_config()
+        c_b.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_prefix_bits=bits,
+                                       afr_window=wk)
+        t0 = time.perf_counter()
+        gf = ssr.first_codes(gal["attr"], gal["id"], c_b)
+        w, info = ssr.search_window(gf, gal["id"], params, c_b)
+        label = default_label if (wk, bits) == (kind, d["afr_prefix_bits"]) else f"AFR attr + {bits} ID bits, {wk} window"
+        plans[label] = (ssr.first_codes(q["attr"], q["id"], c_b), afr.AFRIndex.build(gf, gal["id"]), w,
+                        "scan" if gf.shape[1] != gal["attr"].shape[1] else "auto")
+        print(f"# {label}: w={w} ({100 * w / ng:.2f} % of the gallery) fitted in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+    index = afr.AFRIndex.build(gal["attr"], gal["id"])
     windows = sorted({w_rule, *(afr.window_for_gallery(float(f), ng) for f in a.windows.split(",") if f)})
     for w in windows:
-        runs[f"AFR w={w}"] = (lambda w=w: afr.attribute_first_topk(q["attr"], q["id"], index, w, a.k))
+        plans[f"AFR (paper) w={w}" + (" (w rule)" if w == w_rule else "")] = (q["attr"], index, w, "auto")
+    for label, (qf, idx, w, backend) in plans.items():
+        runs[label] = (lambda qf=qf, idx=idx, w=w, backend=backend:
+                       afr.attribute_first_topk(qf, q["id"], idx, w, a.k, backend=backend))
     short = {}
     for bits in (int(b) for b in a.short_bits.split(",") if b):
-        keep = shorter_code_bits(int(trained.config.model.bits), bits, int(trained.config.method.get("parts", 6)))
+        keep = ssr.prefix_bit_positions(int(trained.config.model.bits), bits, int(trained.config.method.get("parts", 6)))
         short[bits] = tuple(np.ascontiguousarray(np.asarray(search.select_bits(x, keep))) for x in (q["id"], gal["id"]))
         runs[f"exhaustive {bits}"] = (lambda b=bits: topk(short[b][0], short[b][1], a.k))
     ms = {k: 1000 * sec / nq for k, sec in interleaved_medians(runs, a.repeats).items()}
 
     rows = []
     base = metrics(q, gal, q_codes=q["id"], g_codes=gal["id"])
-    rows.append({"search": f"exhaustive 2048 ({name})", "w": ng, **base, "ms/query": ms["exhaustive 2048"]})
-    for w in windows:
-        keys = afr.attribute_first_distances(q["attr"], gal["attr"], q["id"], gal["id"], w)
-        m = metrics(q, gal, distances=keys)
-        del keys
-        rows.append({"search": "AFR" + (" (w rule)" if w == w_rule else ""), "w": w, **m,
-                     "ms/query": ms[f"AFR w={w}"]})
+    _, ref = topk(q["id"], gal["id"], a.k)
+    rows.append({"search": f"exhaustive 2048 ({name})", "w": ng, **base, "ms/query": ms["exhaustive 2048"],
+                 "overlap": 100.0})
+    for label, (qf, idx, w, backend) in plans.items():
+        keys = afr.attribute_first_key_matrix(qf, idx.attr, q["id"], gal["id"], w)
+        _, top = afr.attribute_first_topk(qf, q["id"], idx, w, a.k, backend=backend)
+        rows.append({"search": label, "w": w, **metrics(q, gal, distances=keys), "ms/query": ms[label],
+                     "overlap": topk_overlap(top, np.asarray(ref))})
     for bits, (qs, gs) in short.items():
+        _, top = topk(qs, gs, a.k)
         rows.append({"search": f"exhaustive {bits}", "w": ng, **metrics(q, gal, q_codes=qs, g_codes=gs),
-                     "ms/query": ms[f"exhaustive {bits}"]})
+                     "ms/query": ms[f"exhaustive {bits}"], "overlap": topk_overlap(np.asarray(top), np.asarray(ref))})
     for r in rows:
         r["speedup"] = ms["exhaustive 2048"] / r["ms/query"]
         r["dR1"] = r["R1"] - base["R1"]
-        r.update(gallery=ng, queries=nq, w_rule=w_rule, val_w=rule.w, val_accuracy=rule.accuracy)
+        r["gallery_share"] = r["w"] / ng
+        r.update(gallery=ng, queries=nq, w_rule=w_rule, w_rule_fraction=rule.fraction, val_w=rule.w,
+                 val_accuracy=rule.accuracy, load_average=os.getloadavg())
         print(json.dumps(r), flush=True)
-    print(f"\n{'search':<34}{'w':>9}{'R1':>8}{'mAP':>8}{'ms/q':>9}{'speed-up':>10}{'dR1':>7}")
+    print(f"\n{'search':<46}{'w':>9}{'share':>8}{'R1':>7}{'mAP':>7}{'ovl':>7}{'ms/q':>8}{'speed-up':>9}{'dR1':>7}")
     for r in rows:
-        print(f"{r['search']:<34}{r['w']:>9}{r['R1']:>8.2f}{r['mAP']:>8.2f}{r['ms/query']:>9.3f}"
-              f"{r['speedup']:>9.2f}x{r['dR1']:>7.2f}")
+        print(f"{r['search']:<46}{r['w']:>9}{100 * r['gallery_share']:>7.2f}%{r['R1']:>7.2f}{r['mAP']:>7.2f}"
+              f"{r['overlap']:>7.1f}{r['ms/query']:>8.3f}{r['speedup']:>8.2f}x{r['dR1']:>7.2f}")
     if a.json:
         a.json.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     if tmp is not None:

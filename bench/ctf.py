@@ -9,11 +9,13 @@
    distractors mixed (``w f_a + (1 - w) f_b``, ``w ~ U(0, 1)``, plus 5% Gaussian noise of the feature scale)
    and passed through the trained pyramid head (BN, sign), so every level of a synthetic code comes from
    the same model (rendering 500k images takes ~25 min on 2 cores; ``--rendered 500000`` does it).
-3. Thresholds fitted on the ``val`` split (never the test split): the recall-targeted fit for each
-   ``--targets`` share of the exhaustive 2048-bit top-10 (:func:`jhash.search.fit_recall_thresholds`), and DTO
-   for every (beta, rho) pair; per gallery size also the recall fit on that gallery (``--gallery-fit`` of its
-   codes as queries, and the val codes as queries against it; no labels are used by either).
-   The row of the CtF default (``jhash.methods.ctf.DEFAULTS``) comes first.
+3. Thresholds, never fitted on the test split. **The default row** is the method's own path
+   (``jhash.methods.ctf.fit_search`` on the ``val`` split, then ``search_plan`` at search time, with
+   ``jhash.methods.ctf.DEFAULTS``). Beside it, per gallery size: the recall-targeted fit
+   (:func:`jhash.search.fit_recall_thresholds`) for every ``--targets`` share of the exhaustive 2048-bit top-10
+   and every ``--confidences`` level of its lower bound, with the val split's codes as queries against the
+   gallery and with ``--gallery-fit`` of the gallery's own codes as queries (no labels are used by either);
+   the same fit on the val split alone; DTO for every (beta, rho) pair.
 4. For each gallery size (10k, 100k, 500k; prefixes of the grown gallery): ms per query of top-10 search
    and R1 / mAP (full ranking, Market protocol) for exhaustive 2048-bit (jhash's fastest exhaustive top-k:
    the native kernel when built, else ``jhash.search.hamming_topk``), exhaustive 32/128/512-bit and CtF at
@@ -200,6 +202,40 @@ def metrics_ctf(qd, index, thresholds, qp, gp, qc, gc, block: int) -> dict:
     return merged_metrics(parts)
 
 
+def ctf_method_default(key: str):
+    from jhash.methods import ctf as ctf_method
+
+    return ctf_method.DEFAULTS[key]
+
+
+def neighbourhoods(exh, q_long: np.ndarray, val_long: np.ndarray, g_long: np.ndarray, k: int,
+                   sample: int = 200) -> dict:
+    """Mean longest-code Hamming distance from a query to its ``k`` nearest gallery codes, for the test
+    queries, the val split's codes and ``sample`` of the gallery's own codes (each without itself): how far
+    the top-k a recall fit must keep lies, per kind of query."""
+    rows = np.sort(np.random.default_rng(0).choice(len(g_long), min(sample, len(g_long)), replace=False))
+    own = np.asarray(exh(g_long[rows], g_long, k + 1)[0])[:, 1:]  # the first is the code itself (distance 0)
+    return {"test queries": float(np.mean(exh(q_long, g_long, k)[0])),
+            "val queries": float(np.mean(exh(val_long, g_long, k)[0])), "gallery codes": float(np.mean(own))}
+
+
+def gather_calibration(rows: list[dict], size: int) -> float | None:
+    """The gather cost ``g`` (streamed bits per random candidate fetch) that best explains the CtF rows'
+    times: least squares of ``ms = u * size * (l_0 + sum_s p_s l_s) + (u g) * size * sum_s p_s`` over the rows
+    (``p_s`` the share of the gallery reaching stage ``s``), the cost model of the recall fit."""
+    a, b, y = [], [], []
+    for r in rows:
+        bits = [int(n[1:]) for n in r["levels"]]
+        shares = [c / size for c in r["mean_candidates"][: len(bits) - 1]]
+        a.append(size * (bits[0] + sum(p * l for p, l in zip(shares, bits[1:]))))
+        b.append(size * sum(shares))
+        y.append(r["ms/query"])
+    if len(y) < 3:
+        return None
+    (u, ug), *_ = np.linalg.lstsq(np.stack([a, b], axis=1), np.asarray(y), rcond=None)
+    return float(ug / u) if u > 0 else None
+
+
 def plot(rows: list[dict], size: int, path) -> None:
     """Top-k overlap with exhaustive 2048-bit search vs ms per query, for the gallery of ``size`` codes."""
     import matplotlib
@@ -236,9 +272,13 @@ def main(argv=None) -> int:
     p.add_argument("--rhos", default="1,ratio", help="DTO class-ratio weights: numbers, or 'ratio' (the val "
                    "split's non-relevant / relevant pair ratio); every (beta, rho) pair is run")
     p.add_argument("--targets", default="0.95", help="recall targets of the recall-targeted threshold fit")
+    p.add_argument("--gather-bits", type=float, default=ctf_method_default("recall_gather_bits"),
+                   help="the recall fit's cost of one random candidate fetch, in streamed bits")
+    p.add_argument("--confidences", default="0,0.95",
+                   help="confidence levels of the recall fit's lower bound (0: the sample recall itself)")
     p.add_argument("--gallery-fit", type=int, default=200,
-                   help="also fit the recall-targeted thresholds on each gallery: this many of its codes as "
-                        "queries against it, and the val split's codes as queries against it (0: off)")
+                   help="also fit the recall-targeted thresholds with this many of each gallery's codes as "
+                        "queries against it (0: off)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--block", type=int, default=64, help="queries per CtF block")
@@ -266,72 +306,99 @@ def main(argv=None) -> int:
     qcodes, qp, qc = query[0], query[2], query[3]
     rhos = [r if r == "ratio" else float(r) for r in a.rhos.split(",")]
     val_levels = {n: val[0][n] for n in order}
+    targets = [float(x) for x in a.targets.split(",")]
+    confidences = [float(x) for x in a.confidences.split(",")]
+    # the default: the method's own fit_search on the val split, then its search-time fit on each gallery
+    from jhash import config as config_lib
+
+    method_cfg = config_lib.base_config()
+    method_cfg.method = ctf_method.method_config(lengths=enc.lengths)
+    method_params = ctf_method.fit_search(val_levels, val[2], method_cfg)
     d = ctf_method.DEFAULTS
-    thresholds, default = {}, None
-    for target in (float(x) for x in a.targets.split(",")):
-        label = f"CtF recall r={target:g}"
-        t0 = time.perf_counter()
-        thresholds[label] = fit_recall_thresholds(val_levels, order=order, target=target, k=a.k).thresholds
-        print(f"# {label}: fitted in {time.perf_counter() - t0:.1f} s", flush=True)
-        if (d["threshold_fit"] == "recall" and not d["recall_gallery_queries"] and target == d["recall_target"]
-                and a.k == d["recall_k"]):
-            default = label
+    default_label = f"CtF default ({d['threshold_fit']} fit)"
+    plans = {}  # label -> (levels short to long, thresholds), fitted on the val split alone
+    for target in targets:
+        label = f"CtF recall r={target:g} c={confidences[-1]:g}, val only, levels chosen"
+        fit = fit_recall_thresholds(val_levels, order=order, target=target, k=a.k, confidence=confidences[-1],
+                                    gather_bits=a.gather_bits, choose_levels=True)
+        plans[label] = (list(fit.levels), fit.thresholds)
     for r in rhos:
         for b in betas:
-            label = f"CtF beta={b:g} rho={r if isinstance(r, str) else f'{r:g}'}"
-            thresholds[label] = fit_thresholds(val_levels, val[2], order=order, beta=b, rho=r)
-            if d["threshold_fit"] == "dto" and b == d["beta"] and r == d["rho"]:
-                default = label
-    if default is not None:  # the default first
-        thresholds = {f"{default} (default)": thresholds.pop(default), **thresholds}
+            plans[f"CtF DTO beta={b:g} rho={r if isinstance(r, str) else f'{r:g}'}"] = (order, fit_thresholds(
+                val_levels, val[2], order=order, beta=b, rho=r))
     exh_name, exh = exhaustive_topk_fn()
     header = {"bench": "ctf", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "jax_backend": jax.default_backend(), "exhaustive_backend": exh_name, "queries": int(len(qp)),
-              "k": a.k, "repeats": a.repeats, "workdir": str(workdir), "trained_here": fresh,
-              "rendered_distractors": rendered, "thresholds": thresholds}
+              "load_average": os.getloadavg(), "jax_backend": jax.default_backend(), "exhaustive_backend": exh_name,
+              "queries": int(len(qp)), "k": a.k, "repeats": a.repeats, "workdir": str(workdir), "trained_here": fresh,
+              "rendered_distractors": rendered, "method_defaults": {k: v for k, v in d.items() if "recall" in k or
+                                                                   k in ("threshold_fit", "beta", "rho")},
+              "val_only_plans": plans}
     print(json.dumps(header), flush=True)
     rows = []
+    calibration, hoods = {}, {}
     nq = len(qp)
     for size in sizes:
         g = {n: gcodes[n][:size] for n in order}
         gps, gcs = gp[:size], gc[:size]
-        index = C.CoarseToFineIndex.build(g)
-        index.device_words(0)
-        qd = {n: qcodes[n] for n in order}
         runs = {f"exhaustive {name[1:]}-bit": (lambda name=name: exh(qcodes[name], g[name], a.k))
                 for name in order[::-1]}  # longest first: the reference
-        size_thresholds = dict(thresholds)
-        if a.gallery_fit:
-            for target in (float(x) for x in a.targets.split(",")):
-                fits = {f"CtF recall r={target:g}, gallery fit": dict(queries=min(a.gallery_fit, size)),
-                        f"CtF recall r={target:g}, val queries vs gallery": dict(query_codes=val_levels)}
-                for label, how in fits.items():
-                    t0 = time.perf_counter()
-                    size_thresholds[label] = fit_recall_thresholds(g, order=order, target=target, k=a.k,
-                                                                   **how).thresholds
-                    print(f"# {label} ({size}): {size_thresholds[label]} fitted in "
-                          f"{time.perf_counter() - t0:.1f} s", flush=True)
-                label = f"CtF recall r={target:g}, gallery fit"
-                if (d["threshold_fit"] == "recall" and d["recall_gallery_queries"] == a.gallery_fit
-                        and target == d["recall_target"] and a.k == d["recall_k"]):  # the default first
-                    size_thresholds = {f"{label} (default)": size_thresholds.pop(label), **size_thresholds}
-        for label, t in size_thresholds.items():
-            runs[label] = (lambda t=t: C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block))
+        t0 = time.perf_counter()
+        size_plans = {default_label: ctf_method.search_plan(g, method_cfg, method_params)}
+        print(f"# {default_label} ({size}): {size_plans[default_label]} fitted in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        fits = {}
+        for target in targets:
+            for conf in confidences:
+                same_as_default = (d["threshold_fit"] == "recall" and d["recall_queries"] == "val"
+                                   and d["recall_choose_levels"] and target == d["recall_target"]
+                                   and conf == d["recall_confidence"] and a.gather_bits == d["recall_gather_bits"]
+                                   and a.k == d["recall_k"])
+                if not same_as_default:
+                    fits[f"CtF recall r={target:g} c={conf:g}, val queries, levels chosen"] = dict(
+                        target=target, confidence=conf, query_codes=val_levels, gather_bits=a.gather_bits,
+                        choose_levels=True)
+            fits[f"CtF recall r={target:g} c={confidences[-1]:g}, val queries, every level, bit cost"] = dict(
+                target=target, confidence=confidences[-1], query_codes=val_levels)
+            if a.gallery_fit:  # the previous default
+                fits[f"CtF recall r={target:g}, {a.gallery_fit} gallery codes, every level, bit cost"] = dict(
+                    target=target, queries=min(a.gallery_fit, size))
+        for label, how in fits.items():
+            t0 = time.perf_counter()
+            fit = fit_recall_thresholds(g, order=order, k=a.k, **how)
+            size_plans[label] = (list(fit.levels), fit.thresholds)
+            print(f"# {label} ({size}): {size_plans[label]} fitted in {time.perf_counter() - t0:.1f} s", flush=True)
+        size_plans.update(plans)
+        indexes = {}
+        for levels, _ in size_plans.values():
+            if tuple(levels) not in indexes:
+                indexes[tuple(levels)] = C.CoarseToFineIndex.build({n: g[n] for n in levels})
+        qd = {n: qcodes[n] for n in order}
+
+        def run(plan):
+            levels, t = plan
+            return C.coarse_to_fine_topk({n: qd[n] for n in levels}, indexes[tuple(levels)], t, a.k,
+                                         block_size=a.block)
+
+        for label, plan in size_plans.items():
+            runs[label] = (lambda plan=plan: run(plan))
         ms = {label: 1000 * sec / nq for label, sec in interleaved_medians(runs, a.repeats).items()}
         ref_ms = ms[f"exhaustive {order[-1][1:]}-bit"]
+        hoods[size] = neighbourhoods(exh, qcodes[order[-1]], val_levels[order[-1]], g[order[-1]], a.k)
+        print(json.dumps({"gallery": size, "mean_topk_distance": hoods[size]}), flush=True)
         tops = {name: np.asarray(exh(qcodes[name], g[name], a.k)[1]) for name in order}
         ref_top = tops[order[-1]]
         ctf_rows = []
-        for label, t in size_thresholds.items():
-            res = C.coarse_to_fine_topk(qd, index, t, a.k, block_size=a.block)
-            m = metrics_ctf(qd, index, t, qp, gps, qc, gcs, a.block)
+        for label, (levels, t) in size_plans.items():
+            res = run((levels, t))
+            m = metrics_ctf({n: qd[n] for n in levels}, indexes[tuple(levels)], t, qp, gps, qc, gcs, a.block)
             cand = res.num_candidates.mean(axis=0)
             ctf_rows.append({"gallery": size, "method": label, "ms/query": ms[label], "speedup": ref_ms / ms[label],
-                             **m, "overlap": topk_overlap(res.indices, ref_top), "thresholds": t,
+                             **m, "overlap": topk_overlap(res.indices, ref_top), "levels": levels, "thresholds": t,
                              "mean_candidates": [round(float(x), 1) for x in cand]})
             print(json.dumps(ctf_rows[-1]), flush=True)
-        if any(label.endswith("(default)") for label in size_thresholds):
-            rows.append(ctf_rows.pop(0))
+        calibration[size] = gather_calibration(ctf_rows, size)
+        print(json.dumps({"gallery": size, "gather_bits_fit": calibration[size]}), flush=True)
+        rows.append(ctf_rows.pop(0))  # the default first
         for name in order[::-1]:
             label = f"exhaustive {name[1:]}-bit"
             m = metrics_codes(qcodes[name], g[name], qp, gps, qc, gcs)
@@ -340,14 +407,21 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), flush=True)
         rows.extend(ctf_rows)
     print()
-    print(f"{'gallery':>8} {'method':<28} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6} {'top-k overlap':>14}"
-          f"  candidates per stage")
+    print(f"{'gallery':>8} {'method':<62} {'ms/query':>9} {'speedup':>8} {'R1':>6} {'mAP':>6} {'top-k overlap':>14}"
+          f"  levels: thresholds, candidates per stage")
     for r in rows:
-        cand = r.get("mean_candidates", "")
-        print(f"{r['gallery']:>8} {r['method']:<28} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
-              f"{r['mAP']:>6.1f} {r['overlap']:>13.1f}%  {cand}")
+        plan = ""
+        if "levels" in r:
+            plan = (f"{'/'.join(n[1:] for n in r['levels'])}: {list(r['thresholds'].values())}, "
+                    f"{[round(c) for c in r['mean_candidates'][:len(r['levels']) - 1]]}")
+        print(f"{r['gallery']:>8} {r['method']:<62} {r['ms/query']:>9.3f} {r['speedup']:>7.1f}x {r['R1']:>6.1f} "
+              f"{r['mAP']:>6.1f} {r['overlap']:>13.1f}%  {plan}")
+    print(f"gather cost that best explains the CtF rows' times, in streamed bits: {calibration}")
+    print(f"mean longest-code distance to the {a.k} nearest gallery codes: {hoods}")
     if a.json:
-        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+        pathlib.Path(a.json).write_text(json.dumps({"header": header, "rows": rows, "gather_bits_fit": calibration,
+                                                    "mean_topk_distance": hoods},
+                                                   indent=1))
     if a.plot:
         plot(rows, sizes[-1], a.plot)
     return 0

@@ -23,11 +23,14 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``docs/met
 - ``fit_search``: thresholds for every level but the longest, fitted on the validation split
   (``dataset.val_split``, never the test split) and saved with the final checkpoint as
   ``{"thresholds": {name: t}, "levels": [...], "fit": ...}``. ``threshold_fit='dto'``: the paper's DTO (eqs. 6-8,
-  :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'``: the thresholds of
-  least expected re-ranking work that keep ``recall_target`` (0.95) of the validation queries' exhaustive
-  longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`); with
-  ``recall_gallery_queries > 0`` the search refits them on that many codes of the gallery it searches (the
-  fit needs no labels, and a gallery's neighbourhoods differ from the small validation split's).
+  :func:`jhash.search.dto.fit_thresholds` with ``beta``, ``rho``, ``dto_model``); ``'recall'`` (the default):
+  the cascade of least expected work that keeps ``recall_target`` (0.95) of the queries' exhaustive
+  longest-code top-``recall_k`` at ``recall_confidence`` (a lower confidence bound: a safety margin), with a
+  random candidate fetch costing ``recall_gather_bits`` and, with ``recall_choose_levels``, the levels chosen
+  too (:func:`jhash.search.dto.fit_recall_thresholds`). The recall fit runs again at search time against the
+  gallery being searched (:func:`search_plan`), with validation codes stored by ``fit_search`` as the queries
+  (``recall_queries='val'``; ``'gallery'``: a sample of the gallery's own codes, whose neighbourhoods are
+  tighter than a query's; ``'fit'``: the validation-only fit).
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
   (streamed: computed block by block while the metrics read them) and the top-k time per query.
 
@@ -77,7 +80,12 @@ DEFAULTS = dict(
     dto_model="gaussian",  # 'gaussian' (paper) | 'empirical'
     recall_target=0.95,  # threshold_fit='recall': share of the exhaustive longest-code top-k to keep
     recall_k=10,  # threshold_fit='recall': that top-k
-    recall_gallery_queries=200,  # > 0: refit the recall thresholds at search time on this many gallery codes
+    recall_queries="val",  # threshold_fit='recall': whose top-k the search-time fit keeps (RECALL_QUERIES)
+    recall_val_queries=512,  # recall_queries='val': at most this many validation codes stored with the fit
+    recall_gallery_queries=200,  # recall_queries='gallery': this many gallery codes as the queries
+    recall_confidence=0.95,  # > 0: the recall target holds for the lower confidence bound (a safety margin)
+    recall_gather_bits=1536.0,  # the fit's cost of fetching one candidate at random, in streamed bits
+    recall_choose_levels=True,  # the fit may skip shorter levels (the cheapest cascade that keeps the target)
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
 )
@@ -240,6 +248,24 @@ def _packed_levels(codes_by_name, names: list[str]) -> dict[str, np.ndarray]:
 
 
 THRESHOLD_FITS = ("dto", "recall")
+#: ``recall_queries``: the queries of the search-time recall fit against the searched gallery. ``"val"``: the
+#: validation codes stored by ``fit_search``; ``"gallery"``: ``recall_gallery_queries`` codes of the gallery
+#: itself; ``"fit"``: no search-time fit (the thresholds fitted on the validation split alone).
+RECALL_QUERIES = ("val", "gallery", "fit")
+
+
+def _recall_options(config) -> dict:
+    """The recall fit's keyword arguments from ``config.method``."""
+    return {"confidence": float(_get(config, "recall_confidence")),
+            "gather_bits": float(_get(config, "recall_gather_bits")),
+            "choose_levels": bool(_get(config, "recall_choose_levels"))}
+
+
+def _recall_queries(config) -> str:
+    how = str(_get(config, "recall_queries"))
+    if how not in RECALL_QUERIES:
+        raise config_lib.ConfigError(f"config.method.recall_queries={how!r}: use one of {RECALL_QUERIES}")
+    return how
 
 
 def fit_search(codes_by_name, pids, config) -> dict:
@@ -249,6 +275,7 @@ def fit_search(codes_by_name, pids, config) -> dict:
     ``dto_model``). ``'recall'``: the cheapest thresholds that keep ``recall_target`` of every validation
     query's exhaustive longest-code top-``recall_k`` (:func:`jhash.search.dto.fit_recall_thresholds`).
     """
+    from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds, fit_thresholds
 
     kind = str(_get(config, "threshold_fit"))
@@ -266,9 +293,17 @@ def fit_search(codes_by_name, pids, config) -> dict:
             reason = f"the validation split has {pids.size} images, too few for a top-{k} recall target"
             warnings.warn(f"CtF fit_search: {reason}; using maximal thresholds (exhaustive longest-code search)")
             return {"thresholds": {n: _bits(n) for n in order[:-1]}, "levels": order, "fit": kind, "fallback": reason}
-        fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k)
-        return {"thresholds": fit.thresholds, "levels": order, "fit": kind, "recall_target": fit.target,
-                "recall_k": fit.k, "val_recall": fit.recall, "val_candidates": list(fit.candidates)}
+        how = _recall_queries(config)
+        fit = fit_recall_thresholds(packed, order=order, target=float(_get(config, "recall_target")), k=k,
+                                    **_recall_options(config))
+        params = {"thresholds": fit.thresholds, "levels": list(fit.levels), "fit": kind,
+                  "recall_target": fit.target, "recall_k": fit.k, "recall_confidence": fit.confidence,
+                  "val_recall": fit.recall, "val_candidates": list(fit.candidates), "all_levels": order}
+        if how == "val":  # kept for the search-time fit against the searched gallery
+            n_keep = min(int(_get(config, "recall_val_queries")), pids.size)
+            rows = np.sort(np.random.default_rng(int(config.seed)).choice(pids.size, n_keep, replace=False))
+            params["fit_queries"] = dto.encode_packed({n: packed[n][rows] for n in order})
+        return params
     rho = _get(config, "rho")
     _, counts = np.unique(pids, return_counts=True)
     if counts.size < 2 or counts.max() < 2:
@@ -294,18 +329,50 @@ def search_thresholds(search_params, names_short_to_long: list[str]) -> dict[str
     return {n: int(fitted.get(n, _bits(n))) for n in names_short_to_long[:-1]}
 
 
-def gallery_thresholds(g_levels, config) -> dict[str, int]:
-    """The recall-targeted thresholds fitted on the gallery being searched: ``recall_gallery_queries`` of its
-    codes (seeded by ``config.seed``) as queries against all of it (no labels needed; index-building work,
-    like preparing the gallery's word views)."""
+def gallery_fit(g_levels, config, search_params=None):
+    """The recall-targeted fit at search time against the gallery being searched (index-building work: no
+    labels are needed), a :class:`jhash.search.dto.RecallFit`, or ``None`` when there is no such fit
+    (``threshold_fit='dto'``, ``recall_queries='fit'``, no stored validation codes, or a gallery of at most
+    ``recall_k`` codes).
+
+    The queries are the validation codes stored by :func:`fit_search` (``recall_queries='val'``) or
+    ``recall_gallery_queries`` codes of the gallery itself, drawn with ``config.seed`` (``'gallery'``); the fit
+    keeps ``recall_target`` of their exhaustive longest-code top-``recall_k`` at ``recall_confidence``, and
+    chooses the levels when ``recall_choose_levels``.
+    """
+    from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds
 
     order = level_names(_get(config, "lengths"))[::-1]
     n = len(g_levels[order[0]])
-    fit = fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, target=float(_get(config, "recall_target")),
-                                k=int(_get(config, "recall_k")), queries=min(int(_get(config, "recall_gallery_queries")), n),
-                                seed=int(config.seed))
-    return fit.thresholds
+    k = int(_get(config, "recall_k"))
+    how = _recall_queries(config)
+    if str(_get(config, "threshold_fit")) != "recall" or how == "fit" or n <= k:
+        return None
+    kwargs = {}
+    if how == "val":
+        stored = (search_params or {}).get("fit_queries")
+        if not stored:
+            return None
+        kwargs["query_codes"] = dto.decode_packed(stored)
+    else:
+        kwargs.update(queries=min(int(_get(config, "recall_gallery_queries")), n), seed=int(config.seed))
+    return fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, k=k,
+                                 target=float(_get(config, "recall_target")), **_recall_options(config), **kwargs)
+
+
+def search_plan(g_levels, config, search_params=None) -> tuple[list[str], dict[str, int]]:
+    """``(levels short to long, thresholds)`` of the CtF search over ``g_levels``: the search-time fit
+    (:func:`gallery_fit`) when there is one, else the levels and thresholds stored by :func:`fit_search` (every
+    level, thresholds at their maxima, when nothing was fitted)."""
+    fit = gallery_fit(g_levels, config, search_params)
+    if fit is not None:
+        return list(fit.levels), dict(fit.thresholds)
+    order = level_names(_get(config, "lengths"))[::-1]
+    levels = [n for n in (search_params or {}).get("levels") or order if n in order]
+    if not levels or levels[-1] != order[-1]:
+        levels = order
+    return levels, search_thresholds(search_params, levels)
 
 
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
@@ -316,15 +383,13 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     order = level_names(_get(config, "lengths"))[::-1]
     q = {n: np.asarray(q_codes[n]) for n in order}
     g = {n: np.asarray(g_codes[n]) for n in order}
-    thresholds = search_thresholds(search_params, order)
-    sample = int(_get(config, "recall_gallery_queries"))
-    if sample > 0 and str(_get(config, "threshold_fit")) == "recall" and len(g[order[0]]) > int(_get(config, "recall_k")):
-        thresholds = gallery_thresholds(g, config)
+    levels, thresholds = search_plan(g, config, search_params)
+    q, g = {n: q[n] for n in levels}, {n: g[n] for n in levels}
     index = ctf.CoarseToFineIndex.build(g)
     block = int(_get(config, "search_block_size"))
     keys = ctf.coarse_to_fine_key_matrix(q, index, thresholds, block_size=block)
     k = min(k, index.num_gallery)
-    nq = len(q[order[0]])
+    nq = len(q[levels[0]])
     ms = None
     if nq:
         ctf.coarse_to_fine_topk({n: a[:8] for n, a in q.items()}, index, thresholds, k, block_size=block)  # warm-up

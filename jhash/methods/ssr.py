@@ -20,10 +20,14 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
   ``int8 [B, L]``; ``"attr"``: the student's attribute codes (eq. 5, padded to a multiple of 8 bits with a
   constant bit), when the dataset has attributes.
 - ``fit_search``: the AFR window by the w rule on the validation split (leave-one-out, target 97 %), stored
-  as ``{"afr": True, "w", "w_fraction", ...}``; ``search`` runs :mod:`jhash.search.attribute_first` with
-  ``w = ceil(w_fraction · gallery size)`` (or ``afr_w`` when set), and plain exhaustive search when AFR is
-  off (``afr=False`` or no attributes, e.g. CUHK03-NP).
-
+  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'gallery' or 'recall') a sample of the
+  validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='gallery'`` (or
+  ``'recall'``) the first stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID
+  code (:func:`first_codes`) and the window is fitted against the searched gallery with the stored
+  validation codes (:func:`search_window`: the w rule among that gallery, or a top-k recall target); with
+  ``afr_window='rule'`` (the paper) the first stage is the attribute code and ``w = ceil(w_fraction · gallery
+  size)``; ``afr_w`` fixes the window; plain exhaustive search when AFR is off (``afr=False`` or no
+  attributes, e.g. CUHK03-NP).
 ``config.method`` fields: see :data:`DEFAULTS`.
 """
 
@@ -69,7 +73,17 @@ DEFAULTS = dict(
     afr=True,  # attribute-first search at evaluation (needs attributes)
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
+    afr_window="rule",  # AFR_WINDOWS: 'rule' (the paper: attribute codes, the val split's window share) |
+    # 'gallery' | 'recall' (coarse first codes, window fitted on the searched gallery; faster, lose R1: bench/afr.py)
+    afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
+    afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
+    afr_recall_k=10,  # afr_window='recall': that top-k
+    afr_confidence=0.95,  # afr_window='recall': the target holds for the lower confidence bound
+    afr_val_queries=512,  # 'gallery' / 'recall': at most this many validation codes stored with the fit
 )
+
+#: ``afr_window``: how the AFR window is chosen (see :func:`fit_search` and :func:`search_window`).
+AFR_WINDOWS = ("gallery", "recall", "rule")
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -211,20 +225,65 @@ def _packed(codes_by_name, name):
     return a if a.dtype == np.uint8 else np.asarray(pack_codes(a))
 
 
+def prefix_bit_positions(total_bits: int, bits: int, parts: int) -> np.ndarray:
+    """Bit positions of a ``bits``-long code cut from the ``total_bits`` SSR ID code (``parts`` stripes of
+    ``local`` bits, then ``2 · local`` global bits): the first bits of every stripe and of the global vector,
+    the paper's shorter layout (2048 = 6 × 256 + 512 -> 512 = 6 × 64 + 128). ``bits`` must split the same way
+    (:func:`jhash.models.pcb.split_bits`)."""
+    local, _ = split_bits(total_bits, parts)
+    local_s, global_s = split_bits(bits, parts)
+    idx = [i * local + j for i in range(parts) for j in range(local_s)]
+    return np.asarray(idx + [parts * local + j for j in range(global_s)], np.int64)
+
+
+def _afr_window_kind(config) -> str:
+    kind = str(_get(config, "afr_window"))
+    if kind not in AFR_WINDOWS:
+        raise config_lib.ConfigError(f"config.method.afr_window={kind!r}: use one of {AFR_WINDOWS}")
+    return kind
+
+
+def first_codes(attr, id_codes, config) -> np.ndarray:
+    """The first-stage codes of AFR: the attribute code followed by ``afr_prefix_bits`` ID bits
+    (:func:`prefix_bit_positions`), or the attribute code itself with ``afr_window='rule'`` (the paper)."""
+    from jhash.search.attribute_first import coarse_codes
+
+    bits = int(_get(config, "afr_prefix_bits")) if _afr_window_kind(config) != "rule" else 0
+    if bits <= 0:
+        return np.asarray(attr)
+    total = 8 * np.asarray(id_codes).shape[1]
+    if bits >= total or bits % 8:
+        raise config_lib.ConfigError(f"config.method.afr_prefix_bits={bits}: expected a multiple of 8 below the ID "
+                                     f"code's {total} bits (or 0 for the attribute code alone)")
+    return coarse_codes(attr, id_codes, prefix_bit_positions(total, bits, int(_get(config, "parts"))))
+
+
 def fit_search(codes_by_name, pids, config) -> dict:
-    """The AFR window by the w rule on validation codes (every image a query against the others)."""
+    """The AFR window by the w rule on validation codes (every image a query against the others; reported in
+    every case), and unless ``afr_window='rule'`` a sample of the validation codes, the queries of the
+    window fit against the searched gallery (:func:`search_window`)."""
+    from jhash.search import dto
     from jhash.search.attribute_first import fit_window
 
     if not _afr_enabled(config, codes_by_name):
         return {"afr": False}
     attr = _packed(codes_by_name, "attr")
     rule = fit_window(attr, attr, pids, pids, target=float(_get(config, "afr_target")), exclude_self=True)
-    return {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
-            "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries, "val_gallery_size": rule.gallery_size}
+    params = {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
+              "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries,
+              "val_gallery_size": rule.gallery_size, "window": _afr_window_kind(config)}
+    if params["window"] != "rule":
+        ident = _packed(codes_by_name, "id")
+        n_keep = min(int(_get(config, "afr_val_queries")), len(attr))
+        rows = np.sort(np.random.default_rng(int(config.seed)).choice(len(attr), n_keep, replace=False))
+        params["fit_queries"] = dto.encode_packed({"attr": attr[rows], "id": ident[rows]})
+        params["fit_pids"] = np.asarray(pids)[rows].astype(np.int64).tolist()
+    return params
 
 
 def window(search_params, config, gallery_size: int) -> int:
-    """The window for a gallery: ``afr_w`` if set, else the fitted share of the gallery, else the whole gallery."""
+    """The w rule's window for a gallery: ``afr_w`` if set, else the fitted share of the gallery, else the
+    whole gallery."""
     from jhash.search.attribute_first import window_for_gallery
 
     fixed = int(_get(config, "afr_w") or 0)
@@ -236,6 +295,37 @@ def window(search_params, config, gallery_size: int) -> int:
     return gallery_size
 
 
+def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
+    """``(w, details)``: the window of the AFR search over a gallery with first codes ``g_first``
+    (:func:`first_codes`). ``afr_w > 0`` fixes it. With stored validation codes it is fitted against this
+    gallery (index-building work): ``afr_window='gallery'``: the w rule measured among this gallery
+    (:func:`jhash.search.attribute_first.fit_window_in_gallery`: rank-w accuracy of a true match
+    ``>= afr_target``, the validation images being the only labelled items); ``'recall'``: the smallest window
+    keeping ``afr_recall_target`` of the validation queries' exhaustive ID top-``afr_recall_k`` at
+    ``afr_confidence`` (:func:`jhash.search.attribute_first.fit_rank_window`, no labels). Otherwise the w
+    rule's share of the gallery (:func:`window`)."""
+    from jhash.search import dto
+    from jhash.search.attribute_first import fit_rank_window, fit_window_in_gallery
+
+    ng = len(g_first)
+    params = search_params or {}
+    stored = params.get("fit_queries")
+    kind = _afr_window_kind(config)
+    k = int(_get(config, "afr_recall_k"))
+    if int(_get(config, "afr_w") or 0) > 0 or kind == "rule" or not stored or (kind == "recall" and ng <= k):
+        return window(search_params, config, ng), {"window": "rule"}
+    val = dto.decode_packed(stored)
+    first = first_codes(val["attr"], val["id"], config)
+    if kind == "gallery" and params.get("fit_pids") is not None:
+        rule = fit_window_in_gallery(first, np.asarray(params["fit_pids"]), g_first,
+                                     target=float(_get(config, "afr_target")))
+        w = min(rule.w, ng)
+        return w, {"window": "gallery", "w": w, "fraction": w / ng, "val_accuracy": rule.accuracy}
+    fit = fit_rank_window(first, g_first, val["id"], g_id, k=k, target=float(_get(config, "afr_recall_target")),
+                          confidence=float(_get(config, "afr_confidence")))
+    return fit.w, {"window": "recall", "w": fit.w, "fraction": fit.fraction, "val_recall": fit.recall}
+
+
 def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     """Evaluator hook: AFR keys of every query (``distances=``: a lazily computed
     :class:`jhash.search.streamed.LazyRows`, never an ``[nq, ng]`` matrix) and AFR top-``k`` ms per query;
@@ -245,8 +335,16 @@ def search(q_codes, g_codes, search_params, config, *, k: int = 10) -> dict:
     if not _afr_enabled(config, q_codes) or (search_params or {}).get("afr") is False:
         return {}
     qa, ga, qi, gi = (np.asarray(x) for x in (q_codes["attr"], g_codes["attr"], q_codes["id"], g_codes["id"]))
-    ng = len(ga)
-    w = window(search_params, config, ng)
-    keys = afr.attribute_first_key_matrix(qa, ga, qi, gi, w)
-    ms = afr.time_topk(qa, qi, afr.AFRIndex.build(ga, gi), w, min(k, ng)) if len(qa) else None
+    qf, gf = first_codes(qa, qi, config), first_codes(ga, gi, config)
+    w, _ = search_window(gf, gi, search_params, config)
+    keys = afr.attribute_first_key_matrix(qf, gf, qi, gi, w)
+    backend = "scan" if gf.shape[1] != ga.shape[1] and native_available() else "auto"
+    ms = afr.time_topk(qf, qi, afr.AFRIndex.build(gf, gi), w, min(k, len(gf)), backend=backend) if len(qf) else None
     return {"distances": keys, "ms_per_query": ms}
+
+
+def native_available() -> bool:
+    """Whether jhash's native CPU kernels are built (the AFR 'scan' path needs them)."""
+    from jhash.search import native
+
+    return native.is_available()

@@ -57,6 +57,10 @@ __all__ = [
     "time_topk",
     "first_match_positions",
     "fit_window",
+    "coarse_codes",
+    "RankWindow",
+    "fit_rank_window",
+    "fit_window_in_gallery",
     "window_for_gallery",
 ]
 
@@ -341,7 +345,10 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     distance, the window's ID distances come from the gathered-distance kernel and ``nth_element`` picks the
     top ``k``. ``backend="xla"``: stage 1 is :func:`jhash.search.hamming_topk` on the attribute codes, stage 2
     a jitted gather + popcount over the ``w`` window items of each query, ``query_block_size`` queries at a
-    time (default: about 32 MB of gathered codes per block).
+    time (default: about 32 MB of gathered codes per block). ``backend="scan"`` (native kernels): stage 1 is
+    the native exhaustive top-``w`` over the first codes (one streaming pass per block of queries, faster
+    than the grouped search when the first codes rarely repeat, e.g. :func:`coarse_codes`), stage 2 the
+    native gathered ID distances of the window.
     """
     qa, qi = _packed(q_attr, "q_attr"), _packed(q_id, "q_id")
     if not isinstance(gallery, AFRIndex):
@@ -356,6 +363,8 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     nq = len(qa)
     if nq == 0:
         return np.zeros((0, k), np.int32), np.zeros((0, k), np.int32)
+    if backend == "scan":
+        return _scan_topk(qa, qi, gallery, w, k)
     if _use_native(backend, attr_bytes=qa.shape[1]):
         from jhash.search import native
 
@@ -376,6 +385,30 @@ def attribute_first_topk(q_attr: Any, q_id: Any, gallery: AFRIndex, w: int, k: i
     dist, idx = _window_topk(jnp.asarray(qw), gallery.id_words, jnp.asarray(win), k=kk, qb=qb, composite=composite)
     keys, idx = np.asarray(dist)[:nq], np.asarray(idx)[:nq]
     if k > w:  # the rest of the first k follow in attribute order
+        keys = np.concatenate([keys, gallery.id_bits + 1 + ad[:, w:k]], axis=1)
+        idx = np.concatenate([idx, ai[:, w:k]], axis=1)
+    return keys.astype(np.int32), idx.astype(np.int32)
+
+
+def _scan_topk(qa: np.ndarray, qi: np.ndarray, gallery: AFRIndex, w: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``backend="scan"`` of :func:`attribute_first_topk`: native top-``w`` by the first code (ties by index),
+    native gathered ID distances of that window, then the first ``k`` by ``(ID distance, index)``; when
+    ``k > w`` the rest follow in first-code order with the key ``L + 1 + d_first``."""
+    from jhash.search import native
+
+    if not native.is_available():
+        raise RuntimeError(f"backend='scan' needs jhash's native kernel: {native.unavailable_reason()}")
+    ad, ai = native.hamming_topk_numpy(qa, gallery.attr, max(w, k))
+    win = np.ascontiguousarray(ai[:, :w])
+    d = native.hamming_distance_gather_numpy(qi, gallery.id_packed, win).astype(np.int64)
+    kk = min(k, w)
+    ng = gallery.attr.shape[0]
+    composite = d * ng + win  # unique per row: ranks by (distance, index)
+    part = np.argpartition(composite, kk - 1, axis=1)[:, :kk] if kk < w else np.broadcast_to(np.arange(w), d.shape)
+    sel = np.take_along_axis(composite, part, axis=1)
+    sel.sort(axis=1)
+    keys, idx = sel // ng, sel % ng
+    if k > w:
         keys = np.concatenate([keys, gallery.id_bits + 1 + ad[:, w:k]], axis=1)
         idx = np.concatenate([idx, ai[:, w:k]], axis=1)
     return keys.astype(np.int32), idx.astype(np.int32)
@@ -493,3 +526,128 @@ def window_for_gallery(fraction: float, gallery_size: int) -> int:
     if not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"fraction: expected a share of the gallery in [0, 1], got {fraction!r}")
     return int(min(gallery_size, max(1, math.ceil(float(fraction) * gallery_size - 1e-9))))
+
+
+# ------------------------------------------------------------------------------------------------
+# Coarse first codes: the attribute code followed by a prefix of the ID code
+
+
+def coarse_codes(attr: Any, id_codes: Any, id_bits: Any, *, block_size: int = 65536) -> np.ndarray:
+    """First-stage codes for AFR: each packed attribute code followed by the ID bits at positions ``id_bits``
+    (e.g. the first bits of every PCB stripe), packed (zero padding to whole bytes, equal in every code).
+
+    The Hamming distance of two such codes is ``d_attr + d_prefix``, so a window by this code is the
+    attribute window sharpened by a short ID code, found by one streaming scan (``backend="scan"``).
+    ``id_bits`` empty: the attribute code itself. Rows are converted ``block_size`` at a time.
+    """
+    a, i = _packed(attr, "attr"), _packed(id_codes, "id_codes")
+    if len(a) != len(i):
+        raise ValueError(f"attr ({len(a)}) and id_codes ({len(i)}) must describe the same images")
+    keep = np.asarray(id_bits, np.int64).reshape(-1)
+    if keep.size and (keep.min() < 0 or keep.max() >= 8 * i.shape[1] or np.unique(keep).size != keep.size):
+        raise ValueError(f"id_bits: expected distinct bit positions in [0, {8 * i.shape[1]}), got {keep.size} "
+                         f"values in [{keep.min()}, {keep.max()}]")
+    if not keep.size:
+        return a
+    out = []
+    for s in range(0, len(a), block_size):
+        bits = np.unpackbits(i[s:s + block_size], axis=1)[:, keep]
+        out.append(np.packbits(np.concatenate([np.unpackbits(a[s:s + block_size], axis=1), bits], axis=1), axis=1))
+    return np.concatenate(out) if out else np.zeros((0, -(-(8 * a.shape[1] + keep.size) // 8)), np.uint8)
+
+
+class RankWindow(NamedTuple):
+    """What :func:`fit_rank_window` found."""
+
+    w: int  #: the smallest window keeping the target share of the exhaustive ID top-k
+    recall: float  #: share of the queries' exhaustive ID top-k inside the first ``w`` by the first code
+    recall_lower: float  #: its lower confidence bound (:func:`jhash.search.dto.recall_lower_bound`)
+    gallery_size: int
+    num_queries: int
+
+    @property
+    def fraction(self) -> float:
+        """``w / gallery_size``."""
+        return self.w / max(self.gallery_size, 1)
+
+
+def fit_rank_window(q_first: Any, g_first: Any, q_id: Any, g_id: Any, *, k: int = 10, target: float = 0.95,
+                    confidence: float = 0.0, block_size: int = 64) -> RankWindow:
+    """The window of a rank-based first stage fitted on the gallery to be searched: the smallest ``w`` such
+    that the items of the queries' exhaustive ID top-``k`` (ties by index) lie among their first ``w`` by
+    the first code (ties by index) for a share ``>= target`` of (query, item) pairs — or, with
+    ``confidence > 0``, for its lower confidence bound. No labels are needed: the queries can be the
+    validation split's codes against the gallery (index-building work, like CtF's recall fit)."""
+    from jhash.search.dto import recall_lower_bound
+
+    qf, gf, qi, gi = (_packed(x, n) for x, n in ((q_first, "q_first"), (g_first, "g_first"), (q_id, "q_id"),
+                                                  (g_id, "g_id")))
+    _pair(qf, gf, "q_first", "g_first")
+    _pair(qi, gi, "q_id", "g_id")
+    nq, ng = len(qf), len(gf)
+    if len(qi) != nq or len(gi) != ng or nq == 0:
+        raise ValueError(f"q_first/q_id and g_first/g_id must describe the same non-empty query and gallery sets, "
+                         f"got {nq}/{len(qi)} and {ng}/{len(gi)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= ng:
+        raise ValueError(f"k: expected an int in [1, {ng}], got {k!r}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target: expected a share in (0, 1], got {target!r}")
+    recall_lower_bound(1.0, 1, confidence)  # checks confidence
+    _, top = hamming_topk(qi, gi, int(k))
+    top = np.asarray(top)
+    ranks = np.empty((nq, int(k)), np.int64)
+    for s, e in _blocks(nq, block_size):
+        d = np.asarray(hamming_distance(qf[s:e], gf)).astype(np.int64)
+        for r in range(e - s):
+            row = d[r]
+            below = np.concatenate([[0], np.cumsum(np.bincount(row))])  # below[t]: items at distance < t
+            for j, item in enumerate(top[s + r]):
+                t = row[item]  # 1-based rank under (distance, index): nearer items, then ties before it
+                ranks[s + r, j] = below[t] + np.count_nonzero(row[:item] == t) + 1
+    pos = np.sort(ranks.reshape(-1))
+    share = np.searchsorted(pos, pos, side="right") / pos.size  # share of pairs with rank <= pos[j]
+    lower = recall_lower_bound(share, nq, confidence)
+    j = int(np.argmax(lower >= float(target) - 1e-12))
+    return RankWindow(w=int(pos[j]), recall=float(share[j]), recall_lower=float(lower[j]), gallery_size=ng,
+                      num_queries=nq)
+
+
+def fit_window_in_gallery(val_first: Any, val_pids: Any, g_first: Any, *, target: float = 0.97,
+                          block_size: int = 16) -> WindowRule:
+    """The w rule measured against the gallery to be searched: each validation image is a query against the
+    gallery *plus* the other validation images (labels are needed for the validation images only: a gallery
+    item is never a match), and ``w`` is the smallest window whose rank-``w`` accuracy (a true match among
+    the first ``w`` by the first code, :func:`first_match_positions` order with the validation images placed
+    before the gallery) reaches ``target``. Unlike :attr:`WindowRule.fraction` carried over from the small
+    validation split, the confusers ranked before a match are the searched gallery's own.
+    ``WindowRule.gallery_size`` is ``ng + n_val - 1``, the items each query is ranked against."""
+    vf, gf = _packed(val_first, "val_first"), _packed(g_first, "g_first")
+    _pair(vf, gf, "val_first", "g_first")
+    vp = np.asarray(val_pids).astype(np.int64)
+    if vp.shape != (len(vf),):
+        raise ValueError(f"val_pids: expected [{len(vf)}] identities, got shape {vp.shape}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target: expected a rank-w accuracy in (0, 1], got {target!r}")
+    nv, ng = len(vf), len(gf)
+    cols = np.arange(nv)
+    pos = np.full(nv, -1, np.int64)
+    big = np.iinfo(np.int64).max // 4
+    for s, e in _blocks(nv, block_size):
+        dv = np.asarray(hamming_distance(vf[s:e], vf)).astype(np.int64)
+        rows = np.arange(e - s)
+        match = (vp[None, :] == vp[s:e, None]) & (vp[s:e, None] >= 0)
+        match[rows, np.arange(s, e)] = False  # not itself
+        dm = np.where(match, dv, big).min(axis=1)
+        m = np.where(match & (dv == dm[:, None]), cols[None, :], nv).min(axis=1)
+        before = (dv < dm[:, None]) | ((dv == dm[:, None]) & (cols[None, :] < m[:, None]))
+        before[rows, np.arange(s, e)] = False
+        dg = np.asarray(hamming_distance(vf[s:e], gf))
+        in_gallery = (dg < dm[:, None]).sum(axis=1)  # gallery items follow every validation image on ties
+        pos[s:e] = np.where(match.any(axis=1), before.sum(axis=1) + in_gallery + 1, -1)
+    pos = np.sort(pos[pos > 0])
+    if len(pos) == 0:
+        raise ValueError("fit_window_in_gallery: no validation image shares its identity with another")
+    need = max(1, math.ceil(float(target) * len(pos) - 1e-9))
+    w = int(pos[need - 1])
+    return WindowRule(w=w, accuracy=float(np.mean(pos <= w)), target=float(target), num_queries=int(len(pos)),
+                      gallery_size=int(ng + nv - 1))

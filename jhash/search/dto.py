@@ -20,7 +20,9 @@ validation set never materialises its pair list.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import statistics
 from typing import Literal, Mapping, Sequence, Union
 
 import numpy as np
@@ -219,12 +221,30 @@ def fit_thresholds(
 class RecallFit:
     """Result of :func:`fit_recall_thresholds`."""
 
-    thresholds: dict  #: ``{name: t}`` for every level but the longest
+    thresholds: dict  #: ``{name: t}`` for every used level but the longest
     recall: float  #: share of the validation queries' exhaustive top-k that passes every threshold
-    candidates: tuple  #: mean share of the gallery reaching stages 1..N-1 (``|C_s| / ng``)
-    cost: float  #: ``sum_s l_s |C_s| / ng``: re-ranking work per gallery item, in bits
+    recall_lower: float  #: its one-sided lower confidence bound at ``confidence`` (= ``recall`` when 0)
+    candidates: tuple  #: mean share of the gallery reaching each used stage after the first (``|C_s| / ng``)
+    cost: float  #: expected work per gallery item in streamed bits (the objective, see fit_recall_thresholds)
     target: float
     k: int
+    confidence: float = 0.0
+    num_queries: int = 0  #: queries the recall was measured on
+    levels: tuple = ()  #: the levels the search uses, short to long (all of them unless ``choose_levels``)
+
+
+def recall_lower_bound(recall, num_queries: int, confidence: float):
+    """One-sided lower confidence bound of a mean per-query recall: ``r - z sqrt(r (1 - r) / n)`` with ``z`` the
+    standard normal quantile of ``confidence`` (0: no bound, ``r`` itself). A per-query recall lies in
+    ``[0, 1]``, so its variance is at most ``r (1 - r)`` (Bhatia-Davis): the bound needs no per-query counts and
+    errs on the safe side."""
+    r = np.asarray(recall, np.float64)
+    if not 0.0 <= float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in [0, 1), got {confidence}")
+    if float(confidence) == 0.0:
+        return r
+    z = statistics.NormalDist().inv_cdf(float(confidence))
+    return r - z * np.sqrt(np.clip(r * (1.0 - r), 0.0, None) / max(int(num_queries), 1))
 
 
 def _threshold_steps(bits: Sequence[int], max_cells: int) -> list[int]:
@@ -288,6 +308,9 @@ def fit_recall_thresholds(
     query_codes: Mapping[str, np.ndarray] | None = None,
     block_size: int | None = None,
     max_grid: int = 1 << 22,
+    confidence: float = 0.0,
+    gather_bits: float = 0.0,
+    choose_levels: bool = False,
 ) -> RecallFit:
     """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
     longest-code top-``k`` of the validation queries.
@@ -298,13 +321,18 @@ def fit_recall_thresholds(
     ranked by the longest code among the candidates, so they are in CtF's top-``k``. Over the joint grid of
     thresholds this chooses
 
-        argmin_t  sum_{s=1}^{N-1} l_s * P(d_0 <= t_0, ..., d_{s-1} <= t_{s-1})
+        argmin_t  l_0 + sum_{s=1}^{N-1} (l_s + g) * P(d_0 <= t_0, ..., d_{s-1} <= t_{s-1})
         subject to  recall(t) = share of top-k pairs kept >= target
 
-    (the expected re-ranking work per gallery item: stage ``s`` computes an ``l_s``-bit distance for every
-    candidate that reached it; ties go to the higher recall). Counts come from joint histograms of the stage
-    distances, so every threshold vector is scored exactly. The grid holds every integer threshold unless it
-    would exceed ``max_grid`` cells; then the longest levels' thresholds step by powers of two.
+    the expected work per gallery item, in bits streamed: stage 0 scans every item's ``l_0``-bit code, and
+    stage ``s`` fetches the ``l_s``-bit code of every candidate that reached it, at the cost of ``l_s`` bits
+    plus ``g = gather_bits`` for the random access (a cache miss: about 1,500 bits' worth of streaming on an
+    AVX2 EPYC, see bench/ctf.py; ``g = 0`` counts bits alone). Ties go to the higher recall. With
+    ``choose_levels`` the search may also skip shorter levels (every subset of them, the longest always
+    ranks; the empty subset is exhaustive longest-code search, cost ``l_{N-1}``), and the cheapest
+    (subset, thresholds) wins. Counts come from joint histograms of the stage distances, so every threshold
+    vector is scored exactly. The grid holds every integer threshold unless it would exceed ``max_grid``
+    cells; then the longest levels' thresholds step by powers of two.
 
     Args:
       codes_by_name: packed codes (uint8 ``[n, L/8]``) of the *validation* split per level, same images.
@@ -317,6 +345,11 @@ def fit_recall_thresholds(
         ``codes_by_name`` — e.g. the validation split's queries against the gallery to be searched;
         ``queries`` then samples among them.
       block_size: queries per block (default about ``2**22 / n``: memory ``O(block_size · n)``).
+      confidence: when > 0, the constraint is on the recall's one-sided lower confidence bound at this level
+        (:func:`recall_lower_bound` over the queries), not on the sample recall: a safety margin that shrinks
+        as more queries are used, against choosing thresholds that keep the target only on the fit's sample.
+      gather_bits: the cost of fetching one candidate at random, in streamed bits (``g`` above), >= 0.
+      choose_levels: also choose which shorter levels the search uses (``RecallFit.levels``).
     """
     names = _level_order(codes_by_name, order)
     levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
@@ -325,6 +358,9 @@ def fit_recall_thresholds(
         raise ValueError(f"codes_by_name: every level must encode the same images, got sizes {[a.shape[0] for a in levels]}")
     if not 0.0 < float(target) <= 1.0:
         raise ValueError(f"target must be in (0, 1], got {target}")
+    recall_lower_bound(1.0, 1, confidence)  # checks confidence before the work
+    if not float(gather_bits) >= 0.0:
+        raise ValueError(f"gather_bits must be >= 0, got {gather_bits}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
     q_levels = None
@@ -346,26 +382,78 @@ def fit_recall_thresholds(
     steps = _threshold_steps(bits[:-1], int(max_grid))
     block = int(block_size) if block_size else max(1, min(256, (1 << 22) // n))
     every, top = _joint_histograms(levels, rows, int(k), steps, block, q_levels)
-    recall = top.cumsum(axis=0)
-    for ax in range(1, recall.ndim):
+    n_queries = nq if rows is None else rows.shape[0]
+    best = None
+    subsets = [tuple(m) for r in range(len(names) - 1, -1 if choose_levels else len(names) - 2, -1)
+               for m in itertools.combinations(range(len(names) - 1), r)]
+    for used in subsets:
+        fit = _cheapest_on_grid(every, top, used, bits, steps, float(target), n_queries, float(confidence),
+                                float(gather_bits))
+        if best is None or (fit[0], -fit[1]) < (best[0], -best[1]):
+            best = fit + (used,)
+    cost, rec, low, cand, thr, used = best
+    return RecallFit(thresholds={names[i]: t for i, t in zip(used, thr)}, recall=rec, recall_lower=low,
+                     candidates=cand, cost=cost, target=float(target), k=int(k), confidence=float(confidence),
+                     num_queries=int(n_queries), levels=tuple(names[i] for i in used) + (names[-1],))
+
+
+def _cheapest_on_grid(every: np.ndarray, top: np.ndarray, used: tuple, bits: list[int], steps: list[int],
+                      target: float, n_queries: int, confidence: float, gather_bits: float):
+    """The cheapest feasible threshold vector when the search uses the shorter levels ``used`` (indices into
+    the grid's axes; the others are skipped: summed out) and then the longest level:
+    ``(cost, recall, recall_lower, candidate shares, thresholds)``. ``used = ()``: exhaustive search."""
+    if not used:
+        return float(bits[-1]), 1.0, 1.0, (), ()
+    drop = tuple(ax for ax in range(every.ndim) if ax not in used)
+    ev = every.sum(axis=drop) if drop else every
+    tp = top.sum(axis=drop) if drop else top
+    recall = tp
+    for ax in range(recall.ndim):
         recall = recall.cumsum(axis=ax)
-    recall = recall / max(int(top.sum()), 1)
-    pairs = float(every.sum())
-    cost = np.zeros(every.shape)
+    recall = recall / max(int(tp.sum()), 1)
+    pairs = float(ev.sum())
+    cost = np.full(ev.shape, float(bits[used[0]]))  # stage 0 scans every item
     fractions = []
-    for s in range(len(levels) - 1):
-        # P(d_0 <= t_0, ..., d_s <= t_s): sum out the later stages, cumulate over the first s + 1
-        m = every.sum(axis=tuple(range(s + 1, every.ndim))) if s + 1 < every.ndim else every
+    nxt = list(used[1:]) + [len(bits) - 1]
+    for s in range(len(used)):
+        # P(d_0 <= t_0, ..., d_s <= t_s) over the used stages: sum out the later ones, cumulate the first s + 1
+        m = ev.sum(axis=tuple(range(s + 1, ev.ndim))) if s + 1 < ev.ndim else ev
         for ax in range(s + 1):
             m = m.cumsum(axis=ax)
-        frac = (m / pairs).reshape(m.shape + (1,) * (every.ndim - s - 1))
+        frac = (m / pairs).reshape(m.shape + (1,) * (ev.ndim - s - 1))
         fractions.append(frac)
-        cost = cost + bits[s + 1] * frac
-    feasible = recall >= float(target) - 1e-12
-    score = np.where(feasible, cost, np.inf)
+        cost = cost + (bits[nxt[s]] + gather_bits) * frac
+    lower = recall_lower_bound(recall, n_queries, confidence)
+    score = np.where(lower >= target - 1e-12, cost, np.inf)
     best = np.lexsort((-recall.reshape(-1), score.reshape(-1)))[0]
-    cell = np.unravel_index(best, every.shape)
-    thresholds = {m: int(min(c * st, b)) for m, c, st, b in zip(names[:-1], cell, steps, bits)}
-    cand = tuple(float(np.broadcast_to(f, every.shape)[cell]) for f in fractions)
-    return RecallFit(thresholds=thresholds, recall=float(recall[cell]), candidates=cand, cost=float(cost[cell]),
-                     target=float(target), k=int(k))
+    cell = np.unravel_index(best, ev.shape)
+    thresholds = tuple(int(min(c * steps[i], bits[i])) for c, i in zip(cell, used))
+    cand = tuple(float(np.broadcast_to(f, ev.shape)[cell]) for f in fractions)
+    return float(score[cell]), float(recall[cell]), float(lower[cell]), cand, thresholds
+
+
+# ------------------------------------------------------------------------------ stored fit queries --
+
+
+def encode_packed(levels: dict[str, np.ndarray]) -> dict:
+    """Packed codes ``{name: uint8 [n, B]}`` as JSON-safe data (base64 rows): validation codes kept with the
+    search parameters saved in a checkpoint, the queries of a fit at search time."""
+    import base64
+
+    return {n: {"rows": int(a.shape[0]), "bytes": int(a.shape[1]),
+                "b64": base64.b64encode(np.ascontiguousarray(a, np.uint8).tobytes()).decode("ascii")}
+            for n, a in levels.items()}
+
+
+def decode_packed(data: dict) -> dict[str, np.ndarray]:
+    """The inverse of :func:`encode_packed`."""
+    import base64
+
+    out = {}
+    for n, d in data.items():
+        raw = np.frombuffer(base64.b64decode(d["b64"]), np.uint8)
+        if raw.size != int(d["rows"]) * int(d["bytes"]):
+            raise ValueError(f"search parameters: stored codes {n!r} hold {raw.size} bytes, expected "
+                             f"{d['rows']} x {d['bytes']}")
+        out[n] = raw.reshape(int(d["rows"]), int(d["bytes"]))
+    return out

@@ -137,34 +137,75 @@ def test_fit_search_and_search_hook():
     np.testing.assert_array_equal(full, ref)
 
 
+def _recall_codes(seed=1, n=40):
+    rng = np.random.default_rng(seed)
+    pids = np.repeat(np.arange(n // 4), 4)
+    centers = rng.choice([-1, 1], size=(n // 4, 64))
+    codes64 = np.where(rng.random((n, 64)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    return {"l64": codes64, "l32": codes64[:, :32], "l16": codes64[:, :16], "id": codes64}, pids
+
+
 def test_fit_search_recall_target():
+    from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds
     from jhash.search.packing import pack_codes
 
-    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_gallery_queries=0)
-    rng = np.random.default_rng(1)
-    pids = np.repeat(np.arange(10), 4)
-    centers = rng.choice([-1, 1], size=(10, 64))
-    codes64 = np.where(rng.random((40, 64)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
-    codes = {"l64": codes64, "l32": codes64[:, :32], "l16": codes64[:, :16], "id": codes64}
+    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.8)
+    codes, pids = _recall_codes()
+    levels = ("l16", "l32", "l64")
+    opts = dict(target=0.9, k=5, confidence=0.8, gather_bits=1536.0, choose_levels=True)  # the defaults' fit
     params = ctf.fit_search(codes, pids, c)
-    want = fit_recall_thresholds({n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64")},
-                                 target=0.9, k=5)
+    packed = {n: np.asarray(pack_codes(codes[n])) for n in levels}
+    want = fit_recall_thresholds(packed, **opts)
     assert params["fit"] == "recall" and params["thresholds"] == want.thresholds
-    assert params["val_recall"] >= 0.9
-    # refit on the searched gallery itself: the thresholds of the fit on (a sample of) its codes
-    packed = {n: np.asarray(pack_codes(codes[n])) for n in ("l16", "l32", "l64", "id")}
-    g = _config(recall_target=0.9, recall_k=5, recall_gallery_queries=12)  # the default fit: 'recall'
-    assert ctf.DEFAULTS["threshold_fit"] == "recall" and ctf.DEFAULTS["recall_gallery_queries"] > 0
-    assert ctf.gallery_thresholds(packed, g) == fit_recall_thresholds(
-        {n: packed[n] for n in ("l16", "l32", "l64")}, target=0.9, k=5, queries=12, seed=int(g.seed)).thresholds
-    found = ctf.search(packed, packed, params, g)
-    assert found["distances"].shape == (40, 40)
+    assert params["levels"] == list(want.levels)
+    assert params["val_recall"] >= 0.9 and params["recall_confidence"] == 0.8
+    # the validation codes are stored (JSON-safe) for the search-time fit against the searched gallery
+    import json
+
+    stored = dto.decode_packed(json.loads(json.dumps(params["fit_queries"])))
+    assert set(stored) == set(levels)
+    for n in levels:
+        np.testing.assert_array_equal(stored[n], packed[n])  # 40 codes <= recall_val_queries: all of them
+    gallery = {n: np.asarray(pack_codes(v)) for n, v in _recall_codes(seed=2, n=60)[0].items()}
+    assert ctf.DEFAULTS["threshold_fit"] == "recall" and ctf.DEFAULTS["recall_queries"] == "val"
+    fit = fit_recall_thresholds({n: gallery[n] for n in levels}, query_codes=packed, **opts)
+    assert ctf.search_plan(gallery, c, params) == (list(fit.levels), fit.thresholds)
+    found = ctf.search(gallery, gallery, params, c)
+    assert found["distances"].shape == (60, 60)
+    from jhash.search import coarse_to_fine_distances
+
+    plan = ctf.search_plan(gallery, c, params)
+    np.testing.assert_array_equal(np.asarray(found["distances"]), coarse_to_fine_distances(
+        {n: gallery[n] for n in plan[0]}, {n: gallery[n] for n in plan[0]}, plan[1]))
+    # every level kept (no level choice, no gather cost): the thresholds of the plain fit
+    every = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.0,
+                    recall_gather_bits=0.0, recall_choose_levels=False)
+    assert ctf.search_plan(gallery, every, params) == (list(levels), fit_recall_thresholds(
+        {n: gallery[n] for n in levels}, query_codes=packed, target=0.9, k=5).thresholds)
+    # at most recall_val_queries codes are kept, drawn with config.seed
+    few = ctf.fit_search(codes, pids, _config(threshold_fit="recall", recall_k=5, recall_val_queries=7))
+    rows = np.sort(np.random.default_rng(0).choice(40, 7, replace=False))
+    np.testing.assert_array_equal(dto.decode_packed(few["fit_queries"])["l32"], packed["l32"][rows])
+    # 'gallery': a sample of the searched gallery as the queries; 'fit': the validation-only thresholds
+    g = _config(recall_target=0.9, recall_k=5, recall_queries="gallery", recall_gallery_queries=12,
+                recall_confidence=0.0)
+    assert ctf.gallery_fit(gallery, g, params).thresholds == fit_recall_thresholds(
+        {n: gallery[n] for n in levels}, target=0.9, k=5, queries=12, seed=int(g.seed), gather_bits=1536.0,
+        choose_levels=True).thresholds
+    assert ctf.gallery_fit(gallery, _config(recall_queries="fit"), params) is None
+    assert ctf.search_plan(gallery, _config(recall_queries="fit"), params) == (params["levels"], params["thresholds"])
+    assert "fit_queries" not in ctf.fit_search(codes, pids, _config(recall_queries="fit", recall_k=5))
+    assert ctf.gallery_fit(gallery, _config(threshold_fit="dto"), params) is None
     with pytest.warns(UserWarning, match="too few for a top-5"):
         small = ctf.fit_search({n: a[:5] for n, a in codes.items()}, pids[:5], c)
     assert small["thresholds"] == {"l16": 16, "l32": 32}
     with pytest.raises(config_lib.ConfigError, match="threshold_fit"):
         ctf.fit_search(codes, pids, _config(threshold_fit="f1"))
+    with pytest.raises(config_lib.ConfigError, match="recall_queries"):
+        ctf.fit_search(codes, pids, _config(recall_queries="test", recall_k=5))
+    with pytest.raises(ValueError, match="hold 3 bytes"):
+        dto.decode_packed({"l16": {"rows": 2, "bytes": 2, "b64": "AAAA"}})
 
 
 def test_fit_search_degenerate_validation_split_falls_back():
@@ -181,7 +222,10 @@ def test_synthetic_config_trains_and_fits_thresholds(tmp_path):
     result = run_config("configs/synthetic_reid/ctf.py", tmp_path,
                         extra={"dataset.config": "tiny", "method.lengths": "(64, 32, 16)"})
     assert result.step == 2
-    assert set(result.search["thresholds"]) == {"l16", "l32"}
+    levels = result.search["levels"]  # the recall fit chooses the levels (exhaustive 64-bit search included)
+    assert levels[-1] == "l64" and set(levels) <= {"l16", "l32", "l64"}
+    assert set(result.search["thresholds"]) == set(levels[:-1])
+    assert result.search["fit_queries"]["l64"]["rows"] >= 1  # validation codes kept for the search-time fit
 
 
 def test_market1501_config_trains_on_fake_tree(tmp_path):

@@ -105,13 +105,19 @@ def test_relaxation_zoo(relaxation):
         np.testing.assert_allclose(total, logs["triplet"] + logs["ce"] + 0.1 * reg, rtol=1e-5)
 
 
-def test_fit_search_and_search_hook():
-    c = _config()
-    rng = np.random.default_rng(0)
+def _afr_codes(seed, id_bits):
+    """48 images of 12 identities: 8-bit attribute codes per identity, ID codes with 10 % of bits flipped."""
+    rng = np.random.default_rng(seed)
     pids = np.repeat(np.arange(12), 4)
     attr = np.where(rng.random((12, 8)) < 0.5, 1, -1)[pids].astype(np.int8)
-    centers = rng.choice([-1, 1], size=(12, 32))
-    ids = np.where(rng.random((48, 32)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    centers = rng.choice([-1, 1], size=(12, id_bits))
+    ids = np.where(rng.random((48, id_bits)) < 0.1, -centers[pids], centers[pids]).astype(np.int8)
+    return pids, attr, ids
+
+
+def test_fit_search_and_search_hook():
+    c = _config(afr_window="rule")
+    pids, attr, ids = _afr_codes(0, 32)
     params = ssr.fit_search({"id": ids, "attr": attr}, pids, c)
     assert params["afr"] and 1 <= params["w"] <= 47 and params["attr_rank_accuracy"] >= 0.97
     packed = {"id": np.asarray(pack_codes(ids)), "attr": np.asarray(pack_codes(attr))}
@@ -130,6 +136,51 @@ def test_fit_search_and_search_hook():
     assert ssr.fit_search({"id": ids}, pids, c) == {"afr": False}
     assert ssr.search({"id": packed["id"]}, {"id": packed["id"]}, None, c) == {}
     assert ssr.search(packed, packed, params, _config(afr=False)) == {}
+
+
+def test_recall_window_on_coarse_first_codes():
+    """afr_window='recall': first codes = attribute code + ID prefix, window fitted against the searched gallery
+    with the stored validation codes; the keys are AFR's with those first codes and that window."""
+    from jhash.search import attribute_first as afr
+    from jhash.search import dto
+
+    c = _config(afr_window="recall", afr_prefix_bits=16, afr_recall_target=0.9, afr_recall_k=3,
+                afr_confidence=0.0)
+    pids, attr, ids = _afr_codes(1, 64)
+    params = ssr.fit_search({"id": ids, "attr": attr}, pids, c)
+    assert params["window"] == "recall" and params["w"] >= 1  # the w rule is still reported
+    val = dto.decode_packed(params["fit_queries"])
+    packed = {"id": np.asarray(pack_codes(ids)), "attr": np.asarray(pack_codes(attr))}
+    np.testing.assert_array_equal(val["id"], packed["id"])
+    # the prefix: the first 2 bits of each of the 6 stripes of 8 bits, then the first 4 of the 16 global bits
+    np.testing.assert_array_equal(ssr.prefix_bit_positions(64, 16, 6),
+                                  [0, 1, 8, 9, 16, 17, 24, 25, 32, 33, 40, 41, 48, 49, 50, 51])
+    first = ssr.first_codes(packed["attr"], packed["id"], c)
+    np.testing.assert_array_equal(first, afr.coarse_codes(packed["attr"], packed["id"],
+                                                          ssr.prefix_bit_positions(64, 16, 6)))
+    w, info = ssr.search_window(first, packed["id"], params, c)
+    want = afr.fit_rank_window(first, first, packed["id"], packed["id"], k=3, target=0.9)
+    assert info["window"] == "recall" and w == want.w
+    found = ssr.search(packed, packed, params, c)
+    np.testing.assert_array_equal(np.asarray(found["distances"]), afr.attribute_first_distances(
+        first, first, packed["id"], packed["id"], w))
+    assert found["ms_per_query"] > 0
+    # a fixed window wins; the paper's rule needs no stored codes
+    assert ssr.search_window(first, packed["id"], params, _config(afr_w=7, afr_prefix_bits=16))[0] == 7
+    assert "fit_queries" not in ssr.fit_search({"id": ids, "attr": attr}, pids, _config(afr_window="rule"))
+    # 'gallery': the w rule measured among the searched gallery with the stored validation codes
+    g = _config(afr_window="gallery", afr_prefix_bits=16)
+    assert ssr.DEFAULTS["afr_window"] == "rule"  # the paper's: the only one within 1.5 R1 in bench/afr.py
+    gp = ssr.fit_search({"id": ids, "attr": attr}, pids, g)
+    assert gp["fit_pids"] == pids.tolist()
+    gallery_first = ssr.first_codes(packed["attr"][::2], packed["id"][::2], g)
+    w, info = ssr.search_window(gallery_first, packed["id"][::2], gp, g)
+    rule = afr.fit_window_in_gallery(first, pids, gallery_first, target=0.97)
+    assert info["window"] == "gallery" and w == min(rule.w, 24)
+    with pytest.raises(config_lib.ConfigError, match="afr_prefix_bits=64"):
+        ssr.first_codes(packed["attr"], packed["id"], _config(afr_window="gallery", afr_prefix_bits=64))
+    with pytest.raises(config_lib.ConfigError, match="afr_window"):
+        ssr.fit_search({"id": ids, "attr": attr}, pids, _config(afr_window="w"))
 
 
 def test_synthetic_config_trains_and_fits_window(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from jhash.search import attribute_first as afr
 from jhash.search import native, pack_codes
 
-TOPK_BACKENDS = ("xla",) + (("native",) if native.is_available() else ())
+TOPK_BACKENDS = ("xla",) + (("native", "scan") if native.is_available() else ())
 
 
 def _codes(rng, n, bits):
@@ -182,9 +182,10 @@ def test_native_topk_equals_the_definition_on_a_larger_gallery(attr_bytes):
             keys[i] = np.where(inside, di[i], 129 + da[i])
         ref = np.argsort(keys, axis=1, kind="stable")
         for k in (1, 50, min(ng, w + 40)):
-            kk, idx = afr.attribute_first_topk(qa, qi, index, w, k, backend="native")
-            np.testing.assert_array_equal(idx, ref[:, :k])
-            np.testing.assert_array_equal(kk, np.take_along_axis(keys, ref[:, :k], 1))
+            for backend in ("native", "scan"):
+                kk, idx = afr.attribute_first_topk(qa, qi, index, w, k, backend=backend)
+                np.testing.assert_array_equal(idx, ref[:, :k])
+                np.testing.assert_array_equal(kk, np.take_along_axis(keys, ref[:, :k], 1))
 
 
 def test_long_attribute_codes_fall_back_to_xla_under_auto():
@@ -201,3 +202,70 @@ def test_long_attribute_codes_fall_back_to_xla_under_auto():
         with pytest.raises(ValueError, match="at most 248 bits"):
             afr.attribute_first_topk(qa, qi, index, 20, 5, backend="native")
 
+
+
+def test_coarse_codes_are_the_attribute_bits_then_the_chosen_id_bits():
+    rng = np.random.default_rng(3)
+    attr, ident = _codes(rng, 9, 16), _codes(rng, 9, 64)
+    keep = np.array([5, 0, 63, 17, 30])
+    got = afr.coarse_codes(np.asarray(pack_codes(attr)), np.asarray(pack_codes(ident)), keep, block_size=4)
+    want = np.concatenate([attr, ident[:, keep], np.zeros((9, 3), np.uint8)], axis=1)  # zero padding to 24 bits
+    np.testing.assert_array_equal(got, np.asarray(pack_codes(want)))
+    # the coarse distance is d_attr + d_prefix
+    np.testing.assert_array_equal(np.unpackbits(got[:, None] ^ got[None], axis=-1).sum(-1),
+                                  _ham(attr, attr) + _ham(ident[:, keep], ident[:, keep]))
+    np.testing.assert_array_equal(afr.coarse_codes(pack_codes(attr), pack_codes(ident), []), pack_codes(attr))
+    with pytest.raises(ValueError, match="id_bits: expected distinct bit positions in \\[0, 64\\)"):
+        afr.coarse_codes(pack_codes(attr), pack_codes(ident), [64])
+
+
+def test_fit_rank_window_from_the_definition():
+    rng = np.random.default_rng(4)
+    qf, gf = _codes(rng, 12, 8), _codes(rng, 90, 8)  # few distinct first codes: many ties
+    qi, gi = _codes(rng, 12, 32), _codes(rng, 90, 32)
+    df, di = _ham(qf, gf), _ham(qi, gi)
+    ranks = []
+    for i in range(12):
+        top = sorted(range(90), key=lambda j: (di[i, j], j))[:5]
+        order = sorted(range(90), key=lambda j: (df[i, j], j))
+        ranks += [order.index(j) + 1 for j in top]
+    packed = [np.asarray(pack_codes(x)) for x in (qf, gf, qi, gi)]
+    for target in (0.5, 0.9, 1.0):
+        fit = afr.fit_rank_window(*packed, k=5, target=target, block_size=5)
+        want = min(w for w in range(1, 91) if np.mean(np.asarray(ranks) <= w) >= target)
+        assert fit.w == want and fit.recall == pytest.approx(np.mean(np.asarray(ranks) <= want))
+        assert fit.gallery_size == 90 and fit.fraction == pytest.approx(want / 90)
+    safe = afr.fit_rank_window(*packed, k=5, target=0.8, confidence=0.9)
+    z90 = 1.2815515655446004
+    share = lambda w: np.mean(np.asarray(ranks) <= w)  # noqa: E731
+    want = min(w for w in range(1, 91) if share(w) - z90 * np.sqrt(share(w) * (1 - share(w)) / 12) >= 0.8)
+    assert safe.w == want
+    with pytest.raises(ValueError, match="k: expected an int in \\[1, 90\\]"):
+        afr.fit_rank_window(*packed, k=91)
+    with pytest.raises(ValueError, match="target"):
+        afr.fit_rank_window(*packed, target=0)
+
+
+def test_fit_window_in_gallery_from_the_definition():
+    """Each val image a query against [val images, then gallery] without itself; a match shares its pid (gallery
+    items never match); positions under (distance, combined index)."""
+    rng = np.random.default_rng(6)
+    vf, gf = _codes(rng, 14, 8), _codes(rng, 70, 8)
+    vp = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6])  # identity 5 has no second image
+    allf = np.concatenate([vf, gf])
+    d = _ham(vf, allf)
+    pos = []
+    for i in range(14):
+        order = sorted((j for j in range(84) if j != i), key=lambda j: (d[i, j], j))
+        hits = [r + 1 for r, j in enumerate(order) if j < 14 and vp[j] == vp[i]]
+        if hits:
+            pos.append(hits[0])
+    pos = np.sort(pos)
+    packed_v, packed_g = np.asarray(pack_codes(vf)), np.asarray(pack_codes(gf))
+    for target in (0.5, 0.9, 1.0):
+        rule = afr.fit_window_in_gallery(packed_v, vp, packed_g, target=target, block_size=3)
+        want = int(pos[int(np.ceil(target * len(pos) - 1e-9)) - 1])
+        assert rule.w == want and rule.num_queries == 13 and rule.gallery_size == 83
+        assert rule.accuracy == pytest.approx(np.mean(pos <= want))
+    with pytest.raises(ValueError, match="val_pids"):
+        afr.fit_window_in_gallery(packed_v, vp[:3], packed_g)

@@ -16,9 +16,10 @@ def _data(seed, n=40, lengths=(8, 16, 24)):
     return {f"l{L}": full[:, :L] for L in lengths}
 
 
-def _brute_force(bits_by_level, k, target, rows=None):
+def _brute_force(bits_by_level, k, target, rows=None, gather=0.0):
     """Every (t_0, t_1): recall = share of (query, exhaustive top-k item) pairs with d_s <= t_s for all s < N-1;
-    cost = sum_s l_{s+1} * share of (query, other item) pairs passing stages 0..s. Returns the feasible list."""
+    cost = l_0 + sum_s (l_{s+1} + gather) * share of (query, other item) pairs passing stages 0..s. Returns
+    every (thresholds, recall, cost)."""
     levels = list(bits_by_level.values())
     n = levels[0].shape[0]
     rows = list(range(n)) if rows is None else list(rows)
@@ -32,10 +33,10 @@ def _brute_force(bits_by_level, k, target, rows=None):
     for t in itertools.product(*(range(L + 1) for L in lengths[:-1])):
         kept = sum(all(d[s][i, j] <= t[s] for s in range(len(t))) for i in rows for j in tops[i])
         recall = kept / (len(rows) * k)
-        cost = 0.0
+        cost = float(lengths[0])
         for s in range(len(t)):
             passing = sum(all(d[u][i, j] <= t[u] for u in range(s + 1)) for i in rows for j in range(n) if j != i)
-            cost += lengths[s + 1] * passing / (len(rows) * (n - 1))
+            cost += (lengths[s + 1] + gather) * passing / (len(rows) * (n - 1))
         out.append((t, recall, cost))
     return out
 
@@ -81,7 +82,7 @@ def test_recall_fit_with_other_queries_equals_the_fit_on_the_union_rows():
     best = np.inf
     for t0, t1 in itertools.product(range(9), range(17)):
         recall = np.mean([[d[0][i, j] <= t0 and d[1][i, j] <= t1 for j in tops[i]] for i in range(10)])
-        cost = 16 * np.mean(d[0] <= t0) + 24 * np.mean((d[0] <= t0) & (d[1] <= t1))
+        cost = 8 + 16 * np.mean(d[0] <= t0) + 24 * np.mean((d[0] <= t0) & (d[1] <= t1))
         if recall >= 0.9:
             best = min(best, cost)
     assert fit.cost == pytest.approx(best) and fit.recall >= 0.9
@@ -121,3 +122,60 @@ def test_recall_fit_errors_name_the_argument():
         fit_recall_thresholds({"l8": packed["l8"]})
     with pytest.raises(ValueError, match="same images"):
         fit_recall_thresholds({"l8": packed["l8"], "l16": packed["l16"][:5]})
+
+
+def test_recall_lower_bound_from_its_definition():
+    from jhash.search.dto import recall_lower_bound
+
+    z95 = 1.6448536269514722  # standard normal 95 % quantile
+    r = np.array([0.5, 0.9, 1.0, 0.0])
+    want = r - z95 * np.sqrt(r * (1 - r) / 50)
+    np.testing.assert_allclose(recall_lower_bound(r, 50, 0.95), want)
+    np.testing.assert_array_equal(recall_lower_bound(r, 50, 0.0), r)
+    with pytest.raises(ValueError, match=r"confidence must be in \[0, 1\)"):
+        recall_lower_bound(r, 50, 1.0)
+
+
+@pytest.mark.parametrize("seed,target", [(0, 0.8), (7, 0.9)])
+def test_recall_fit_with_confidence_is_the_cheapest_vector_whose_bound_reaches_the_target(seed, target):
+    bits = _data(seed)
+    packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
+    fit = fit_recall_thresholds(packed, target=target, k=5, confidence=0.9)
+    z90 = 1.2815515655446004
+    table = _brute_force(bits, 5, target)
+    bound = {t: r - z90 * np.sqrt(r * (1 - r) / 40) for t, r, _ in table}
+    best = min(cost for t, _, cost in table if bound[t] >= target - 1e-12)
+    assert fit.cost == pytest.approx(best)
+    assert fit.recall_lower >= target and fit.recall_lower == pytest.approx(bound[tuple(fit.thresholds.values())])
+    assert fit.num_queries == 40 and fit.confidence == 0.9
+    plain = fit_recall_thresholds(packed, target=target, k=5)
+    assert fit.cost >= plain.cost and plain.recall_lower == plain.recall
+    with pytest.raises(ValueError, match="confidence must be in"):
+        fit_recall_thresholds(packed, confidence=-0.1)
+
+
+def test_gather_cost_and_level_choice_against_every_subset():
+    """choose_levels: the cheapest of every subset of the shorter levels (each a brute force over its own
+    thresholds, from the definition) and exhaustive longest-code search (cost l_{N-1}, recall 1)."""
+    bits = _data(8, n=36, lengths=(8, 16, 24))
+    packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
+    gather = 20.0
+    fit = fit_recall_thresholds(packed, target=0.9, k=5, gather_bits=gather, choose_levels=True)
+    options = [((), 1.0, 24.0)]  # exhaustive
+    for names in (("l8",), ("l16",), ("l8", "l16")):
+        sub = {n: bits[n] for n in names + ("l24",)}
+        options += [((names, t), r, c) for t, r, c in _brute_force(sub, 5, 0.9, gather=gather)]
+    feasible = [o for o in options if o[1] >= 0.9]
+    best = min(c for _, _, c in feasible)
+    assert fit.cost == pytest.approx(best)
+    chosen = [o for o in feasible if o[2] == pytest.approx(best)]
+    assert any(o[0] and o[0][0] + ("l24",) == fit.levels and tuple(fit.thresholds.values()) == o[0][1]
+               or not o[0] and fit.levels == ("l24",) for o in chosen)
+    assert set(fit.thresholds) == set(fit.levels[:-1]) and fit.recall >= 0.9
+    # without choose_levels every level is used; the gather cost makes the first stage tighter, never looser
+    both = fit_recall_thresholds(packed, target=0.9, k=5, gather_bits=gather)
+    assert both.levels == ("l8", "l16", "l24")
+    want = min(c for _, r, c in _brute_force(bits, 5, 0.9, gather=gather) if r >= 0.9)
+    assert both.cost == pytest.approx(want)
+    with pytest.raises(ValueError, match="gather_bits must be >= 0"):
+        fit_recall_thresholds(packed, gather_bits=-1)
