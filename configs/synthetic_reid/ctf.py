@@ -1,8 +1,9 @@
 """CtF (Wang et al., ECCV 2020) on synthetic_reid: small CNN -> All-in-One code pyramid 2048 -> 512 -> 128 -> 32
 (BN, tanh / sign), CE + batch-hard triplet (margin 0.3) on every code, probability distillation (T = 10) and
 similarity distillation (lambda_2 = 1000) from the next-longer code; coarse-to-fine search at evaluation with the
-recall-targeted thresholds (the cheapest that keep 95 % of the exhaustive 2048-bit top-10, refitted on 200 codes of
-the searched gallery; ``--config.method.threshold_fit=dto`` for the paper's DTO with beta = 2, fitted on the ``val``
+recall-targeted thresholds (the cheapest that keep 95 % of the exhaustive 2048-bit top-10 at a 95 % confidence
+bound, refitted at search time against the searched gallery with the validation codes stored by the fit, levels
+chosen by the fit; ``--config.method.threshold_fit=dto`` for the paper's DTO with beta = 2, fitted on the ``val``
 split after training). A few minutes on a 2-core CPU:
 
     python train.py --config configs/synthetic_reid/ctf.py --workdir runs/synthetic_ctf
