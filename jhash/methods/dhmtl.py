@@ -67,6 +67,7 @@ DEFAULTS = dict(
     aux_weight=0.3,
     dropout=0.0,
     label_smoothing=0.0,
+    hash_bn=False,  # not in the paper: BatchNorm on the hash layer's pre-activation (balanced bits)
 )
 
 xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")  # Caffe's "xavier" filler
@@ -128,6 +129,7 @@ class DHMTLNet(nn.Module):
     heads: dict
     activation: str = "relu"
     dropout: float = 0.0
+    hash_bn: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -135,7 +137,8 @@ class DHMTLNet(nn.Module):
         out = self.backbone(x, train=train)
         f = out["features"]
         g = nn.Dropout(self.dropout, deterministic=not train)(f) if self.dropout else f
-        h = HashLayer(self.bits, self.activation, use_bn=False, dtype=self.dtype, kernel_init=xavier, name="hash")(g)
+        h = HashLayer(self.bits, self.activation, use_bn=self.hash_bn, dtype=self.dtype, kernel_init=xavier,
+                      name="hash")(g, train=train)
         result = {"features": f, "hash_pre": h.pre, "hash": h.act}
         for name, size in self.heads.items():
             logits = nn.Dense(size, dtype=self.dtype, kernel_init=xavier, name=f"head_{name}")(h.act)
@@ -165,7 +168,8 @@ def build_model(config, info) -> DHMTLNet:
         raise config_lib.ConfigError(
             f"config.method.hash_activation={_get(config, 'hash_activation')!r}: use 'relu' or 'sigmoid'")
     return DHMTLNet(backbone=backbone, bits=int(config.model.bits), heads=heads,
-                    activation=str(_get(config, "hash_activation")), dropout=float(_get(config, "dropout")), dtype=dtype)
+                    activation=str(_get(config, "hash_activation")), dropout=float(_get(config, "dropout")),
+                    hash_bn=bool(_get(config, "hash_bn")), dtype=dtype)
 
 
 def loss(outputs, batch, config, aux):
