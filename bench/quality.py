@@ -133,6 +133,35 @@ def _outputs(trained, data, split: str) -> dict[str, np.ndarray]:
     return encode_lib.run_split(fn, trained.variables, data.eval_batches(split, bs), mesh, bs)
 
 
+def term_gradients(trained, data, weights: dict[str, float], batches: int = 4, seed: int = 0) -> dict[str, float]:
+    """How hard each weighted loss term pulls on the trained network: the L2 norm of the gradient of
+    ``weight × term`` (a term the method logs, e.g. DVHN's ``sim`` / ``quant`` / ``ce``) with respect to all
+    parameters, averaged over ``batches`` P×K training batches (``train=True``, the checkpoint's state)."""
+    import jax
+    import jax.numpy as jnp
+
+    model, method, c = trained.model, trained.method, trained.config
+    params = trained.variables["params"]
+    stats = trained.variables.get("batch_stats", {})
+
+    def term(params, batch, key):
+        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+        out, _ = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.PRNGKey(0)})
+        out = jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
+        return method.loss(out, batch, c, trained.aux)[1][key]
+
+    norm = lambda g: float(jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(g))))  # noqa: E731
+    grads = {k: jax.jit(jax.grad(term), static_argnums=2) for k in weights}
+    loader = data.train_loader(seed)
+    sums = dict.fromkeys(weights, 0.0)
+    for _ in range(batches):
+        batch = {k: jnp.asarray(v) for k, v in next(loader).items()}
+        for k, w in weights.items():
+            sums[k] += w * norm(grads[k](params, batch, k)) / batches
+    return sums
+
+
 def code_diagnostics(codes, pre) -> dict[str, float]:
     """Where a method's binarisation loses information, measured on a set of images (the gallery).
 
@@ -198,13 +227,21 @@ def run(args) -> list[dict]:
         relaxed = RELAXED.get(method, "hash")
         pre = go.get("hash_pre", go.get("hash"))  # DVHN's hash layer has no activation: its output is z
         diag = None if pre is None else code_diagnostics(g["code/id"], pre)
-        rows.append(_row(method, bits, _metrics(protocol, enc, q_codes=packed["id"], g_codes=gpacked["id"]), seconds,
-                         diagnostics=diag))
+        main_row = _row(method, bits, _metrics(protocol, enc, q_codes=packed["id"], g_codes=gpacked["id"]), seconds,
+                        diagnostics=diag)
+        rows.append(main_row)
         if relaxed in go:
             rows.append(_row(f"{method} hash layer, float", bits,
                              _metrics(protocol, enc, distances=_euclidean(qo[relaxed], go[relaxed]))))
         rows.append(_row(f"{method} float features", bits,
                          _metrics(protocol, enc, distances=_euclidean(q["feature"], g["feature"]))))
+        if args.gradients and method == "dvhn":
+            from jhash.methods import dvhn
+
+            w = {"sim": float(c.method.get("sim_weight", 1.0)), "quant": dvhn.quant_weight(c, bits)}
+            if float(c.method.get("ce_weight", 0.0)):
+                w["ce"] = float(c.method.ce_weight)
+            main_row["gradients"] = term_gradients(trained, data, w, seed=seed)
         if method == "drsch":
             for m in (16, 32):
                 if f"code/top{m}" in q:
@@ -274,6 +311,8 @@ def main(argv=None):
     p.add_argument("--data_dir", default=None)
     p.add_argument("--out", default="runs/bench_quality")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny dataset, 16 bits, 4 steps")
+    p.add_argument("--gradients", action="store_true",
+                   help="DVHN: also record each weighted loss term's gradient norm on the trained network (JSON)")
     p.add_argument("--table", nargs="+", metavar="DIR", default=None,
                    help="train nothing: print the table of the quality.json files under these --out folders")
     args = p.parse_args(argv)
