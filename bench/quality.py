@@ -233,6 +233,12 @@ def run(args) -> list[dict]:
         if relaxed in go:
             rows.append(_row(f"{method} hash layer, float", bits,
                              _metrics(protocol, enc, distances=_euclidean(qo[relaxed], go[relaxed]))))
+        if pre is not None:  # diagnostic: the same hash layer, each bit thresholded at its gallery median
+            mid = np.median(pre, axis=0)
+            qpre = qo.get("hash_pre", qo.get("hash"))
+            rows.append(_row(f"{method} bits split at their gallery median", bits, _metrics(
+                protocol, enc, q_codes=search.pack_codes((qpre > mid).astype(np.uint8)),
+                g_codes=search.pack_codes((pre > mid).astype(np.uint8)))))
         rows.append(_row(f"{method} float features", bits,
                          _metrics(protocol, enc, distances=_euclidean(q["feature"], g["feature"]))))
         if args.gradients and method == "dvhn":
