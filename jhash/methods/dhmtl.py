@@ -29,7 +29,13 @@ Evaluation: Hamming ranking; the paper reports mAP over the top 1000 returned an
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``heads``, ``head_weights`` (per-head factors, default
 1), ``hash_activation`` ('relu' | 'sigmoid'), ``loss`` ('softmax' | 'triplet'), ``triplet_margin``,
 ``triplet_mining``, ``aux_heads`` (True), ``aux_weight`` (0.3), ``dropout`` (0.0: dropout on the pooled
-features before the hash layer, GoogLeNet's 0.4 in the paper configs), ``label_smoothing`` (0.0).
+features before the hash layer, GoogLeNet's 0.4 in the paper configs), ``label_smoothing`` (0.0),
+``hash_bn`` (False).
+
+**Code fidelity** (``hash_bn``, not in the paper, off by default): the heads only see the ReLU outputs, so
+nothing asks a unit's pre-activation to change sign between images; many units end up always off or always on
+and their bits carry nothing (``bench/quality.py`` reports the bit statistics). ``hash_bn=True`` adds a
+BatchNorm between the hash layer's linear map and its activation, centring every unit on the code threshold.
 """
 
 from __future__ import annotations

@@ -36,7 +36,11 @@ As the paper's abstract and the authors' public Caffe code (``docs/methods.md`` 
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``margin`` (0.25 per bit), ``margin_schedule``
 ('fixed' | 'linear'), ``margin_start`` (0.05), ``margin_ramp_steps`` (1000), ``triplet_mining`` ('all'),
 ``laplacian_weight`` (1e-3; 0 = DSCH), ``bit_weight_decay`` (5e-4), ``eval_bits`` ((16, 32); any length,
-codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming').
+codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming'); two options that are not
+in the paper, off by default: ``hash_bn`` (False: BatchNorm between the hash layer's linear map and the sigmoid)
+and ``quant_weight`` (0.0: adds ``quant_weight · mean_i Σ_k (σ(z_ik) − b_ik)²`` with ``b = 1[z > 0]`` held
+fixed, :func:`jhash.losses.quantization_loss`, so the relaxed codes the triplet loss ranks are close to the
+binary codes that are searched).
 """
 
 from __future__ import annotations
