@@ -40,9 +40,11 @@ def _dvhn_config(bits, **method):
 
 
 @pytest.mark.parametrize("bits,method,theta,qw", [
-    (16, {}, 0.5, 1e-2),  # the paper: one η, θ = 1/2
-    (128, {"quant_weight_scale": "length"}, 0.5, 1e-2 * 64 / 128),
-    (128, {"quant_weight": 0.1, "theta": 0.25, "theta_scale": "length"}, 0.25 * 64 / 128, 0.1),
+    (16, {"quant_weight_scale": "none"}, 0.5, 1e-2),  # the paper: one η, θ = 1/2
+    (128, {"quant_weight_scale": "none"}, 0.5, 1e-2),
+    (128, {}, 0.5, 1e-2 * 64 / 128),  # the default: the network step's η scaled by 64 / L
+    (1024, {"quant_weight_scale": "length"}, 0.5, 1e-2 * 64 / 1024),
+    (128, {"quant_weight": 0.1, "theta": 0.25, "theta_scale": "length"}, 0.25 * 64 / 128, 0.1 * 64 / 128),
 ])
 def test_dvhn_network_loss_matches_the_dsdh_equations(bits, method, theta, qw):
     rng = np.random.default_rng(bits)
