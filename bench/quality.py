@@ -14,6 +14,7 @@ Hamming search; DRSCH also reports its 64-bit model truncated to the 16 and 32 m
     python bench/quality.py --quick         # smoke run: 'tiny' dataset, 16 bits, a few steps
     python bench/quality.py --steps 600 --bits 64 256 --methods drsch
     python bench/quality.py --seeds 0 1 2 --methods dvhn --set method.quant_weight_scale=length
+    python bench/quality.py --table runs/q_a runs/q_b   # one table from runs made separately
 
 Every (seed, method, bits) run trains its own workdir under ``--out``; rows report the mean ± std over the
 ``--seeds`` (ddof 0). ``--set`` overrides the config of every run.
@@ -109,9 +110,94 @@ def _lsh(q, g, bits, seed):
     return search.pack_codes(code(q)), search.pack_codes(code(g))
 
 
-def _row(name, bits, m, seconds=None, seed=None):
-    return {"method": name, "bits": bits, "R1": float(m["R1"]), "mAP": float(m["mAP"]),
-            "train_s": None if seconds is None else round(seconds, 1), "seed": seed}
+def _row(name, bits, m, seconds=None, seed=None, diagnostics=None):
+    row = {"method": name, "bits": bits, "R1": float(m["R1"]), "mAP": float(m["mAP"]),
+           "train_s": None if seconds is None else round(seconds, 1), "seed": seed}
+    if diagnostics:
+        row["diagnostics"] = diagnostics
+    return row
+
+
+#: the hash layer's real-valued output that each method binarises (DRSCH: the bit-weighted one it ranks with)
+RELAXED = {"drsch": "weighted"}
+
+
+def _outputs(trained, data, split: str) -> dict[str, np.ndarray]:
+    """The trained network's ``train=False`` outputs (hash-layer pre-activations, activations ...) over ``split``."""
+    from jhash import encode as encode_lib
+    from jhash import parallel
+
+    mesh = parallel.make_mesh()
+    fn = encode_lib.outputs_fn(trained.model, trained.config, mesh)
+    bs = trained.config.eval.batch_size
+    return encode_lib.run_split(fn, trained.variables, data.eval_batches(split, bs), mesh, bs)
+
+
+def term_gradients(trained, data, weights: dict[str, float], batches: int = 4, seed: int = 0) -> dict[str, float]:
+    """How hard each weighted loss term pulls on the trained network: the L2 norm of the gradient of
+    ``weight × term`` (a term the method logs, e.g. DVHN's ``sim`` / ``quant`` / ``ce``) with respect to all
+    parameters, averaged over ``batches`` P×K training batches (``train=True``, the checkpoint's state)."""
+    import jax
+    import jax.numpy as jnp
+
+    model, method, c = trained.model, trained.method, trained.config
+    params = trained.variables["params"]
+    stats = trained.variables.get("batch_stats", {})
+
+    def term(params, batch, key):
+        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+        out, _ = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.PRNGKey(0)})
+        out = jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
+        return method.loss(out, batch, c, trained.aux)[1][key]
+
+    norm = lambda g: float(jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(g))))  # noqa: E731
+    grads = {k: jax.jit(jax.grad(term), static_argnums=2) for k in weights}
+    loader = data.train_loader(seed)
+    sums = dict.fromkeys(weights, 0.0)
+    for _ in range(batches):
+        batch = {k: jnp.asarray(v) for k, v in next(loader).items()}
+        for k, w in weights.items():
+            sums[k] += w * norm(grads[k](params, batch, k)) / batches
+    return sums
+
+
+def code_diagnostics(codes, pre) -> dict[str, float]:
+    """Where a method's binarisation loses information, measured on a set of images (the gallery).
+
+    ``codes``: ``[N, L]`` the method's codes (any two values; the larger one counts as 1); ``pre``: ``[N, L]`` the
+    real value each bit thresholds at 0 (the hash layer's pre-activation). Returns
+
+    - ``bit_entropy``: mean over bits of the entropy (base 2) of the bit's frequency p_k: 1 when every bit splits
+      the images in half, 0 when every bit is constant;
+    - ``constant_bits``: fraction of bits with p_k < 1 % or > 99 % (bits that carry next to nothing);
+    - ``mean_abs_corr``: mean absolute correlation between two different bits (redundancy; 0 for independent bits);
+    - ``near_threshold``: fraction of pre-activations within 0.1 of their bit's standard deviation from 0 (bits
+      a small change of the image flips);
+    - ``pre_mean_over_std``: mean over bits of |mean(z_k)| / std(z_k) (how far the threshold 0 sits from the
+      centre of the bit's values: 0 for a centred bit, large for a bit that is almost always on or off).
+    """
+    b = np.asarray(codes)
+    b = (b == b.max()).astype(np.float64) if b.size else b.astype(np.float64)
+    z = np.asarray(pre, np.float64)
+    if b.shape != z.shape or b.ndim != 2 or b.shape[0] < 2:
+        raise ValueError(f"code_diagnostics: codes {b.shape} and pre {z.shape} must be the same [N >= 2, L]")
+    p = b.mean(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(p > 0, p * np.log2(p), 0.0) + np.where(p < 1, (1 - p) * np.log2(1 - p), 0.0))
+    sd = b.std(0)
+    live = sd > 0
+    corr = np.corrcoef(b[:, live].T) if live.sum() > 1 else np.zeros((1, 1))
+    off = ~np.eye(corr.shape[0], dtype=bool)
+    zs = z.std(0)
+    zs = np.where(zs > 0, zs, 1.0)
+    return {
+        "bit_entropy": float(h.mean()),
+        "constant_bits": float(np.mean((p < 0.01) | (p > 0.99))),
+        "mean_abs_corr": float(np.abs(corr[off]).mean()) if off.any() else 0.0,
+        "near_threshold": float(np.mean(np.abs(z) < 0.1 * zs[None, :])),
+        "pre_mean_over_std": float(np.mean(np.abs(z.mean(0)) / zs)),
+    }
 
 
 def run(args) -> list[dict]:
@@ -136,9 +222,32 @@ def run(args) -> list[dict]:
         q, g = enc["query"], enc["gallery"]
         packed = {k: search.pack_codes(np.asarray(q[f"code/{k}"])) for k in ("id",)}
         gpacked = {k: search.pack_codes(np.asarray(g[f"code/{k}"])) for k in ("id",)}
-        rows.append(_row(method, bits, _metrics(protocol, enc, q_codes=packed["id"], g_codes=gpacked["id"]), seconds))
+        # the hash layer's real values (before binarisation) and where binarising them loses information
+        qo, go = _outputs(trained, data, q["split"]), _outputs(trained, data, g["split"])
+        relaxed = RELAXED.get(method, "hash")
+        pre = go.get("hash_pre", go.get("hash"))  # DVHN's hash layer has no activation: its output is z
+        diag = None if pre is None else code_diagnostics(g["code/id"], pre)
+        main_row = _row(method, bits, _metrics(protocol, enc, q_codes=packed["id"], g_codes=gpacked["id"]), seconds,
+                        diagnostics=diag)
+        rows.append(main_row)
+        if relaxed in go:
+            rows.append(_row(f"{method} hash layer, float", bits,
+                             _metrics(protocol, enc, distances=_euclidean(qo[relaxed], go[relaxed]))))
+        if pre is not None:  # diagnostic: the same hash layer, each bit thresholded at its gallery median
+            mid = np.median(pre, axis=0)
+            qpre = qo.get("hash_pre", qo.get("hash"))
+            rows.append(_row(f"{method} bits split at their gallery median", bits, _metrics(
+                protocol, enc, q_codes=search.pack_codes((qpre > mid).astype(np.uint8)),
+                g_codes=search.pack_codes((pre > mid).astype(np.uint8)))))
         rows.append(_row(f"{method} float features", bits,
                          _metrics(protocol, enc, distances=_euclidean(q["feature"], g["feature"]))))
+        if args.gradients and method == "dvhn":
+            from jhash.methods import dvhn
+
+            w = {"sim": float(c.method.get("sim_weight", 1.0)), "quant": dvhn.quant_weight(c, bits)}
+            if float(c.method.get("ce_weight", 0.0)):
+                w["ce"] = float(c.method.ce_weight)
+            main_row["gradients"] = term_gradients(trained, data, w, seed=seed)
         if method == "drsch":
             for m in (16, 32):
                 if f"code/top{m}" in q:
@@ -208,7 +317,15 @@ def main(argv=None):
     p.add_argument("--data_dir", default=None)
     p.add_argument("--out", default="runs/bench_quality")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny dataset, 16 bits, 4 steps")
+    p.add_argument("--gradients", action="store_true",
+                   help="DVHN: also record each weighted loss term's gradient norm on the trained network (JSON)")
+    p.add_argument("--table", nargs="+", metavar="DIR", default=None,
+                   help="train nothing: print the table of the quality.json files under these --out folders")
     args = p.parse_args(argv)
+    if args.table:
+        rows = [r for d in args.table for r in json.loads((pathlib.Path(d) / "quality.json").read_text())]
+        print(table(rows))
+        return rows
     if args.quick:
         args.dataset_config, args.bits, args.steps = "tiny", [16], 4
         args.out = args.out + "_quick"

@@ -5,6 +5,9 @@ quantisation, a discrete W-/B-step update over the training set after every epoc
     python evaluate.py --workdir runs/synth_dvhn --compare_untrained
 
 Other code lengths: --config.model.bits=256 (or 1024).
+
+The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+the paper's single η: --config.method.quant_weight_scale=none.
 """
 
 import ml_collections

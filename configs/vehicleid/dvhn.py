@@ -14,6 +14,9 @@ Put VehicleID_V1.0 (or its archive) in --config.dataset.manual_dir and a torchvi
     python evaluate.py --workdir runs/vid_dvhn --config.dataset.config=large
 
 Other code lengths: --config.model.bits=256|512|1024.
+
+The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+the paper's single η: --config.method.quant_weight_scale=none.
 """
 
 from jhash import config as config_lib

@@ -9,6 +9,9 @@ Put VeRi (or VeRi.zip) in --config.dataset.manual_dir and a torchvision ResNet-5
     python train.py --config configs/veri776/dvhn.py --workdir runs/veri_dvhn \
         --config.dataset.manual_dir=~/downloads --config.model.pretrained=~/weights/resnet50.safetensors
     python evaluate.py --workdir runs/veri_dvhn --tradeoff
+
+The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+the paper's single η: --config.method.quant_weight_scale=none.
 """
 
 import pathlib

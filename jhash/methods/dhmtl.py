@@ -29,7 +29,13 @@ Evaluation: Hamming ranking; the paper reports mAP over the top 1000 returned an
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``heads``, ``head_weights`` (per-head factors, default
 1), ``hash_activation`` ('relu' | 'sigmoid'), ``loss`` ('softmax' | 'triplet'), ``triplet_margin``,
 ``triplet_mining``, ``aux_heads`` (True), ``aux_weight`` (0.3), ``dropout`` (0.0: dropout on the pooled
-features before the hash layer, GoogLeNet's 0.4 in the paper configs), ``label_smoothing`` (0.0).
+features before the hash layer, GoogLeNet's 0.4 in the paper configs), ``label_smoothing`` (0.0),
+``hash_bn`` (False).
+
+**Code fidelity** (``hash_bn``, not in the paper, off by default): the heads only see the ReLU outputs, so
+nothing asks a unit's pre-activation to change sign between images; many units end up always off or always on
+and their bits carry nothing (``bench/quality.py`` reports the bit statistics). ``hash_bn=True`` adds a
+BatchNorm between the hash layer's linear map and its activation, centring every unit on the code threshold.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ DEFAULTS = dict(
     aux_weight=0.3,
     dropout=0.0,
     label_smoothing=0.0,
+    hash_bn=False,  # not in the paper: BatchNorm on the hash layer's pre-activation (balanced bits)
 )
 
 xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")  # Caffe's "xavier" filler
@@ -128,6 +135,7 @@ class DHMTLNet(nn.Module):
     heads: dict
     activation: str = "relu"
     dropout: float = 0.0
+    hash_bn: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -135,7 +143,8 @@ class DHMTLNet(nn.Module):
         out = self.backbone(x, train=train)
         f = out["features"]
         g = nn.Dropout(self.dropout, deterministic=not train)(f) if self.dropout else f
-        h = HashLayer(self.bits, self.activation, use_bn=False, dtype=self.dtype, kernel_init=xavier, name="hash")(g)
+        h = HashLayer(self.bits, self.activation, use_bn=self.hash_bn, dtype=self.dtype, kernel_init=xavier,
+                      name="hash")(g, train=train)
         result = {"features": f, "hash_pre": h.pre, "hash": h.act}
         for name, size in self.heads.items():
             logits = nn.Dense(size, dtype=self.dtype, kernel_init=xavier, name=f"head_{name}")(h.act)
@@ -165,7 +174,8 @@ def build_model(config, info) -> DHMTLNet:
         raise config_lib.ConfigError(
             f"config.method.hash_activation={_get(config, 'hash_activation')!r}: use 'relu' or 'sigmoid'")
     return DHMTLNet(backbone=backbone, bits=int(config.model.bits), heads=heads,
-                    activation=str(_get(config, "hash_activation")), dropout=float(_get(config, "dropout")), dtype=dtype)
+                    activation=str(_get(config, "hash_activation")), dropout=float(_get(config, "dropout")),
+                    hash_bn=bool(_get(config, "hash_bn")), dtype=dtype)
 
 
 def loss(outputs, batch, config, aux):

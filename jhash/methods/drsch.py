@@ -36,7 +36,11 @@ As the paper's abstract and the authors' public Caffe code (``docs/methods.md`` 
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``margin`` (0.25 per bit), ``margin_schedule``
 ('fixed' | 'linear'), ``margin_start`` (0.05), ``margin_ramp_steps`` (1000), ``triplet_mining`` ('all'),
 ``laplacian_weight`` (1e-3; 0 = DSCH), ``bit_weight_decay`` (5e-4), ``eval_bits`` ((16, 32); any length,
-codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming').
+codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming'); two options that are not
+in the paper, off by default: ``hash_bn`` (False: BatchNorm between the hash layer's linear map and the sigmoid)
+and ``quant_weight`` (0.0: adds ``quant_weight · mean_i Σ_k (σ(z_ik) − b_ik)²`` with ``b = 1[z > 0]`` held
+fixed, :func:`jhash.losses.quantization_loss`, so the relaxed codes the triplet loss ranks are close to the
+binary codes that are searched).
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ DEFAULTS = dict(
     bit_weight_decay=5e-4,
     eval_bits=(16, 32),
     ranking="weighted",  # 'weighted' (the paper: weighted Hamming affinity) | 'hamming'
+    hash_bn=False,  # not in the paper: BatchNorm on the hash layer's pre-activation (balanced bits)
+    quant_weight=0.0,  # not in the paper: weight of Σ_k (σ(z_k) − b_k)², pulling σ(z) to the codes it gives
 )
 RANKINGS = ("weighted", "hamming")
 
@@ -87,12 +93,13 @@ class DRSCHNet(nn.Module):
     backbone: nn.Module
     bits: int
     track_steps: bool = False
+    hash_bn: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         f = self.backbone(x, train=train)["features"]
-        h = HashLayer(self.bits, "sigmoid", use_bn=False, dtype=self.dtype, name="hash")(f)
+        h = HashLayer(self.bits, "sigmoid", use_bn=self.hash_bn, dtype=self.dtype, name="hash")(f, train=train)
         w = self.param("bit_weights", nn.initializers.ones, (self.bits,), jnp.float32)
         batch = f.shape[0]
         out = {"features": f, "hash_pre": h.pre, "hash": h.act, "weighted": h.act * w[None, :],
@@ -114,7 +121,8 @@ def build_model(config, info) -> DRSCHNet:
     schedule = _get(config, "margin_schedule")
     if schedule not in ("fixed", "linear"):
         raise config_lib.ConfigError(f"config.method.margin_schedule={schedule!r}: use 'fixed' or 'linear'")
-    return DRSCHNet(backbone=backbone, bits=int(config.model.bits), track_steps=schedule == "linear", dtype=dtype)
+    return DRSCHNet(backbone=backbone, bits=int(config.model.bits), track_steps=schedule == "linear",
+                    hash_bn=bool(_get(config, "hash_bn")), dtype=dtype)
 
 
 def margin_at(config, bits: int, step=None):
@@ -141,6 +149,13 @@ def loss(outputs, batch, config, aux):
         reg = losses.laplacian_regularizer(h, labels=labels)
         total = total + beta * reg
         logs["laplacian"] = reg
+    qw = float(_get(config, "quant_weight"))
+    if qw < 0:
+        raise config_lib.ConfigError(f"config.method.quant_weight={qw}: expected >= 0")
+    if qw:
+        quant = losses.quantization_loss(outputs["hash"], (outputs["hash_pre"] > 0).astype(jnp.float32))
+        total = total + qw * quant
+        logs["quant"] = quant
     wd = float(_get(config, "bit_weight_decay"))
     if wd:
         w = outputs["bit_weights"][0]

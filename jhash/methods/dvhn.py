@@ -13,10 +13,11 @@ Only DVHN's abstract survives; its wording matches DSDH (Li et al., NeurIPS 2017
   ``+ ce_weight · CE(logits)`` ``+ triplet_weight · batch-hard triplet(u/√L)`` (the two options of the
   author's vehicle baseline; off by default). The quantisation term is off until the first discrete update
   (before it, B holds random codes that carry no information).
-- **Code length**: ``‖B[index] − u‖²`` sums over the L bits, so with one η its pull on ``u`` grows with L
-  while the likelihood's does not. ``η'`` is ``quant_weight`` (default η, the paper's single weight) times
-  ``64 / L`` with ``quant_weight_scale='length'`` (the B-step keeps η); ``θ`` is ``theta`` (½) times
-  ``64 / L`` with ``theta_scale='length'`` (HashNet-style, Ψ ∝ 1/L).
+- **Code length**: ``‖B[index] − u‖²`` sums over the L bits, so with one η its pull on the network grows with
+  L while the likelihood's does not (at 1024 bits its gradient outweighs the likelihood's; ``docs/methods.md``).
+  ``η'`` is ``quant_weight`` (default η) times ``64 / L`` with ``quant_weight_scale='length'`` (the default;
+  the B-step keeps η); ``quant_weight_scale='none'`` is the paper's single η. ``θ`` is ``theta`` (½) times
+  ``64 / L`` with ``theta_scale='length'`` (HashNet-style, Ψ ∝ 1/L; off by default).
 - **Discrete step** (``update_aux``, every ``method.aux_every`` epochs after an encoding pass over the training
   set that refreshes U): ``dcc_iters`` rounds of the W-step (closed-form ridge) and the B-step
   (``b_sweeps`` passes of discrete cyclic coordinate descent over the bits) of :mod:`jhash.discrete`. The
@@ -35,7 +36,7 @@ confirmed by XLA's memory analysis of the compiled update), well inside a 16 GB 
 DSDH reference values; ``sim_weight`` (1.0); ``ce_weight`` (0.0), ``label_smoothing`` (0.0);
 ``triplet_weight`` (0.0), ``triplet_margin`` (0.3); ``hash_activation`` ('none' | 'tanh');
 ``hash_bn`` (False); ``dcc_iters`` (1); ``b_sweeps`` (3); ``aux_every`` (1 epoch); ``quant_weight`` (None = η),
-``quant_weight_scale`` ('none' | 'length'); ``theta`` (0.5), ``theta_scale`` ('none' | 'length').
+``quant_weight_scale`` ('length' | 'none' = the paper); ``theta`` (0.5), ``theta_scale`` ('none' | 'length').
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ DEFAULTS = dict(
     dcc_iters=1,
     b_sweeps=3,
     quant_weight=None,  # network-step quantisation weight; None = eta (the paper's single η)
-    quant_weight_scale="none",  # 'none' | 'length': times 64 / L
+    quant_weight_scale="length",  # 'length': times 64 / L | 'none': the paper's single η
     theta=0.5,  # Ψ = θ uᵀu in the pairwise likelihood (the paper's 1/2)
     theta_scale="none",  # 'none' | 'length': times 64 / L
 )

@@ -128,3 +128,20 @@ def test_configs_train(tmp_path, path, tree, dataset_config):
     extra = {"dataset.config": dataset_config} if dataset_config else {}
     result = run_config(path, tmp_path, manual_dir=manual, extra=extra)
     assert result.step == 2
+
+
+def test_hash_bn_option_centres_every_bit_on_its_threshold():
+    """hash_bn: BatchNorm before the activation, so in training each bit's pre-activation has batch mean 0 and
+    the code 1[h > 0] splits the batch; off by default (the paper's network has no BatchNorm there)."""
+    batch = _batch()
+    plain = dhmtl.build_model(_config(), INFO)
+    assert "bn" not in plain.init(jax.random.PRNGKey(0), batch["image"])["params"]["hash"]
+    c = _config(hash_bn=True)
+    model = dhmtl.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(0), batch["image"])
+    assert "bn" in variables["params"]["hash"]
+    out, _ = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"])
+    pre = np.asarray(out["hash_pre"])
+    np.testing.assert_allclose(pre.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(pre.std(0), 1.0, atol=1e-2)
+    np.testing.assert_array_equal(dhmtl.encode(out, c)["id"], (np.asarray(out["hash"]) > 0).astype(np.uint8))

@@ -201,3 +201,24 @@ def test_configs_train(tmp_path, path, tree, dataset_config):
     result = run_config(path, tmp_path, manual_dir=manual, extra={**extra, "method.margin_schedule": "linear"})
     assert result.step == 2
     assert int(result.state.batch_stats["train_steps"]) == 2
+
+
+def test_hash_bn_and_quantisation_options():
+    """hash_bn: BatchNorm before the sigmoid (batch mean 0 per bit in training); quant_weight adds
+    Σ_k (σ(z_k) − [z_k > 0])² (mean over the batch), logged as 'quant'; both off by default."""
+    c = _config(hash_bn=True, quant_weight=0.5, laplacian_weight=0.0, bit_weight_decay=0.0)
+    model = drsch.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(0), _images())
+    assert "bn" in variables["params"]["hash"]
+    assert "bn" not in drsch.build_model(_config(), INFO).init(jax.random.PRNGKey(0), _images())["params"]["hash"]
+    out, _ = model.apply(variables, _images(), train=True, mutable=["batch_stats"])
+    z = np.asarray(out["hash_pre"])
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
+    labels = jnp.array([0, 0, 1, 1, 2, 2])
+    total, logs = drsch.loss(out, {"label": labels}, c, None)
+    quant = np.mean(np.sum((1 / (1 + np.exp(-z)) - (z > 0)) ** 2, axis=1))
+    np.testing.assert_allclose(logs["quant"], quant, rtol=1e-5)
+    np.testing.assert_allclose(total, logs["triplet"] + 0.5 * quant, rtol=1e-5)
+    assert "quant" not in drsch.loss(out, {"label": labels}, _config(), None)[1]
+    with pytest.raises(config_lib.ConfigError, match="quant_weight"):
+        drsch.loss(out, {"label": labels}, _config(quant_weight=-1.0), None)

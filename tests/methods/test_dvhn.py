@@ -36,7 +36,7 @@ INFO = DatasetInfo(name="t", num_classes=4, image_size=(8, 8), num_train_images=
 
 
 def test_state_and_loss_terms():
-    c = _config(ce_weight=0.5, triplet_weight=0.25)
+    c = _config(ce_weight=0.5, triplet_weight=0.25, quant_weight_scale="none")  # the paper's single η
     aux = dvhn.init_aux(c, INFO, 32)
     assert aux["B"].dtype == jnp.int8 and aux["B"].shape == (32, 16) and set(np.unique(aux["B"])) <= {-1, 1}
     assert aux["W"].shape == (16, 4) and aux["U"].shape == (32, 16) and int(aux["updates"]) == 0
