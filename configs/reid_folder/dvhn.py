@@ -8,7 +8,7 @@ random erasing, 10% of the training identities held out as ``val``). DVHN needs 
         --config.dataset.manual_dir=~/my_data --config.model.pretrained=~/weights/resnet50.safetensors
     python evaluate.py --workdir runs/mine_dvhn --tradeoff
 
-The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+The network step's quantisation weight is η·min(1, 64/L) (DVHN's default, ``quant_weight_scale='length'``: the paper's η up to 64 bits);
 the paper's single η: --config.method.quant_weight_scale=none.
 """
 

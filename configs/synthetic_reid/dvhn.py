@@ -6,7 +6,7 @@ quantisation, a discrete W-/B-step update over the training set after every epoc
 
 Other code lengths: --config.model.bits=256 (or 1024).
 
-The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+The network step's quantisation weight is η·min(1, 64/L) (DVHN's default, ``quant_weight_scale='length'``: the paper's η up to 64 bits);
 the paper's single η: --config.method.quant_weight_scale=none.
 """
 

@@ -15,7 +15,7 @@ Put VehicleID_V1.0 (or its archive) in --config.dataset.manual_dir and a torchvi
 
 Other code lengths: --config.model.bits=256|512|1024.
 
-The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+The network step's quantisation weight is η·min(1, 64/L) (DVHN's default, ``quant_weight_scale='length'``: the paper's η up to 64 bits);
 the paper's single η: --config.method.quant_weight_scale=none.
 """
 

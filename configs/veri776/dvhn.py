@@ -10,7 +10,7 @@ Put VeRi (or VeRi.zip) in --config.dataset.manual_dir and a torchvision ResNet-5
         --config.dataset.manual_dir=~/downloads --config.model.pretrained=~/weights/resnet50.safetensors
     python evaluate.py --workdir runs/veri_dvhn --tradeoff
 
-The network step's quantisation weight is η·64/L (DVHN's default, ``quant_weight_scale='length'``);
+The network step's quantisation weight is η·min(1, 64/L) (DVHN's default, ``quant_weight_scale='length'``: the paper's η up to 64 bits);
 the paper's single η: --config.method.quant_weight_scale=none.
 """
 

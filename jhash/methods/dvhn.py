@@ -15,9 +15,9 @@ Only DVHN's abstract survives; its wording matches DSDH (Li et al., NeurIPS 2017
   (before it, B holds random codes that carry no information).
 - **Code length**: ``‖B[index] − u‖²`` sums over the L bits, so with one η its pull on the network grows with
   L while the likelihood's does not (at 1024 bits its gradient outweighs the likelihood's; ``docs/methods.md``).
-  ``η'`` is ``quant_weight`` (default η) times ``64 / L`` with ``quant_weight_scale='length'`` (the default;
+  ``η'`` is ``quant_weight`` (default η) times ``min(1, 64 / L)`` with ``quant_weight_scale='length'`` (the default;
   the B-step keeps η); ``quant_weight_scale='none'`` is the paper's single η. ``θ`` is ``theta`` (½) times
-  ``64 / L`` with ``theta_scale='length'`` (HashNet-style, Ψ ∝ 1/L; off by default).
+  ``min(1, 64 / L)`` with ``theta_scale='length'`` (HashNet-style, Ψ ∝ 1/L; off by default).
 - **Discrete step** (``update_aux``, every ``method.aux_every`` epochs after an encoding pass over the training
   set that refreshes U): ``dcc_iters`` rounds of the W-step (closed-form ridge) and the B-step
   (``b_sweeps`` passes of discrete cyclic coordinate descent over the bits) of :mod:`jhash.discrete`. The
@@ -68,9 +68,9 @@ DEFAULTS = dict(
     dcc_iters=1,
     b_sweeps=3,
     quant_weight=None,  # network-step quantisation weight; None = eta (the paper's single η)
-    quant_weight_scale="length",  # 'length': times 64 / L | 'none': the paper's single η
+    quant_weight_scale="length",  # 'length': times min(1, 64 / L) | 'none': the paper's single η
     theta=0.5,  # Ψ = θ uᵀu in the pairwise likelihood (the paper's 1/2)
-    theta_scale="none",  # 'none' | 'length': times 64 / L
+    theta_scale="none",  # 'none' | 'length': times min(1, 64 / L)
 )
 SCALES = ("none", "length")
 REFERENCE_BITS = 64  # the code length at which the 'length' scales are 1
@@ -176,11 +176,12 @@ def _length_factor(config, key: str, bits: int) -> float:
     scale = str(_get(config, key))
     if scale not in SCALES:
         raise config_lib.ConfigError(f"config.method.{key}={scale!r}: use one of {SCALES}")
-    return REFERENCE_BITS / bits if scale == "length" else 1.0
+    # never above 1: codes of <= 64 bits keep the paper's weight exactly (the sweep measured only the longer ones)
+    return min(1.0, REFERENCE_BITS / bits) if scale == "length" else 1.0
 
 
 def quant_weight(config, bits: int) -> float:
-    """The network step's quantisation weight: ``quant_weight`` (default η) × ``64 / L`` with
+    """The network step's quantisation weight: ``quant_weight`` (default η) × ``min(1, 64 / L)`` with
     ``quant_weight_scale='length'``. The B-step always uses η (its ``η / μ`` trade-off is per bit)."""
     base_weight = _get(config, "quant_weight")
     w = float(_get(config, "eta") if base_weight is None else base_weight)
@@ -190,7 +191,7 @@ def quant_weight(config, bits: int) -> float:
 
 
 def theta(config, bits: int) -> float:
-    """``θ`` of the pairwise likelihood ``Ψ = θ uᵀu``: ``theta`` × ``64 / L`` with ``theta_scale='length'``."""
+    """``θ`` of the pairwise likelihood ``Ψ = θ uᵀu``: ``theta`` × ``min(1, 64 / L)`` with ``theta_scale='length'``."""
     t = float(_get(config, "theta"))
     if not t > 0:
         raise config_lib.ConfigError(f"config.method.theta={t}: expected > 0")
