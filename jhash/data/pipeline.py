@@ -122,6 +122,7 @@ class _TrainBatch:
     seed: int
     extras: tuple[str, ...]
     share: tuple[int, int] = (0, 1)  # (process index, process count): this process's rows of the global batch
+    uint8: bool = False  # uint8 images + erase boxes (normalised on the device) instead of float32 images
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         step = int(step)
@@ -133,7 +134,11 @@ class _TrainBatch:
                   for r, i in zip(records, indices)]
         rng = np.random.default_rng([self.seed, _AUG_STREAM, step])
         params = _rows_of(augment.sample_params(rng, len(everything), self.image_size, self.aug), rows)
-        batch = {"image": augment.train_batch(images, params, self.aug)}
+        if self.uint8:
+            image, boxes = augment.train_batch_uint8(images, params, self.aug)
+            batch = {"image": image, "erase": boxes}
+        else:
+            batch = {"image": augment.train_batch(images, params, self.aug)}
         batch.update(_meta(records, indices, self.extras))
         batch["label"] = np.array([self.labels[int(p)] for p in batch["pid"]], np.int32)
         return batch
@@ -219,6 +224,19 @@ class TrainIterator(Iterator[dict]):
     def epoch(self) -> int:
         """The epoch of the next batch."""
         return self._step // self.steps_per_epoch
+
+    def send_uint8(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """From the next batch on, yield uint8 images and their ``erase`` boxes (int32 ``[n, 4]``) instead of
+        float32 images: a quarter of the bytes between the worker processes and to the device, which
+        normalises and erases them (:func:`jhash.data.device.train_images` with the returned ``(mean, std)``)
+        into the same float32 images. ``None``, and nothing changes, with ``erase_fill='random'``."""
+        aug = self._make.aug
+        if aug.erase_fill != "mean":
+            return None
+        if not self._make.uint8:
+            self.close()  # the workers restart at the next step with the new batch maker
+            self._make = dataclasses.replace(self._make, uint8=True)
+        return tuple(aug.mean), tuple(aug.std)
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
         """The batch of global step ``step``, made here (does not move the iterator)."""
