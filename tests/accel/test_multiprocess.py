@@ -102,7 +102,6 @@ def runs(tmp_path_factory):
     from jhash import data, evaluator, trainer
 
     data.prepare("synthetic_reid", data_dir=env["JHASH_DATA_DIR"], config="tiny", progress=False)
-    t0 = time.monotonic()
 
     # The 2-process run gets SIGTERM (process 1 alone) once it has logged two steps; the 1-process reference
     # trains here meanwhile.
@@ -123,9 +122,7 @@ def runs(tmp_path_factory):
 
     sealed = [checkpoints.manifest_damage(two / "checkpoints" / str(s)) for s in stopped_at]
 
-    print("PHASE stop", time.monotonic() - t0)
     resumed = _wait(_start("train.py", ["--workdir", str(two), *ARGS], env, 2))
-    print("PHASE resume", time.monotonic() - t0)
 
     # the 2-process workdir evaluated by 2 processes and, meanwhile, by this one
     procs = _start("evaluate.py", ["--workdir", str(two), "--output_dir", str(base / "eval2")], env, 2)
@@ -135,7 +132,6 @@ def runs(tmp_path_factory):
                if line.startswith("results: ")]
     assert len(results) == 1, out  # process 0 alone reports
     evals[2] = (out, json.loads(pathlib.Path(results[0]).read_text()))
-    print("PHASE eval", time.monotonic() - t0)
     return dict(one=one, two=two, stopped=stopped, stopped_at=stopped_at, sealed=sealed, resumed=resumed,
                 evals=evals)
 
