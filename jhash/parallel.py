@@ -266,11 +266,6 @@ class StopVote:
         previous, self._pending = self._pending, vote
         return 0 if previous is None else int(previous)
 
-    def last(self) -> int:
-        """The agreed answer to the latest request (waits for it; 0 when none is pending)."""
-        pending, self._pending = self._pending, None
-        return 0 if pending is None else int(pending)
-
 
 def local_copy(x) -> np.ndarray:
     """A numpy copy of ``x`` on this process: an array this process holds whole (numpy, a single-device array

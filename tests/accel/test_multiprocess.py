@@ -9,6 +9,7 @@ Every process runs under a timeout, so a hang fails the test instead of stalling
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -93,41 +94,57 @@ def _checkpoint_steps(wd):
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
+def _signal_when_logged(path, procs, steps: int, deadline: float) -> list[bool]:
+    """SIGTERM to the last of ``procs`` once ``steps`` training steps are logged in ``path``; whether each
+    process was still running then."""
+    while _logged_steps(path) < steps and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.02)
+    running = [p.poll() is None for p in procs]
+    procs[-1].send_signal(signal.SIGTERM)
+    return running
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("multiprocess")
     env = dict(os.environ, JAX_PLATFORMS="cpu", JHASH_DATA_DIR=str(base / "data"))
     one, two = base / "one", base / "two"
+    from jhash import checkpoints, data, evaluator, trainer
     from jhash import config as config_lib
-    from jhash import data, evaluator, trainer
 
     data.prepare("synthetic_reid", data_dir=env["JHASH_DATA_DIR"], config="tiny", progress=False)
+    started = []
+    try:
+        # The 2-process run gets SIGTERM (process 1 alone) from a watcher thread once it has logged two steps;
+        # the 1-process reference trains here meanwhile.
+        pair = _start("train.py", ["--workdir", str(two), *ARGS], env, 2)
+        started += pair
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            watcher = pool.submit(_signal_when_logged, two, pair, 2, time.monotonic() + TIMEOUT_S)
+            config = config_lib.load(ROOT / ARGS[1], [a[len("--config."):] for a in ARGS if a.startswith("--config.")])
+            config.unlock()
+            config.dataset.data_dir = env["JHASH_DATA_DIR"]
+            trainer.train(config, one, progress=False)
+            running = watcher.result()
+        assert all(running), "the 2-process run ended before the signal: " + str(_wait(pair))
+        stopped = _wait(pair, codes=[128 + signal.SIGTERM] * 2)
+        stopped_at = _checkpoint_steps(two)
+        sealed = [checkpoints.manifest_damage(two / "checkpoints" / str(s)) for s in stopped_at]
 
-    # The 2-process run gets SIGTERM (process 1 alone) once it has logged two steps; the 1-process reference
-    # trains here meanwhile.
-    pair = _start("train.py", ["--workdir", str(two), *ARGS], env, 2)
-    config = config_lib.load(ROOT / ARGS[1], [a[len("--config."):] for a in ARGS if a.startswith("--config.")])
-    config.unlock()
-    config.dataset.data_dir = env["JHASH_DATA_DIR"]
-    trainer.train(config, one, progress=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    while _logged_steps(two) < 2 and time.monotonic() < deadline and all(p.poll() is None for p in pair):
-        time.sleep(0.02)
-    running = [p.poll() is None for p in pair]
-    pair[1].send_signal(signal.SIGTERM)
-    assert all(running), "the 2-process run ended before the signal: " + str(_wait(pair))
-    stopped = _wait(pair, codes=[128 + signal.SIGTERM] * 2)
-    stopped_at = _checkpoint_steps(two)
-    from jhash import checkpoints
+        resume = _start("train.py", ["--workdir", str(two), *ARGS], env, 2)
+        started += resume
+        resumed = _wait(resume)
 
-    sealed = [checkpoints.manifest_damage(two / "checkpoints" / str(s)) for s in stopped_at]
-
-    resumed = _wait(_start("train.py", ["--workdir", str(two), *ARGS], env, 2))
-
-    # the 2-process workdir evaluated by 2 processes and, meanwhile, by this one
-    procs = _start("evaluate.py", ["--workdir", str(two), "--output_dir", str(base / "eval2")], env, 2)
-    evals = {1: (None, evaluator.evaluate(two, output_dir=base / "eval1", print_fn=lambda *a: None))}
-    out = [o for o, _ in _wait(procs)]
+        # the 2-process workdir evaluated by 2 processes and, meanwhile, by this one
+        procs = _start("evaluate.py", ["--workdir", str(two), "--output_dir", str(base / "eval2")], env, 2)
+        started += procs
+        evals = {1: (None, evaluator.evaluate(two, output_dir=base / "eval1", print_fn=lambda *a: None))}
+        out = [o for o, _ in _wait(procs)]
+    finally:
+        for p in started:  # nothing outlives a failure
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     results = [line.split("results: ", 1)[1].strip() for line in "".join(out).splitlines()
                if line.startswith("results: ")]
     assert len(results) == 1, out  # process 0 alone reports
