@@ -22,6 +22,9 @@ processes (grain ``mp_prefetch``; worker ``w`` makes batches ``w, w + n, ...`` a
 back in order), or, with ``num_workers=0``, in one background thread when ``prefetch > 0``.
 Results are therefore identical for any number of workers and any prefetch depth, and the iterator
 state is just the next step. ``it.epoch`` / ``it.step`` / ``it.steps_per_epoch`` tell where it is.
+After ``it.send_uint8()`` (what the trainer does) batches carry uint8 images and their random-erasing
+boxes, normalised and erased on the device inside the training step (:mod:`jhash.data.device`): a quarter
+of the bytes to move between the worker processes and to the device, the same float32 images in the model.
 
 **Evaluation** (:func:`eval_loader`): the records in their stored order, resized and normalised,
 ``batch_size`` at a time. The last batch is smaller unless ``pad_last=True``, in which case every
