@@ -37,6 +37,7 @@ from jhash import config as config_lib  # noqa: E402
 from jhash import encode as encode_lib  # noqa: E402
 from jhash import methods as methods_lib  # noqa: E402
 from jhash import optim, parallel, search, trainer  # noqa: E402
+from jhash.data import device as data_device  # noqa: E402
 from jhash.data import pipeline, synthetic  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,8 +84,9 @@ def _method_config(name: str, backbone: str, image_size, batch: int, dtype: str,
 
 
 def method_rows(name: str, backbone: str, image_size, batch: int, repeats: int, kwargs: dict, batch_np: dict,
-                info) -> list[dict]:
-    """Train step (fp32, bf16) and encoder images/s of one method."""
+                info, normalization) -> list[dict]:
+    """Train step (fp32, bf16) and encoder images/s of one method, laid out as train.py does: uint8 images
+    normalised in the step, per-image method state (DVHN's B, U, W) on the host with the batch's rows fed."""
     rows = []
     mesh = parallel.make_mesh()
     for dtype in ("float32", "bfloat16"):
@@ -93,16 +95,19 @@ def method_rows(name: str, backbone: str, image_size, batch: int, repeats: int, 
         model = method.build_model(c, info)
         variables = trainer.init_variables(model, c, tuple(image_size), jax.random.PRNGKey(0), pretrained=False)
         tx, schedule = optim.make_optimizer(c, variables["params"], info)
-        state = parallel.replicate(trainer.create_state(c, info, method, variables, tx, jax.random.PRNGKey(1)), mesh)
-        step = trainer.jit_train_step(trainer.make_train_step(model, method, c, tx, schedule), mesh)
-        gbatch = parallel.shard_batch(batch_np, mesh)
+        state = trainer.create_state(c, info, method, variables, tx, jax.random.PRNGKey(1))
+        state_aux, host_aux = trainer.split_aux(method, state.aux)
+        state = parallel.replicate(state.replace(aux=state_aux), mesh)
+        step = trainer.jit_train_step(trainer.make_train_step(model, method, c, tx, schedule, normalization), mesh)
+        fed = dict(batch_np, **(method.host_inputs(host_aux, batch_np) if host_aux is not None else {}))
+        gbatch = parallel.shard_batch(fed, mesh)
         s = _median_seconds(lambda: jax.block_until_ready(step(state, gbatch)[1]), repeats)
         rows.append({"row": f"train {name} {dtype}", "value": batch / s, "unit": "images/s",
                      "detail": f"{backbone} {image_size[0]}x{image_size[1]} batch {batch}, {s * 1e3:.0f} ms/step"})
         if dtype == "float32":
             enc = encode_lib.codes_fn(model, method, c, mesh)
             v = parallel.replicate(state.variables(), mesh)
-            images = gbatch["image"]
+            images = jax.jit(lambda b: data_device.train_images(b, *normalization))(gbatch)
             s = _median_seconds(lambda: jax.block_until_ready(enc(v, images)), repeats)
             rows.append({"row": f"encode {name}", "value": batch / s, "unit": "images/s",
                          "detail": f"{backbone} {image_size[0]}x{image_size[1]} batch {batch}"})
@@ -129,13 +134,15 @@ def ctf_row(nq: int, ng: int, repeats: int) -> dict:
 
 
 def _train_batch(image_size, batch: int):
-    """One real P x K batch (synthetic_reid at the benchmark's image size), reused for every timed step."""
+    """One real P x K batch (synthetic_reid at the benchmark's image size, uint8 images as train.py feeds them),
+    reused for every timed step, the dataset info and the images' ``(mean, std)``."""
     source = synthetic.SyntheticSource("train", "default")
     info = synthetic.dataset_info("default")
     it = pipeline.train_loader(source, info, batch_p=batch // 4, batch_k=4, image_size=image_size, seed=0,
                                prefetch=0)
     try:
-        return next(it), info
+        normalization = it.send_uint8()
+        return next(it), info, normalization
     finally:
         it.close()
 
@@ -165,10 +172,10 @@ def main(argv=None) -> int:
             rows.append(r)
 
     add(search_rows(nq, ng, args.repeats, args.popcount_peak))
-    batch_np, info = _train_batch(size, batch)
+    batch_np, info, normalization = _train_batch(size, batch)
     for name in names:
         try:
-            add(method_rows(name, backbone, size, batch, args.repeats, kwargs, batch_np, info))
+            add(method_rows(name, backbone, size, batch, args.repeats, kwargs, batch_np, info, normalization))
         except Exception as e:  # noqa: BLE001 - one method's failure is reported in its row, the rest still run
             add([{"row": f"train {name}", "value": float("nan"), "unit": "error",
                   "detail": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}])

@@ -3,7 +3,10 @@
 Renders a set of 256x128 pedestrians with the synthetic renderer, stores them as a TFDS ArrayRecord
 dataset (``synthetic_reid`` with a custom config), then times :func:`jhash.data.pipeline.train_loader`
 (P x K = 16 x 4 batches, default augmentation: decode, flip, pad + crop, normalise, random erasing)
-with 0, 1 and 2 worker processes, and full passes of the evaluation loader (decode + normalise).
+with 0, 1 and 2 worker processes, in both image formats: ``float32`` (normalised and erased on the host)
+and ``uint8`` (what train.py uses: uint8 images and erase boxes, normalised on the device inside the
+training step, :mod:`jhash.data.device`; a quarter of the bytes between the processes), and full passes
+of the evaluation loader (decode + normalise).
 Worker start-up is excluded (the clock starts after the first batch); each setting reports the
 median of ``--repeats`` runs and its ratio to the first worker count (0 by default).
 
@@ -58,9 +61,11 @@ def _rates(it, batches: int, repeats: int) -> tuple[list[float], list[float], in
     return rates, cpu_rates, n_total
 
 
-def time_train(src, info, workers: int, batches: int, repeats: int, prefetch: int) -> dict:
+def time_train(src, info, workers: int, batches: int, repeats: int, prefetch: int, fmt: str = "uint8") -> dict:
     it = pipeline.train_loader(src, info, batch_p=16, batch_k=4, image_size=SIZE, seed=0,
                                num_workers=workers, prefetch=prefetch)
+    if fmt == "uint8":
+        assert it.send_uint8() is not None
     try:
         t0 = time.perf_counter()
         first = next(it)  # includes starting the workers
@@ -68,8 +73,8 @@ def time_train(src, info, workers: int, batches: int, repeats: int, prefetch: in
         rates, cpu_rates, n = _rates(it, batches, repeats)
     finally:
         it.close()
-    assert first["image"].shape == (64, *SIZE, 3)
-    out = {"loader": "train", "workers": workers, "images": n, "images_per_s": round(statistics.median(rates), 1),
+    assert first["image"].shape == (64, *SIZE, 3) and first["image"].dtype == fmt
+    out = {"loader": "train", "format": fmt, "workers": workers, "images": n, "images_per_s": round(statistics.median(rates), 1),
            "runs": [round(r, 1) for r in rates], "startup_s": round(startup, 2)}
     if workers == 0:  # all the work is in this process: a load-independent per-core figure
         out["images_per_cpu_s"] = round(statistics.median(cpu_rates), 1)
@@ -90,7 +95,7 @@ def time_eval(src, workers: int, repeats: int, prefetch: int) -> dict:
             n += len(b["image"])
         rates.append(n / (time.perf_counter() - t))
         n_total += n
-    return {"loader": "eval", "workers": workers, "images": n_total,
+    return {"loader": "eval", "format": "float32", "workers": workers, "images": n_total,
             "images_per_s": round(statistics.median(rates), 1),
             "runs": [round(r, 1) for r in rates], "startup_s": round(statistics.median(startups), 2)}
 
@@ -102,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, default=None, help="timed batches per run (default 15; quick 2)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per setting (default 3; quick 1)")
     ap.add_argument("--prefetch", type=int, default=2)
+    ap.add_argument("--formats", default="float32,uint8", help="training image formats to time")
+    ap.add_argument("--no-eval", action="store_true", help="time the training loader only")
     ap.add_argument("--data-dir", default=None, help="where to keep the generated JPEG dataset (default: temp)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
@@ -118,21 +125,31 @@ def main(argv=None) -> int:
         print(f"# {len(src)} JPEGs of {SIZE[0]}x{SIZE[1]} (prepared in {built:.1f} s); "
               f"{os.cpu_count()} CPUs; python {platform.python_version()}", flush=True)
         results = []
+        load_before = os.getloadavg()[0]
         for w in (int(x) for x in args.workers.split(",")):
-            for r in (time_train(src, info, w, batches, repeats, args.prefetch),
-                      time_eval(src, w, repeats, args.prefetch)):
+            runs = [lambda f=f: time_train(src, info, w, batches, repeats, args.prefetch, f)
+                    for f in args.formats.split(",")]
+            if not args.no_eval:
+                runs.append(lambda: time_eval(src, w, repeats, args.prefetch))
+            for run in runs:
+                r = run()
+                r["load_average"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(r), flush=True)
                 results.append(r)
-        ref = {r["loader"]: r["images_per_s"] for r in results if r["workers"] == results[0]["workers"]}
-        print(f"\nmedian of {repeats} run(s) of {batches} batches of 64; ratio vs {results[0]['workers']} workers; "
-              f"load average {os.getloadavg()[0]:.1f}")
+        first = results[0]["workers"]
+        ref = {(r["loader"], r["format"]): r["images_per_s"] for r in results if r["workers"] == first}
+        print(f"\nmedian of {repeats} run(s) of {batches} batches of 64; ratio vs {first} workers of the same "
+              f"loader and format; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+              f"({os.cpu_count()} CPUs)")
         for r in results:
             if "images_per_cpu_s" in r:
-                print(f"train, 0 workers: {r['images_per_cpu_s']:.0f} images per CPU second of this process")
-        print("loader  workers  images/s   ratio  (startup s)")
+                print(f"train {r['format']}, 0 workers: {r['images_per_cpu_s']:.0f} images per CPU second of this "
+                      f"process")
+        print("loader  format   workers  images/s   ratio  (startup s)  load")
         for r in results:
-            ratio = r["images_per_s"] / ref[r["loader"]]
-            print(f"{r['loader']:<7} {r['workers']:>7}  {r['images_per_s']:>8.0f}  {ratio:>6.2f}  ({r['startup_s']})")
+            ratio = r["images_per_s"] / ref[(r["loader"], r["format"])]
+            print(f"{r['loader']:<7} {r['format']:<8} {r['workers']:>7}  {r['images_per_s']:>8.0f}  {ratio:>6.2f}  "
+                  f"({r['startup_s']})  {r['load_average']}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"image_size": SIZE, "num_images": len(src), "results": results}, f, indent=1)

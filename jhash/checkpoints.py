@@ -50,6 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jhash import parallel
+
 ITEMS = ("model", "train", "data", "meta", "search")
 MANIFEST = "jhash_manifest.json"
 MANIFEST_FORMAT = 1
@@ -376,7 +378,9 @@ class Checkpoints:
         """Block until the last save is written, sealed and old steps pruned (re-raising a failure of either)."""
         self.manager.wait_until_finished()
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if isinstance(pending, tuple):
+            self._seal_when_written(*pending)
+        elif pending is not None:
             pending.result()
 
     def all_steps(self) -> list[int]:
@@ -402,12 +406,21 @@ class Checkpoints:
         if search:
             args["search"] = ocp.args.JsonSave(to_jsonable(search))
         self.manager.save(step, args=ocp.args.Composite(**args), force=True)
-        self._pending = self._sealer.submit(self._seal_when_written, step, final)
+        if jax.process_count() > 1:
+            # Several processes: sealing and pruning wait for the next wait() in the calling thread. Pruning
+            # (orbax's delete) is a cross-process barrier, so every process must prune the same steps at the
+            # same point of its program; a background thread would interleave it with the training step's
+            # collectives differently on each process (a deadlock), and could prune before process 0 sealed.
+            self._pending = (step, final)
+        else:
+            self._pending = self._sealer.submit(self._seal_when_written, step, final)
 
     def _seal_when_written(self, step: int, final: bool) -> None:
         self.manager.wait_until_finished()
         if jax.process_index() == 0:
             self.seal(step, final=final)
+        if jax.process_count() > 1:
+            parallel.barrier()  # every process reads the manifest process 0 just wrote (is the step final?)
         self._prune_old()
 
     def seal(self, step: int, *, final: bool = False) -> None:
@@ -471,9 +484,13 @@ class Checkpoints:
         while target.exists():
             target, n = target_dir / f"{step}-{n}", n + 1
         shutil.move(str(self.directory / str(step)), str(target))
-        self.manager.reload()
-        self._checked.pop(step, None)
+        self.refresh()
         return target
+
+    def refresh(self) -> None:
+        """Read the step directories again (after another process moved or deleted some)."""
+        self.manager.reload()
+        self._checked.clear()
 
     def resolve_step(self, step: int | None) -> int:
         """``step`` if saved, the latest when ``None``; CheckpointNotFoundError naming workdir and steps found;

@@ -21,6 +21,7 @@ from process-local data; :func:`process_share` says which rows of a global batch
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -158,6 +159,15 @@ def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
 
 _barriers = 0
 _fed = False
+
+
+def _client():
+    """The distributed runtime client with several processes, else None."""
+    if jax.process_count() == 1:
+        return None
+    from jax._src import distributed
+
+    return distributed.global_state.client
 BARRIER_TIMEOUT_S = 1800
 
 
@@ -168,15 +178,104 @@ def barrier(timeout_s: float = BARRIER_TIMEOUT_S) -> None:
     gloo gives up on a peer after 30 s, this waits up to ``timeout_s``. A no-op with one process.
     """
     global _barriers
-    if jax.process_count() == 1:
-        return
-    from jax._src import distributed
-
-    client = distributed.global_state.client
+    client = _client()
     if client is None:
         return
     _barriers += 1
     client.wait_at_barrier(f"jhash_barrier_{_barriers}", int(timeout_s * 1000))
+
+
+class OtherProcessError(RuntimeError):
+    """What process 0 decided for every process failed there; the other processes raise this with its message."""
+
+
+_exchanges = 0
+
+
+def _exchange_key(name: str) -> str:
+    global _exchanges
+    _exchanges += 1
+    return f"jhash/{name}/{_exchanges}"
+
+
+def from_process_0(decide, name: str, timeout_s: float = BARRIER_TIMEOUT_S):
+    """``decide()`` run on process 0 alone, its JSON-serialisable result returned on every process.
+
+    For decisions that read or change shared files (which checkpoint to resume from, which are damaged):
+    one process makes them, the others wait for its answer through the coordinator's key-value store (not a
+    collective, so processes may arrive up to ``timeout_s`` apart). An exception in ``decide`` is re-raised on
+    process 0 and becomes :class:`OtherProcessError` with its message on the others, so none is left waiting.
+    With one process this is ``decide()``.
+    """
+    client = _client()
+    if client is None:
+        return decide()
+    key = _exchange_key(name)
+    if jax.process_index() == 0:
+        try:
+            value = decide()
+        except BaseException as e:
+            client.key_value_set(key, json.dumps({"error": f"{type(e).__name__}: {e}"}))
+            raise
+        client.key_value_set(key, json.dumps({"value": value}))
+        return value
+    answer = json.loads(client.blocking_key_value_get(key, int(timeout_s * 1000)))
+    if "error" in answer:
+        raise OtherProcessError(f"process 0 failed ({name}): {answer['error']}")
+    return answer["value"]
+
+
+def check_same(value, name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Raise :class:`OtherProcessError` on every process unless all processes pass the same JSON value
+    (through the key-value store); a no-op with one process."""
+    client = _client()
+    if client is None:
+        return
+    key = _exchange_key(name)
+    client.key_value_set(f"{key}/{jax.process_index()}", json.dumps(value))
+    values = [json.loads(client.blocking_key_value_get(f"{key}/{i}", int(timeout_s * 1000)))
+              for i in range(jax.process_count())]
+    if any(v != values[0] for v in values):
+        raise OtherProcessError(f"the processes disagree on {name}: {values} (process 0, 1, ...)")
+
+
+class StopVote:
+    """Agreement of all processes on stopping: every process passes its own stop request (a signal number,
+    0 for none) after each training step; :meth:`agreed` returns the largest request of any process.
+
+    One process: the request itself, at once. Several: an all-reduce (max) over the mesh, so every process
+    gets the same answer for the same step, and a SIGTERM / SIGINT delivered to one process stops all of them
+    after the same step. The answer for step ``s`` is read when step ``s + 1`` has been dispatched, so the
+    vote never waits for a step to finish: the processes stop one step after the signal's step.
+    """
+
+    def __init__(self, mesh: Mesh):
+        self._mesh = mesh
+        self._multi = jax.process_count() > 1
+        self._pending = None
+        if self._multi:
+            self._max = jax.jit(lambda v: v.max(), in_shardings=data_sharded(mesh), out_shardings=replicated(mesh))
+
+    def agreed(self, request: int) -> int:
+        """The agreed stop request: the largest of every process's request at the previous call (one process:
+        ``request``)."""
+        if not self._multi:
+            return int(request)
+        local = np.full((len(self._mesh.local_devices),), int(request), np.int32)
+        vote = self._max(jax.make_array_from_process_local_data(data_sharded(self._mesh), local))
+        previous, self._pending = self._pending, vote
+        return 0 if previous is None else int(previous)
+
+
+def local_copy(x) -> np.ndarray:
+    """A numpy copy of ``x`` on this process: an array this process holds whole (numpy, a single-device array
+    or one replicated over the mesh, whose first local copy is taken: no communication)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if not x.is_fully_replicated:
+            raise ValueError(f"local_copy: an array of shape {x.shape} sharded over several processes has no "
+                             f"whole copy here (use to_host)")
+        x = x.addressable_data(0)
+    return np.asarray(jax.device_get(x))
 
 
 def to_host(tree):

@@ -12,7 +12,10 @@
   (:class:`jhash.checkpoints.AlreadyTrainedError`).
 - One trainer per workdir: :class:`jhash.checkpoints.WorkdirLock` is held for the whole run.
 - SIGINT / SIGTERM at any moment: the current phase or step finishes, a checkpoint is saved when a step was
-  trained, :class:`Interrupted` is raised (a second SIGINT raises ``KeyboardInterrupt`` at once).
+  trained, :class:`Interrupted` is raised (a second SIGINT raises ``KeyboardInterrupt`` at once). With several
+  processes a signal to any one of them stops all of them after the same step, each saving its part of the same
+  checkpoint (:class:`jhash.parallel.StopVote`: an all-reduce per step, read one step later), and the processes
+  resume from a step they agree on.
 - A NaN / inf loss raises :class:`NonFiniteLossError` naming the step; parameters, batch statistics,
   optimizer state and ``aux`` are checked on device before every save (:class:`NonFiniteStateError`), so
   every checkpoint is finite: "the last verified checkpoint" in these errors is one a run can resume from.
@@ -53,6 +56,7 @@ from jhash import config as config_lib
 from jhash import encode as encode_lib
 from jhash import methods as methods_lib
 from jhash import curves, optim, parallel, reporting, validation
+from jhash.data import device as data_device
 from jhash import workdir as workdir_lib
 from jhash.engine import Data, init_variables  # noqa: F401  (also re-exported: trainer.Data, ...)
 
@@ -97,11 +101,29 @@ class TrainState:
             v["batch_stats"] = self.batch_stats
         return v
 
-    def model_item(self) -> dict:
-        return {"params": self.params, "batch_stats": self.batch_stats, "aux": self.aux}
+    def model_item(self, host_aux: dict | None = None) -> dict:
+        """What a checkpoint's ``model`` item holds: parameters, batch statistics and the whole ``aux`` (the
+        state's part joined with ``host_aux``, the part kept in host memory)."""
+        return {"params": self.params, "batch_stats": self.batch_stats, "aux": join_aux(self.aux, host_aux)}
 
     def train_item(self) -> dict:
         return {"opt_state": self.opt_state, "rng": self.rng, "step": self.step}
+
+
+def split_aux(method, aux) -> tuple[Any, dict | None]:
+    """``(state part, host part)`` of a method's ``aux``: the keys named in ``method.HOST_AUX`` (per-image state
+    such as DVHN's B, U, W) become numpy arrays kept in host memory, outside the replicated, jitted state;
+    the rest stays in the state. ``(aux, None)`` for methods without ``HOST_AUX``."""
+    keys = tuple(getattr(method, "HOST_AUX", ()))
+    if aux is None or not keys:
+        return aux, None
+    host = {k: parallel.local_copy(aux[k]) for k in keys}
+    return {k: v for k, v in aux.items() if k not in keys}, host
+
+
+def join_aux(state_aux, host_aux: dict | None):
+    """The whole ``aux`` from its two parts (:func:`split_aux`)."""
+    return state_aux if host_aux is None else {**(state_aux or {}), **host_aux}
 
 
 # Data access and initial variables live in jhash.engine (shared with evaluation and encoding)
@@ -124,17 +146,20 @@ def create_state(config, info, method, variables, tx, rng) -> TrainState:
     )
 
 
-def make_train_step(model, method, config, tx, schedule):
-    """``(state, batch) -> (state, metrics)``, pure; jit it with :func:`jit_train_step`."""
+def make_train_step(model, method, config, tx, schedule, normalization=None):
+    """``(state, batch) -> (state, metrics)``, pure; jit it with :func:`jit_train_step`. uint8 batch images are
+    normalised and erased in the step (:func:`jhash.data.device.train_images` with ``normalization``, the
+    loader's ``(mean, std)``); float images are used as they are."""
     def step_fn(state: TrainState, batch):
         rng = jax.random.fold_in(state.rng, state.step)
+        images = data_device.train_images(batch, *(normalization or ()))
 
         def loss_fn(params):
             variables = {"params": params}
             if state.batch_stats:
                 variables["batch_stats"] = state.batch_stats
             outputs, mutated = model.apply(
-                variables, batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": rng}
+                variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": rng}
             )
             outputs = optim.cast_floating(outputs, jnp.float32)
             loss, logs = method.loss(outputs, batch, config, state.aux)
@@ -184,8 +209,11 @@ class _StopFlag:
         log.warning("%s received: finishing the current step and saving a checkpoint", signal.Signals(signum).name)
 
     def check(self, step: int, workdir) -> None:
-        """Raise :class:`Interrupted` (nothing saved) if a signal came during the set-up."""
-        if self.signum:
+        """Raise :class:`Interrupted` (nothing saved) if a signal came during the set-up. With several processes
+        a process never stops alone (the others would wait for it in their next collective): the signal is
+        passed on to the training loop's :class:`jhash.parallel.StopVote`, which stops all of them after the
+        same step."""
+        if self.signum and jax.process_count() == 1:
             raise Interrupted(step, self.signum, workdir, saved=False)
 
     def __exit__(self, *exc):
@@ -204,6 +232,12 @@ class TrainResult:
     workdir: pathlib.Path
     resumed_from: int | None
     search: dict | None
+    host_aux: dict | None = None
+
+    @property
+    def aux(self):
+        """The method's whole ``aux`` state (``state.aux`` holds only the part that is not kept on the host)."""
+        return join_aux(self.state.aux, self.host_aux)
 
 
 _ADVICE = "Lower config.optimizer.lr, enable config.optimizer.grad_clip_norm or check the data."
@@ -226,10 +260,10 @@ def _check_finite(step: int, metrics: dict, workdir, last_saved: int | None):
     return loss
 
 
-def _check_state_finite(state: TrainState, step: int, workdir, last_saved: int | None) -> None:
-    """Raise :class:`NonFiniteStateError` when a part of ``state`` holds NaN / inf (one on-device reduction)."""
+def _check_state_finite(state: TrainState, host_aux, step: int, workdir, last_saved: int | None) -> None:
+    """Raise :class:`NonFiniteStateError` when a part of ``state`` (or the host part of ``aux``) holds NaN / inf."""
     bad = ckpt_lib.nonfinite_parts({"params": state.params, "batch_stats": state.batch_stats,
-                                    "opt_state": state.opt_state, "aux": state.aux})
+                                    "opt_state": state.opt_state, "aux": join_aux(state.aux, host_aux)})
     if bad:
         raise NonFiniteStateError(
             f"{', '.join(bad)} hold NaN or infinite values at step {step} (the logged loss may still look finite); "
@@ -301,27 +335,33 @@ def _write_selection(workdir, config, selection: validation.Selection) -> None:
                                    {"select": config.train.select, **selection.to_dict()})
 
 
-def _restore_newest_intact(ckpts, state: TrainState, mesh):
+def _restore_newest_intact(ckpts, state: TrainState, host_aux, mesh):
     """``(step, restored)`` of the newest checkpoint that verifies and restores, ``(None, None)`` when there is
     none. Damaged newer steps are moved to ``<workdir>/checkpoints.damaged`` once an intact one is found;
     when every step is damaged nothing is moved and :class:`jhash.checkpoints.CheckpointDamagedError` names them."""
     damaged = []
-    for step in sorted(ckpts.all_steps(), reverse=True):
+    first = jax.process_index() == 0
+    # every process tries the steps process 0 lists, and they must end at the same one
+    for step in parallel.from_process_0(lambda: sorted(ckpts.all_steps(), reverse=True), "checkpoint steps"):
         try:
-            restored = ckpts.restore(step, model_like=state.model_item(), train_like=state.train_item(),
+            restored = ckpts.restore(step, model_like=state.model_item(host_aux), train_like=state.train_item(),
                                      sharding=parallel.replicated(mesh), data=True, search=True, meta=True,
                                      name_intact=False)
         except ckpt_lib.CheckpointDamagedError as e:
             damaged.append(e)
             continue
+        parallel.check_same(step, "the checkpoint step to resume from")
         for e in damaged:
-            moved = ckpts.quarantine(e.step)
-            log.warning("%s; moved it to %s", e, moved)
+            if first:  # one process moves the files; the others see the move after the barrier
+                log.warning("%s; moved it to %s", e, ckpts.quarantine(e.step))
         if damaged:
+            parallel.barrier()
+            ckpts.refresh()
             log.warning("resuming from step %d, the newest intact checkpoint in %s", step, ckpts.workdir)
-        if not ckpts.verify(step) and jax.process_index() == 0:
+        if not ckpts.verify(step) and first:
             ckpts.seal(step)  # it restored and is finite: record its files from now on
         return step, restored
+    parallel.check_same(None, "the checkpoint step to resume from")
     if damaged:
         raise ckpt_lib.CheckpointDamagedError(
             f"no intact checkpoint in {str(ckpts.workdir)!r}: " + "; ".join(f"step {e.step}: {e.reason}" for e in damaged)
@@ -354,7 +394,8 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
     variables = init_variables(model, config, data.image_size, init_rng, method=method)
     tx, schedule = optim.make_optimizer(config, variables["params"], info)
     state = create_state(config, info, method, variables, tx, state_rng)
-    state = parallel.replicate(state, mesh)
+    state_aux, host_aux = split_aux(method, state.aux)
+    state = parallel.replicate(state.replace(aux=state_aux), mesh)
     stop.check(0, workdir)
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -365,6 +406,8 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                                        workdir_lib.latest_step(workdir), changes, notes))
 
     loader = data.train_loader(config.seed)
+    # uint8 images from the loader (and its workers), normalised on the device inside the step
+    normalization = loader.send_uint8() if hasattr(loader, "send_uint8") else None
     search = None
     selection = validation.Selection()
     select_best = config.train.select == "best_val_map"
@@ -372,10 +415,11 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
     warned_unscorable = False
     val_codes_fn = None  # the validation encoder, jitted once per run
     with ckpt_lib.Checkpoints(workdir, keep=config.train.keep, async_save=async_checkpoints) as ckpts:
-        latest, restored = _restore_newest_intact(ckpts, state, mesh)
+        latest, restored = _restore_newest_intact(ckpts, state, host_aux, mesh)
         if latest is not None:
             m, t = restored["model"], restored["train"]
-            state = state.replace(params=m["params"], batch_stats=m.get("batch_stats", {}), aux=m.get("aux"),
+            state_aux, host_aux = split_aux(method, m.get("aux"))
+            state = state.replace(params=m["params"], batch_stats=m.get("batch_stats", {}), aux=state_aux,
                                   opt_state=t["opt_state"], rng=t["rng"], step=t["step"])
             if restored["data"] is not None:
                 loader.set_state(restored["data"])
@@ -396,25 +440,28 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
 
         def save(s, final_search=None, final=False):
             nonlocal last_saved
-            _check_state_finite(state, s, workdir, last_saved)
+            _check_state_finite(state, host_aux, s, workdir, last_saved)
             meta = {**_meta(config, info, s, total, config.method.name), "selection": selection.to_dict()}
-            ckpts.save(s, model=state.model_item(), train=state.train_item(), data_state=loader.get_state(),
+            ckpts.save(s, model=state.model_item(host_aux), train=state.train_item(), data_state=loader.get_state(),
                        meta=meta, search=final_search, final=final)
             last_saved = s
             _write_selection(workdir, config, selection)
 
         if not finished and step < total:
-            train_step = jit_train_step(make_train_step(model, method, config, tx, schedule), mesh)
+            train_step = jit_train_step(make_train_step(model, method, config, tx, schedule, normalization), mesh)
             jsonl = reporting.JsonlWriter(workdir / "metrics.jsonl") if jax.process_index() == 0 else None
             events = (curves.EventWriter(workdir / "tensorboard", purge_step=step + 1 if step else None)
                       if jax.process_index() == 0 else None)
             bar = reporting.progress(total=total, initial=step, enabled=progress and jax.process_index() == 0)
             pending = None  # (step, metrics) of the previous step, checked while the next one runs
+            vote = parallel.StopVote(mesh)
             window_t, window_n = time.perf_counter(), 0
             try:
                 while step < total:
                     batch = next(loader)
                     _check_labels(batch, info.num_classes, step + 1)
+                    if host_aux is not None:  # this process's rows of the host-kept state (DVHN: B[index])
+                        batch.update(method.host_inputs(host_aux, batch))
                     state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
                     step += 1
                     window_n += 1
@@ -425,13 +472,16 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                     aux_due = (hasattr(method, "update_aux") and config.method.aux_every > 0 and at_epoch_end
                                and (step // per_epoch) % config.method.aux_every == 0)
                     log_due = step % config.train.log_every == 0 or step == total
-                    stopping = bool(stop.signum) or step == stop_at  # read once: a signal may land at any line
+                    requested = vote.agreed(stop.signum)  # read once: a signal may land at any line
+                    stopping = bool(requested) or step == stop_at
                     save_due = step < total and (step % config.train.ckpt_every == 0 or stopping)
                     if log_due or save_due or aux_due:
                         loss = _check_finite(*pending, workdir, last_saved)
                         pending = None
                     if aux_due:
-                        state = state.replace(aux=run_update_aux(method, model, state, data, config, mesh))
+                        state_aux, host_aux = split_aux(
+                            method, run_update_aux(method, model, state, data, config, mesh, host_aux))
+                        state = state.replace(aux=parallel.replicate(state_aux, mesh))
                     vals = {}
                     if validate_every and (step % validate_every == 0 or step == total):
                         if not (log_due or save_due or aux_due):
@@ -473,7 +523,7 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
                         break
                     if step < total and stopping:
                         ckpts.wait()
-                        raise Interrupted(step, stop.signum, workdir)
+                        raise Interrupted(step, requested, workdir)
                 if pending is not None:
                     _check_finite(*pending, workdir, last_saved)
             finally:
@@ -491,7 +541,8 @@ def _train_locked(config, workdir, stop, *, data, method, mesh, stop_at, progres
             if jax.process_index() == 0 and (workdir / "metrics.jsonl").is_file():
                 curves.write_workdir_curves(workdir)
         ckpts.wait()
-    return TrainResult(state=state, step=step, workdir=workdir, resumed_from=resumed_from, search=search)
+    return TrainResult(state=state, step=step, workdir=workdir, resumed_from=resumed_from, search=search,
+                       host_aux=host_aux)
 
 
 def _labelled_rows(outputs: dict) -> dict:
@@ -506,13 +557,14 @@ def _labelled_rows(outputs: dict) -> dict:
     return {k: (np.asarray(v)[keep] if np.ndim(v) and np.shape(v)[0] == n else v) for k, v in outputs.items()}
 
 
-def run_update_aux(method, model, state, data, config, mesh):
-    """Encode the whole training set (train=False) and hand the outputs to ``method.update_aux``."""
+def run_update_aux(method, model, state, data, config, mesh, host_aux=None):
+    """Encode the whole training set (train=False) and hand the outputs to ``method.update_aux``, with the whole
+    ``aux`` (``state.aux`` joined with ``host_aux``); returns the new whole ``aux``."""
     outputs = encode_lib.run_split(
         encode_lib.outputs_fn(model, config, mesh), state.variables(), data.eval_batches(config.dataset.train_split, config.eval.batch_size),
         mesh, config.eval.batch_size,
     )
-    return method.update_aux(state.aux, _labelled_rows(outputs), config)
+    return method.update_aux(join_aux(state.aux, host_aux), _labelled_rows(outputs), config)
 
 
 def run_fit_search(method, model, state, data, config, mesh):

@@ -243,17 +243,34 @@ def augment_pil(image: Image.Image, flip: bool, crop: Sequence[int], pad: int) -
     return image
 
 
+def _geometric(images: Sequence[Image.Image | np.ndarray], params: BatchParams, cfg: AugmentConfig) -> list:
+    """The flipped and cropped images (Pillow)."""
+    pil = [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in images]
+    return [augment_pil(im, f, c, cfg.pad) for im, f, c in zip(pil, params.flip, params.crop)]
+
+
 def train_batch(images: Sequence[Image.Image | np.ndarray], params: BatchParams, cfg: AugmentConfig) -> np.ndarray:
     """Augment a batch of RGB images (Pillow or uint8 arrays) of the target size -> float32 [n, H, W, 3]."""
-    pil = [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in images]
-    out = normalize_stack([augment_pil(im, f, c, cfg.pad) for im, f, c in zip(pil, params.flip, params.crop)],
-                          cfg.mean, cfg.std)
+    out = normalize_stack(_geometric(images, params, cfg), cfg.mean, cfg.std)
     noise = np.random.default_rng(params.noise_seed) if cfg.erase_fill == "random" else None
     for i, box in enumerate(params.boxes):
         if box is not None:
             fill = 0.0 if noise is None else noise.standard_normal((box[2], box[3], 3), dtype=np.float32)
             erase(out[i], box, fill)
     return out
+
+
+def train_batch_uint8(images: Sequence[Image.Image | np.ndarray], params: BatchParams,
+                      cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`train_batch` before its float32 steps: the flipped and cropped uint8 images [n, H, W, 3] and the
+    erase boxes int32 [n, 4] ``(top, left, h, w)``, all 0 for an image without one; normalising and erasing
+    (with the mean fill) are left to :func:`jhash.data.device.train_images`."""
+    if cfg.erase_fill != "mean":
+        raise ValueError(f"uint8 training batches need erase_fill='mean' (got {cfg.erase_fill!r}: its noise is "
+                         f"drawn with the float32 images)")
+    images = np.stack([np.asarray(im, np.uint8) for im in _geometric(images, params, cfg)])
+    boxes = np.array([box if box is not None else (0, 0, 0, 0) for box in params.boxes], np.int32).reshape(-1, 4)
+    return images, boxes
 
 
 def eval_batch(images: Sequence[Image.Image | np.ndarray], mean: Sequence[float] = IMAGENET_MEAN,

@@ -22,6 +22,9 @@ processes (grain ``mp_prefetch``; worker ``w`` makes batches ``w, w + n, ...`` a
 back in order), or, with ``num_workers=0``, in one background thread when ``prefetch > 0``.
 Results are therefore identical for any number of workers and any prefetch depth, and the iterator
 state is just the next step. ``it.epoch`` / ``it.step`` / ``it.steps_per_epoch`` tell where it is.
+After ``it.send_uint8()`` (what the trainer does) batches carry uint8 images and their random-erasing
+boxes, normalised and erased on the device inside the training step (:mod:`jhash.data.device`): a quarter
+of the bytes to move between the worker processes and to the device, the same float32 images in the model.
 
 **Evaluation** (:func:`eval_loader`): the records in their stored order, resized and normalised,
 ``batch_size`` at a time. The last batch is smaller unless ``pad_last=True``, in which case every
@@ -122,6 +125,7 @@ class _TrainBatch:
     seed: int
     extras: tuple[str, ...]
     share: tuple[int, int] = (0, 1)  # (process index, process count): this process's rows of the global batch
+    uint8: bool = False  # uint8 images + erase boxes (normalised on the device) instead of float32 images
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         step = int(step)
@@ -133,7 +137,11 @@ class _TrainBatch:
                   for r, i in zip(records, indices)]
         rng = np.random.default_rng([self.seed, _AUG_STREAM, step])
         params = _rows_of(augment.sample_params(rng, len(everything), self.image_size, self.aug), rows)
-        batch = {"image": augment.train_batch(images, params, self.aug)}
+        if self.uint8:
+            image, boxes = augment.train_batch_uint8(images, params, self.aug)
+            batch = {"image": image, "erase": boxes}
+        else:
+            batch = {"image": augment.train_batch(images, params, self.aug)}
         batch.update(_meta(records, indices, self.extras))
         batch["label"] = np.array([self.labels[int(p)] for p in batch["pid"]], np.int32)
         return batch
@@ -219,6 +227,19 @@ class TrainIterator(Iterator[dict]):
     def epoch(self) -> int:
         """The epoch of the next batch."""
         return self._step // self.steps_per_epoch
+
+    def send_uint8(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """From the next batch on, yield uint8 images and their ``erase`` boxes (int32 ``[n, 4]``) instead of
+        float32 images: a quarter of the bytes between the worker processes and to the device, which
+        normalises and erases them (:func:`jhash.data.device.train_images` with the returned ``(mean, std)``)
+        into the same float32 images. ``None``, and nothing changes, with ``erase_fill='random'``."""
+        aug = self._make.aug
+        if aug.erase_fill != "mean":
+            return None
+        if not self._make.uint8:
+            self.close()  # the workers restart at the next step with the new batch maker
+            self._make = dataclasses.replace(self._make, uint8=True)
+        return tuple(aug.mean), tuple(aug.std)
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
         """The batch of global step ``step``, made here (does not move the iterator)."""

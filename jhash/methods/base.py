@@ -27,6 +27,12 @@ Optional hooks:
     Extra state updated outside the gradient step (DVHN's discrete W-/B-steps on the cached outputs
     of the whole training set, run every ``config.method.aux_every`` epochs). Checkpointed with the model.
 
+``HOST_AUX: tuple[str, ...]`` and ``host_inputs(host_aux, batch) -> dict[str, np.ndarray]``
+    Keys of ``aux`` too large to ride in the replicated state through every step (DVHN's per-image B and U):
+    the trainer keeps them in host memory as numpy arrays (``jhash.trainer.split_aux``) and adds
+    ``host_inputs``' per-row arrays to each training batch, which is sharded over the devices with the images.
+    ``loss`` then finds them in ``batch``; checkpoints and ``update_aux`` see the whole ``aux``.
+
 ``load_pretrained(variables, path, config) -> variables``
     Where ``config.model.pretrained`` (torchvision ResNet weights) goes when the network is not one backbone
     (SSR: the trunk and both branches); without the hook :func:`jhash.models.load_pretrained` fills the backbone.

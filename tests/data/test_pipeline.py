@@ -214,3 +214,47 @@ def test_process_shares_make_up_the_one_process_batch(train, processes):
 def test_a_share_that_does_not_divide_the_batch_is_refused(train):
     with pytest.raises(ValueError, match="must divide evenly over 3 processes"):
         _loader(train, process_index=0, process_count=3)
+
+
+def test_uint8_batches_become_the_float_batches_on_the_device(train):
+    """uint8 images + erase boxes, normalised in jitted code, are the float32 batches of the host pipeline
+    (up to one float32 rounding: XLA may fuse the scale and offset into one multiply-add), also from a worker."""
+    import jax
+
+    from jhash.data import device
+
+    aug = {"erase_prob": 1.0}  # an erase box in every image
+    floats = _take(_loader(train, augment_config=aug), 3)
+    for workers in (0, 1):
+        it = _loader(train, augment_config=aug, num_workers=workers)
+        mean, std = it.send_uint8()
+        batches = _take(it, 3)
+        it.close()
+        to_float = jax.jit(lambda b: device.train_images(b, mean, std))
+        for f, u in zip(floats, batches):
+            assert u["image"].dtype == np.uint8 and u["erase"].dtype == np.int32 and u["erase"].shape == (8, 4)
+            assert (u["erase"][:, 2:] > 0).all() and set(u) == set(f) | {"erase"}
+            assert all(np.array_equal(u[k], f[k]) for k in f if k != "image")
+            # one rounding of x * scale (|x * scale| < 2.7, so < 2.4e-7) where XLA fuses the multiply-add
+            np.testing.assert_allclose(np.asarray(to_float(u)), f["image"], rtol=0, atol=2.4e-7)
+    # float images pass through unchanged
+    np.testing.assert_array_equal(device.train_images({"image": floats[0]["image"]}), floats[0]["image"])
+
+
+def test_uint8_batches_resume_and_keep_the_stream(train):
+    it = _loader(train)
+    first = next(it)
+    state = it.get_state()
+    it.send_uint8()  # switching mid-stream keeps the position; the state does not depend on the image format
+    assert it.get_state() == state
+    b = next(it)
+    it.close()
+    again = _loader(train)
+    again.set_state(state)
+    assert np.array_equal(next(again)["index"], b["index"]) and not np.array_equal(first["index"], b["index"])
+
+
+def test_random_erase_fill_stays_float(train):
+    it = _loader(train, augment_config={"erase_fill": "random", "erase_prob": 1.0})
+    assert it.send_uint8() is None
+    assert next(it)["image"].dtype == np.float32

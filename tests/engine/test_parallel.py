@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+import numpy as np
 import pytest
 
 from jhash import parallel
@@ -94,3 +96,21 @@ def test_process_share_covers_the_batch_in_order():
     assert parallel.process_share(12) == slice(0, 12)  # one process: everything
     with pytest.raises(ValueError, match="must divide evenly over 5 processes"):
         parallel.process_share(12, 0, 5)
+
+
+def test_one_process_decides_and_votes_alone():
+    assert parallel.from_process_0(lambda: [3, 1], "steps") == [3, 1]
+    parallel.check_same(5, "a value")  # nothing to compare with
+    vote = parallel.StopVote(parallel.make_mesh())
+    assert [vote.agreed(r) for r in (0, 15, 0)] == [0, 15, 0]  # at once, no lag with one process
+    with pytest.raises(KeyError):
+        parallel.from_process_0(lambda: {}["missing"], "a failing decision")
+
+
+def test_local_copy_of_replicated_and_plain_arrays():
+    mesh = parallel.make_mesh()
+    x = np.arange(6, dtype=np.int8).reshape(2, 3)
+    for value in (x, jax.numpy.asarray(x), parallel.replicate(x, mesh)):
+        copy = parallel.local_copy(value)
+        assert isinstance(copy, np.ndarray) and copy.dtype == np.int8
+        np.testing.assert_array_equal(copy, x)

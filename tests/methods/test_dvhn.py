@@ -1,5 +1,7 @@
 """DVHN: the loss, the discrete update of the state, a real training run with resume, the configs."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +58,42 @@ def test_state_and_loss_terms():
     quant = np.mean(np.sum((np.asarray(u) - np.asarray(aux["B"])[np.asarray(batch["index"])]) ** 2, axis=1))
     np.testing.assert_allclose(logs["quant"], quant, rtol=1e-5)
     np.testing.assert_allclose(total, sim + 0.5 * ce + 0.25 * tri + 1e-2 * quant, rtol=1e-5)
+    # the trainer's layout: B stays on the host, the batch carries its rows; the state holds only `updates`
+    host_batch = {**batch, **dvhn.host_inputs({k: np.asarray(aux[k]) for k in dvhn.HOST_AUX}, batch)}
+    assert host_batch["code_target"].dtype == np.int8 and host_batch["code_target"].shape == (6, 16)
+    again, logs_again = f(outputs, host_batch, {"updates": aux["updates"]})
+    assert float(again) == float(total) and float(logs_again["quant"]) == float(logs["quant"])
+
+
+class _StateLayout:
+    """DVHN with its whole aux in the replicated train state (no ``HOST_AUX``): the layout before B, U and W
+    moved to the host, for comparison."""
+
+    def __getattr__(self, name):
+        if name in ("HOST_AUX", "host_inputs"):
+            raise AttributeError(name)
+        return getattr(dvhn, name)
+
+
+def test_host_kept_state_trains_exactly_like_state_in_the_step(tmp_path):
+    c = _config()
+    c.method.aux_every = 1  # updates after steps 4 and 8: the quantisation term is on from step 5
+    host = trainer.train(c, tmp_path / "host", data=fakes.Data(c), method=dvhn, progress=False,
+                         async_checkpoints=False)
+    inside = trainer.train(c, tmp_path / "inside", data=fakes.Data(c), method=_StateLayout(), progress=False,
+                           async_checkpoints=False)
+    assert set(host.state.aux) == {"updates"} and set(inside.state.aux) == {"B", "W", "U", "updates"}
+    assert all(isinstance(host.host_aux[k], np.ndarray) for k in ("B", "W", "U"))
+    rows = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("host", "inside")]
+    # the same numbers up to XLA's fusion of the two programs (the gather of B's rows moved out of the step)
+    np.testing.assert_allclose([r["loss"] for r in rows[0]], [r["loss"] for r in rows[1]], rtol=1e-6)
+    assert rows[0][-1]["quant"] > 0 and host.aux["updates"] == inside.aux["updates"] == 2
+    np.testing.assert_array_equal(host.aux["B"], jax.device_get(inside.aux["B"]))
+    for key in ("U", "W"):
+        np.testing.assert_allclose(host.aux[key], jax.device_get(inside.aux[key]), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(jax.device_get(host.state.params)), jax.tree.leaves(jax.device_get(inside.state.params))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_update_aux_runs_the_discrete_steps():
@@ -89,13 +127,13 @@ def test_training_with_discrete_updates_resumes_exactly(tmp_path):
     c = _config()
     c.method.aux_every = 1  # fakes: 32 images / batch 8 = 4 steps per epoch -> updates after steps 4 and 8
     straight = trainer.train(c, tmp_path / "a", data=fakes.Data(c), method=dvhn, progress=False, async_checkpoints=False)
-    assert int(straight.state.aux["updates"]) == 2
+    assert int(straight.aux["updates"]) == 2
     with pytest.raises(trainer.Interrupted):
         trainer.train(c, tmp_path / "b", data=fakes.Data(c), method=dvhn, progress=False, stop_at=5, async_checkpoints=False)
     resumed = trainer.train(c, tmp_path / "b", data=fakes.Data(c), method=dvhn, progress=False, async_checkpoints=False)
     assert resumed.resumed_from == 5
     for key in ("B", "W", "U", "updates"):
-        np.testing.assert_array_equal(jax.device_get(resumed.state.aux[key]), jax.device_get(straight.state.aux[key]))
+        np.testing.assert_array_equal(jax.device_get(resumed.aux[key]), jax.device_get(straight.aux[key]))
     model = dvhn.build_model(c, fakes.Data(c).info)
     images = fakes.split_arrays("query")["image"]
     codes = dvhn.encode(model.apply(straight.state.variables(), images, train=False), c)["id"]
@@ -112,4 +150,4 @@ def test_configs_train(tmp_path, path, tree, dataset_config):
     extra = {"dataset.config": dataset_config} if dataset_config else {}
     result = run_config(path, tmp_path, manual_dir=manual, extra={**extra, "method.aux_every": "1"})
     assert result.step == 2
-    assert result.state.aux["B"].shape[1] == 16
+    assert result.aux["B"].shape[1] == 16
