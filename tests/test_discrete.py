@@ -110,3 +110,22 @@ def test_vehicleid_state_fits_a_16gb_gpu():
     assert m["W"] == 2048 * 13_164 * 4
     assert m["state"] == m["B"] + m["U"] + m["W"]
     assert m["peak"] < 16e9 / 2  # leaves more than half of a 16 GB GPU to the network
+
+
+@pytest.mark.parametrize("n, c, bits", [(4096, 128, 256), (110_178, 13_164, 2048)])  # small; VehicleID at 2048 b
+def test_memory_footprint_bounds_what_xla_allocates_for_an_update(n, c, bits):
+    """The documented update memory comes from XLA's own analysis of the compiled update (lowered on abstract
+    shapes: nothing is allocated): its temporaries stay under ``update_temp`` (within 2 %), and arguments and
+    outputs are the state's B and U in, B and W out."""
+    f = jax.jit(lambda codes, outputs, labels: discrete.alternate(codes, outputs, labels, c, 1.0, 1.0, 0.1))
+    compiled = f.lower(jax.ShapeDtypeStruct((n, bits), jnp.int8), jax.ShapeDtypeStruct((n, bits), jnp.float32),
+                       jax.ShapeDtypeStruct((n,), jnp.int32)).compile()
+    mem = compiled.memory_analysis()
+    if mem is None:
+        pytest.skip("memory_analysis unavailable on this backend")
+    fp = discrete.memory_footprint(n, c, bits)
+    assert 0.9 * fp["update_temp"] <= mem.temp_size_in_bytes <= fp["update_temp"]
+    assert abs(mem.argument_size_in_bytes - (fp["B"] + fp["U"] + 4 * n)) < 1024  # (+ a tuple's few bytes)
+    assert abs(mem.output_size_in_bytes - (fp["B"] + fp["W"])) < 1024
+    if (n, bits) == (110_178, 2048):  # the figures the module docstring quotes
+        assert round(mem.temp_size_in_bytes / 1e9, 2) == 2.71 and round(mem.argument_size_in_bytes / 1e9, 2) == 1.13
