@@ -23,7 +23,8 @@ contender runs next. The CPU time those idle threads burn during the gap is prin
 The last table repeats every shape as Markdown, for the README.
 
 Usage:
-  python bench/search.py                  # all shapes (several minutes)
+  python bench/search.py                  # one shape per width, 64-2048 bits (a few minutes)
+  python bench/search.py --large          # also 1,000 queries x 1M x 256 bits and 100 x 10M x 64 bits
   python bench/search.py --quick          # small shapes, smoke test (seconds)
   python bench/search.py --shapes 256,2048 --runs 9
   python bench/search.py --xla            # also time the pure-JAX path (slow)
@@ -64,18 +65,22 @@ class Shape:
     bits: int
 
 
-# One shape per code width from 64 to 2048 bits (about 1-2 s of single-thread work each), a batch-evaluation
-# shape with 1,000 queries and a large short-code gallery.
-FULL_SHAPES = [
+# One shape per code width from 64 to 2048 bits (about 0.05-0.2 s of single-thread jhash work each).
+WIDTH_SHAPES = [
     Shape("64", 100, 1_000_000, 64),
     Shape("128", 100, 1_000_000, 128),
     Shape("256", 100, 1_000_000, 256),
     Shape("512", 100, 500_000, 512),
     Shape("1024", 100, 300_000, 1024),
     Shape("2048", 100, 200_000, 2048),
+]
+# Scaling on more work (--large): batch evaluation (1,000 queries) and a large short-code gallery (10M x 64 bits:
+# 80 MB of codes, held three times -- numpy, the JAX array and faiss's index -- about 240 MB).
+LARGE_SHAPES = [
     Shape("256-1000q", 1000, 1_000_000, 256),
     Shape("64-10M", 100, 10_000_000, 64),
 ]
+FULL_SHAPES = WIDTH_SHAPES + LARGE_SHAPES
 QUICK_SHAPES = [
     Shape("64", 10, 20_000, 64),
     Shape("256", 10, 20_000, 256),
@@ -428,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes, smoke test")
     ap.add_argument("--runs", type=int, default=None, help="timed rounds per shape (default 7, quick 2)")
-    ap.add_argument("--shapes", default=None, help="comma-separated shape labels (default: all); "
+    ap.add_argument("--shapes", default=None, help="comma-separated shape labels (default: one per width); "
                     "full: " + ",".join(s.label for s in FULL_SHAPES))
+    ap.add_argument("--large", action="store_true", help="also the scaling rows on more work: "
+                    + ", ".join(f"{s.label} ({s.nq:,} x {s.ng:,} x {s.bits} b)" for s in LARGE_SHAPES))
     ap.add_argument("--threads", type=int, default=None, help="'all threads' (default: the CPUs jhash uses)")
     ap.add_argument("--gap", type=float, default=0.1, help="seconds of sleep between timed calls (default 0.1)")
     ap.add_argument("--xla", action="store_true", help="also time jhash's pure-JAX search (slow)")
@@ -449,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--threads: expected >= 1, got {args.threads}")
     catalogue = QUICK_SHAPES if args.quick else FULL_SHAPES
     by_label = {s.label: s for s in catalogue}
-    labels = [x.strip() for x in args.shapes.split(",") if x.strip()] if args.shapes else list(by_label)
+    if args.shapes:
+        labels = [x.strip() for x in args.shapes.split(",") if x.strip()]
+    else:
+        default = catalogue if args.quick else WIDTH_SHAPES + (LARGE_SHAPES if args.large else [])
+        labels = [s.label for s in default]
     unknown = [x for x in labels if x not in by_label]
     if unknown:
         ap.error(f"--shapes: unknown {unknown}; expected some of {list(by_label)}")
