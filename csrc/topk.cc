@@ -280,6 +280,8 @@ void run_parallel(int nthreads, int64_t nitems, void (*fn)(void*, int, int64_t),
 // between threads (fewer queries per gallery pass would make the pass, not the
 // distances, the cost).
 constexpr int64_t kMinQueriesPerItem = 8;
+// Query superblocks per thread when the queries are split (see topk_impl).
+constexpr int64_t kItemsPerThread = 2;
 
 namespace {
 struct Plan {
@@ -399,9 +401,9 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   // superblock is scanned against it; multiple of 8 rows (vector batches).
   P.tile_rows = std::max<int64_t>(64, (16384 / nbytes) / 8 * 8);
 
-  // Work items (query superblock x gallery chunk) for the threads, 4 per thread
-  // so that a thread slowed down by other work on a busy machine is made up
-  // for by the others.
+  // Work items (query superblock x gallery chunk) for the threads, several
+  // per thread so that a thread slowed down by other work on a busy machine is
+  // made up for by the others.
   //
   // With enough queries (>= kMinQueriesPerItem per item) the queries are split
   // and every item scans the whole gallery: each query's selection then sees
@@ -414,7 +416,12 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   // AVX2, 100 queries, top-100, 2 threads, 8 chunks): 1M x 128 bits, 1,620
   // accepted rows per query instead of 860, 3.4 ms of chunk finalize and merge,
   // CPU time 1.14x that of one thread; 500k x 512 bits: 1,870 instead of 890
-  // accepted rows, 1.09x the CPU time. Split by queries: 1.00x.
+  // accepted rows, 1.09x the CPU time. Split by queries: the same accepted
+  // rows as one thread and, in most rounds, 0.97-1.06x its CPU time.
+  // kItemsPerThread = 2: with 4 items per thread, the extra gallery passes cost
+  // 1.1-1.2x the CPU time at 1024-2048 bits (38-51 MB galleries, read from
+  // memory again by every item) and the 1 -> 2 thread speed-up fell to
+  // 1.52-1.58x, against 1.72-1.76x with 2 items per thread (same rounds).
   //
   // With fewer queries, the gallery is split into chunks (each with its own
   // top-k, merged at the end). The chunks of a query share their thresholds
@@ -429,14 +436,14 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   // Query superblock: bounded so that per-thread scratch stays <= ~64 MiB.
   int64_t qs_max = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t(64) << 20) / state_bytes));
   P.n_qs = (nq + qs_max - 1) / qs_max;
-  const int64_t target_items = nt > 1 ? 4 * (int64_t)nt : 1;
   int64_t n_gc = 1;
   if (nt > 1 && nq >= (int64_t)nt * kMinQueriesPerItem) {
     // A multiple of the thread count, so that equal items divide evenly.
-    const int64_t per_thread = std::min<int64_t>(4, nq / ((int64_t)nt * kMinQueriesPerItem));
+    const int64_t per_thread = std::min<int64_t>(kItemsPerThread, nq / ((int64_t)nt * kMinQueriesPerItem));
     P.n_qs = std::max<int64_t>(P.n_qs, per_thread * nt);
     P.n_qs = std::min<int64_t>(nq, (P.n_qs + nt - 1) / nt * nt);
-  } else {
+  } else if (nt > 1) {  // 4 gallery chunks per thread
+    const int64_t target_items = 4 * (int64_t)nt;
     n_gc = (target_items + P.n_qs - 1) / P.n_qs;
     n_gc = std::max<int64_t>(1, std::min<int64_t>(n_gc, ng / min_chunk));
   }

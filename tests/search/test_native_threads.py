@@ -41,6 +41,16 @@ def check(q, g, k, **kw):
     np.testing.assert_array_equal(got_i, want_i)
 
 
+def patterned_gallery(rng: np.random.Generator, patterns: int, ng: int, nbytes: int,
+                      noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """(patterns [patterns, nbytes], gallery [ng, nbytes]): rows drawn from a few random patterns, each byte
+    replaced by a random different byte with probability `noise` (many exact ties)."""
+    base = rng.integers(0, 256, (patterns, nbytes), dtype=np.uint8)
+    g = base[rng.integers(0, patterns, ng)]
+    flip = rng.random((ng, nbytes)) < noise
+    return base, g ^ (flip * rng.integers(1, 256, (ng, nbytes))).astype(np.uint8)
+
+
 def at_distance(q_row: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Gallery rows at Hamming distance d[j] from q_row (the first d[j] bits flipped)."""
     bits = np.unpackbits(q_row)
@@ -81,10 +91,7 @@ def test_chunks_with_drifting_distances(isa, threads, order):
 def test_threaded_topk_property(nbytes, ng, nq, k, patterns, threads, isa, seed):
     """Galleries drawn from a few patterns with random bit noise: heavy ties across chunks."""
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (patterns, nbytes), dtype=np.uint8)
-    g = base[rng.integers(0, patterns, ng)]
-    noise = rng.random((ng, nbytes)) < 0.02
-    g = g ^ (noise * rng.integers(1, 256, (ng, nbytes))).astype(np.uint8)
+    base, g = patterned_gallery(rng, patterns, ng, nbytes, 0.02)
     q = np.concatenate([base[:1], rng.integers(0, 256, (nq, nbytes), dtype=np.uint8)])
     check(q, g, k, num_threads=threads, isa=isa)
 
@@ -105,10 +112,7 @@ def test_query_split_property(nbytes, ng, nq, k, patterns, threads, isa, seed):
     query groups leave every remainder), each scanning the whole gallery; heavy ties."""
     rng = np.random.default_rng(seed)
     k = min(k, ng)
-    base = rng.integers(0, 256, (patterns, nbytes), dtype=np.uint8)
-    g = base[rng.integers(0, patterns, ng)]
-    noise = rng.random((ng, nbytes)) < 0.05
-    g = g ^ (noise * rng.integers(1, 256, (ng, nbytes))).astype(np.uint8)
+    base, g = patterned_gallery(rng, patterns, ng, nbytes, 0.05)
     q = np.concatenate([base[: min(patterns, nq // 2)], rng.integers(0, 256, (nq, nbytes), dtype=np.uint8)])[:nq]
     check(q, g, k, num_threads=threads, isa=isa)
 
