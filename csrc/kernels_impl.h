@@ -344,6 +344,9 @@ static void scan_avx2_16(const uint8_t* q, int64_t nq, int64_t nbytes, const uin
   constexpr int G = NV + NS;
   int64_t i = 0;
   for (; i + G <= nq; i += G) scan_group16<NV, NS>(q + i * 16, g, j0, j1, st + i, ctx);
+  // Remainder: a pair still interleaves a vector and a scalar query.
+  if constexpr (G > 2)
+    for (; i + 2 <= nq; i += 2) scan_group16<1, 1>(q + i * 16, g, j0, j1, st + i, ctx);
   for (; i < nq; ++i) scan_group16<1, 0>(q + i * 16, g, j0, j1, st + i, ctx);
 }
 

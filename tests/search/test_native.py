@@ -239,6 +239,7 @@ def test_bench_quick_reports_identical_distances():
         assert f"  {name} " in out, out
     assert "kernel per width: 64 b: " in out and f"jhash kernel {native.kernel_for(32)}" in out, out
     assert out.count("load average before / after:") == out.count("== shape "), out
+    assert out.count("hypervisor steal during the shape:") == out.count("== shape "), out
     assert "jhash/faiss throughput, 1 thread each:" in out and "jhash speed-up 1 -> 2 threads:" in out, out
     assert "| 100,000 × 64 b | 10 |" in out and "| 20,000 × 256 b | 200 |" in out, out
     loaded = out.count("this row is LOADED")

@@ -1,9 +1,10 @@
-"""Exactness of the multi-threaded top-k: the gallery is split into chunks scanned by different threads,
-which exchange their selection thresholds while they scan, and the per-chunk results are merged.
+"""Exactness of the multi-threaded top-k. With few queries per thread the gallery is split into chunks scanned
+by different threads, which exchange their selection thresholds while they scan, and the per-chunk results are
+merged; with >= 8 queries per thread the queries are split into superblocks, each scanning the whole gallery.
 
 Whatever the thread timing, the result must be the exact first k of a stable sort of the distances. The
 reference here is written from the definition (per-byte popcount table, ``np.lexsort`` by (distance, index)).
-Galleries have >= 8192 rows, so that 2 or more threads get several chunks.
+Gallery-split tests use >= 8192 rows, so that 2 or more threads get several chunks.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def check(q, g, k, **kw):
     got_d, got_i = native.hamming_topk_numpy(q, g, k, **kw)
     np.testing.assert_array_equal(got_d, want_d)
     np.testing.assert_array_equal(got_i, want_i)
+
+
+def patterned_gallery(rng: np.random.Generator, patterns: int, ng: int, nbytes: int,
+                      noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """(patterns [patterns, nbytes], gallery [ng, nbytes]): rows drawn from a few random patterns, each byte
+    replaced by a random different byte with probability `noise` (many exact ties)."""
+    base = rng.integers(0, 256, (patterns, nbytes), dtype=np.uint8)
+    g = base[rng.integers(0, patterns, ng)]
+    flip = rng.random((ng, nbytes)) < noise
+    return base, g ^ (flip * rng.integers(1, 256, (ng, nbytes))).astype(np.uint8)
 
 
 def at_distance(q_row: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -80,9 +91,42 @@ def test_chunks_with_drifting_distances(isa, threads, order):
 def test_threaded_topk_property(nbytes, ng, nq, k, patterns, threads, isa, seed):
     """Galleries drawn from a few patterns with random bit noise: heavy ties across chunks."""
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (patterns, nbytes), dtype=np.uint8)
-    g = base[rng.integers(0, patterns, ng)]
-    noise = rng.random((ng, nbytes)) < 0.02
-    g = g ^ (noise * rng.integers(1, 256, (ng, nbytes))).astype(np.uint8)
+    base, g = patterned_gallery(rng, patterns, ng, nbytes, 0.02)
     q = np.concatenate([base[:1], rng.integers(0, 256, (nq, nbytes), dtype=np.uint8)])
     check(q, g, k, num_threads=threads, isa=isa)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    nbytes=st.sampled_from([1, 8, 16, 24, 32, 64, 128]),
+    ng=st.integers(100, 3000),
+    nq=st.integers(16, 70),
+    k=st.integers(1, 100),
+    patterns=st.integers(1, 30),
+    threads=st.integers(2, 5),
+    isa=st.sampled_from(ISAS),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_query_split_property(nbytes, ng, nq, k, patterns, threads, isa, seed):
+    """Batches of >= 8 queries per thread are split by queries (superblocks of every size, so that the kernels'
+    query groups leave every remainder), each scanning the whole gallery; heavy ties."""
+    rng = np.random.default_rng(seed)
+    k = min(k, ng)
+    base, g = patterned_gallery(rng, patterns, ng, nbytes, 0.05)
+    q = np.concatenate([base[: min(patterns, nq // 2)], rng.integers(0, 256, (nq, nbytes), dtype=np.uint8)])[:nq]
+    check(q, g, k, num_threads=threads, isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nbytes", [16, 32, 64])
+def test_every_thread_count_gives_the_one_thread_result(isa, nbytes):
+    """From the gallery-split range (few queries per thread) to the query-split range, the same rows."""
+    rng = np.random.default_rng(nbytes)
+    q = rng.integers(0, 256, (53, nbytes), dtype=np.uint8)
+    g = rng.integers(0, 256, (20000, nbytes), dtype=np.uint8)
+    g[::7] = g[3]  # a tied block across the whole gallery
+    want_d, want_i = ref_topk(q, g, 50)
+    for threads in (1, 2, 3, 6, 7, 8):
+        got_d, got_i = native.hamming_topk_numpy(q, g, 50, num_threads=threads, isa=isa)
+        np.testing.assert_array_equal(got_d, want_d, err_msg=f"{threads} threads")
+        np.testing.assert_array_equal(got_i, want_i, err_msg=f"{threads} threads")
