@@ -230,7 +230,7 @@ class ReidFolder(ReidBuilder, skip_registration=True):
                     f"{cfg.pattern!r} (applied to the {'path relative to the split folder' if cfg.match_on == 'relpath' else 'file name'}), "
                     f"first: {tree.locate(bad[0])} ({first!r}). "
                     + (f"Example of a valid name: {example!r}. " if example else
-                       f"Example of a valid name for the default pattern: '0001_c1_0001.jpg'. ")
+                       "Example of a valid name for the default pattern: '0001_c1_0001.jpg'. ")
                     + "Set 'pattern' (named groups pid and camid) or skip_unmatched=True."
                 )
             unmatched += [str(folder / b) for b in bad]

@@ -275,7 +275,7 @@ def _locate_integer_block(d: np.ndarray, row, gidx, positive, histogram: _ChunkH
     if row.shape[0] == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty, empty
-    chunk, nchunk, bins = histogram.chunk, histogram.nchunk, histogram.bins
+    chunk, nchunk = histogram.chunk, histogram.nchunk
     hist = histogram(d)  # [query, chunk, value]
     per_value = hist.sum(axis=1)  # [bq, bins]
     less_than = np.cumsum(per_value, axis=1) - per_value  # items with a strictly smaller value

@@ -19,7 +19,6 @@ device; the same look-ups in a ``fori_loop`` over the bytes, the gallery streame
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax

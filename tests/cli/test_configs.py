@@ -150,6 +150,9 @@ def _method_checks(method: str, result, steps: int) -> None:
             assert result.search["afr"] and result.search["w"] >= 1, result.search
         else:
             assert not (result.search or {}).get("afr"), result.search
+    elif name == "dvhn":  # the discrete state (host-kept B, U, W): one ±1 code of model.bits per training image
+        codes = np.asarray(result.aux["B"])
+        assert codes.shape[1] == 16 and set(np.unique(codes)) <= {-1, 1}
     elif name == "drsch" and result_config(result.workdir).method.get("margin_schedule") == "linear":
         assert int(result.state.batch_stats["train_steps"]) == steps  # the growing margin counts its steps
 

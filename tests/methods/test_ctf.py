@@ -14,7 +14,6 @@ from jhash.data.info import DatasetInfo
 from jhash.losses import distillation
 from jhash.losses.classification import softmax_cross_entropy
 from jhash.losses.metric import batch_hard_triplet_loss
-from tests.data import fake_trees
 from tests.methods import run_config
 
 ctf = methods.get("ctf")
@@ -226,12 +225,3 @@ def test_synthetic_config_trains_and_fits_thresholds(tmp_path):
     assert levels[-1] == "l64" and set(levels) <= {"l16", "l32", "l64"}
     assert set(result.search["thresholds"]) == set(levels[:-1])
     assert result.search["fit_queries"]["l64"]["rows"] >= 1  # validation codes kept for the search-time fit
-
-
-def test_market1501_config_trains_on_fake_tree(tmp_path):
-    manual = fake_trees.make_market1501_tree(tmp_path / "manual")
-    result = run_config("configs/market1501/ctf.py", tmp_path, manual_dir=manual,
-                        extra={"method.lengths": "(32, 16)", "dataset.config.val_fraction": "0.34"})
-    assert result.step == 2
-    # the fake tree's val split is one identity: no non-relevant pairs, so DTO falls back to the maximum
-    assert result.search["thresholds"] == {"l16": 16} and "fallback" in result.search

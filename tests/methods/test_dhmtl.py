@@ -10,8 +10,6 @@ import pytest
 from jhash import config as config_lib
 from jhash import losses, methods
 from jhash.data.info import DatasetInfo
-from tests.data import fake_trees
-from tests.methods import run_config
 
 dhmtl = methods.get("dhmtl")
 INFO = DatasetInfo(name="t", num_classes=5, image_size=(16, 8), num_models=3, num_colors=2, num_train_images=20)
@@ -116,18 +114,6 @@ def test_googlenet_aux_heads_supervised_with_model_labels():
     aux_ref = sum(_ce(np.asarray(out[k]), batch["model"]) for k in ("aux1_logits", "aux2_logits"))
     np.testing.assert_allclose(logs["ce_aux"], aux_ref, rtol=1e-5)
     np.testing.assert_allclose(total, sum(float(v) for k, v in logs.items() if k != "ce_aux") + 0.3 * aux_ref, rtol=1e-5)
-
-
-@pytest.mark.parametrize("path,tree,dataset_config", [
-    ("configs/synthetic_reid/dhmtl.py", None, "tiny"),
-    ("configs/vehicleid/dhmtl.py", fake_trees.make_vehicleid_tree, None),
-    ("configs/veri776/dhmtl.py", fake_trees.make_veri776_tree, None),
-])
-def test_configs_train(tmp_path, path, tree, dataset_config):
-    manual = tree(tmp_path / "manual") if tree else None
-    extra = {"dataset.config": dataset_config} if dataset_config else {}
-    result = run_config(path, tmp_path, manual_dir=manual, extra=extra)
-    assert result.step == 2
 
 
 def test_hash_bn_option_centres_every_bit_on_its_threshold():

@@ -9,8 +9,6 @@ from hypothesis import given, settings, strategies as st
 from jhash import config as config_lib
 from jhash import losses, methods, search
 from jhash.data.info import DatasetInfo
-from tests.data import fake_trees
-from tests.methods import run_config
 
 drsch = methods.get("drsch")
 INFO = DatasetInfo(name="t", num_classes=4, image_size=(16, 8), num_train_images=16)
@@ -188,19 +186,6 @@ def test_search_hook_ranks_by_the_learnt_weighted_affinity():
 
 def test_method_search_is_a_function():
     assert callable(drsch.search) and callable(getattr(drsch, "search", None))
-
-
-@pytest.mark.parametrize("path,tree,dataset_config", [
-    ("configs/synthetic_reid/drsch.py", None, "tiny"),
-    ("configs/cuhk03_np/drsch.py", fake_trees.make_cuhk03_np_tree, None),
-    ("configs/market1501/drsch.py", fake_trees.make_market1501_tree, None),
-])
-def test_configs_train(tmp_path, path, tree, dataset_config):
-    manual = tree(tmp_path / "manual") if tree else None
-    extra = {"dataset.config": dataset_config} if dataset_config else {}
-    result = run_config(path, tmp_path, manual_dir=manual, extra={**extra, "method.margin_schedule": "linear"})
-    assert result.step == 2
-    assert int(result.state.batch_stats["train_steps"]) == 2
 
 
 def test_hash_bn_and_quantisation_options():

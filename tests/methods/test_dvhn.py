@@ -10,9 +10,7 @@ import pytest
 from jhash import config as config_lib
 from jhash import discrete, losses, methods, trainer
 from jhash.data.info import DatasetInfo
-from tests.data import fake_trees
 from tests.engine import fakes
-from tests.methods import run_config
 
 dvhn = methods.get("dvhn")
 
@@ -138,16 +136,3 @@ def test_training_with_discrete_updates_resumes_exactly(tmp_path):
     images = fakes.split_arrays("query")["image"]
     codes = dvhn.encode(model.apply(straight.state.variables(), images, train=False), c)["id"]
     assert codes.dtype == jnp.int8 and codes.shape == (12, 16) and set(np.unique(codes)) <= {-1, 1}
-
-
-@pytest.mark.parametrize("path,tree,dataset_config", [
-    ("configs/synthetic_reid/dvhn.py", None, "tiny"),
-    ("configs/vehicleid/dvhn.py", fake_trees.make_vehicleid_tree, None),
-    ("configs/veri776/dvhn.py", fake_trees.make_veri776_tree, None),
-])
-def test_configs_train(tmp_path, path, tree, dataset_config):
-    manual = tree(tmp_path / "manual") if tree else None
-    extra = {"dataset.config": dataset_config} if dataset_config else {}
-    result = run_config(path, tmp_path, manual_dir=manual, extra={**extra, "method.aux_every": "1"})
-    assert result.step == 2
-    assert result.aux["B"].shape[1] == 16

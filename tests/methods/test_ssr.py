@@ -14,8 +14,6 @@ from jhash.losses.classification import softmax_cross_entropy
 from jhash.losses.metric import batch_hard_triplet_loss
 from jhash.losses.relaxations import dsh_regularizer, ssr_distillation_loss
 from jhash.search import pack_codes
-from tests.data import fake_trees
-from tests.methods import run_config
 
 ssr = methods.get("ssr")
 INFO = DatasetInfo(name="t", num_classes=5, image_size=(16, 8), num_attributes=5, num_train_images=40)
@@ -181,25 +179,3 @@ def test_recall_window_on_coarse_first_codes():
         ssr.first_codes(packed["attr"], packed["id"], _config(afr_window="gallery", afr_prefix_bits=64))
     with pytest.raises(config_lib.ConfigError, match="afr_window"):
         ssr.fit_search({"id": ids, "attr": attr}, pids, _config(afr_window="w"))
-
-
-def test_synthetic_config_trains_and_fits_window(tmp_path):
-    result = run_config("configs/synthetic_reid/ssr.py", tmp_path, extra={"dataset.config": "tiny"})
-    assert result.step == 2
-    assert result.search["afr"] and result.search["w"] >= 1
-
-
-@pytest.mark.parametrize("name", ["market1501", "dukemtmc_reid", "cuhk03_np"])
-def test_benchmark_configs_train_on_fake_trees(tmp_path, name):
-    make = {"market1501": fake_trees.make_market1501_tree, "dukemtmc_reid": fake_trees.make_dukemtmc_reid_tree,
-            "cuhk03_np": fake_trees.make_cuhk03_np_tree}[name]
-    extra = {"market1501": {"dataset.config.val_fraction": "0.3"},
-             # the fake Duke tree has only 2 training identities: fit the window on the training split
-             "dukemtmc_reid": {"dataset.config.val_fraction": "0.0", "dataset.val_split": "train"},
-             "cuhk03_np": {}}[name]
-    result = run_config(f"configs/{name}/ssr.py", tmp_path, manual_dir=make(tmp_path / "manual"), extra=extra)
-    assert result.step == 2
-    if name == "cuhk03_np":
-        assert result.search is None
-    else:
-        assert result.search["afr"]
