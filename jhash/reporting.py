@@ -135,13 +135,16 @@ def end_summary(*, method: str, step: int, elapsed_s: float, final_loss: float |
     took = f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
     note = f" (resumed from step {resumed_from})" if resumed_from is not None else ""
     loss = f"final loss {final_loss:.4f}" if final_loss is not None else "no new steps"
-    return "\n".join([
+    lines = [
         f"trained {method} to step {step}{note} in {took}; {loss}",
         f"checkpoints  {workdir / 'checkpoints'}",
         f"metrics      {workdir / 'metrics.jsonl'}",
         f"config       {workdir / 'config.json'}",
-        f"evaluate     jhash-eval --workdir {workdir}",
-    ])
+    ]
+    if (workdir / "curves.png").is_file():
+        lines.append(f"curves       {workdir / 'curves.png'} (tensorboard --logdir {workdir / 'tensorboard'})")
+    lines.append(f"evaluate     jhash-eval --workdir {workdir}")
+    return "\n".join(lines)
 
 
 def last_logged(path, key: str = "loss", after_step: int | None = None):

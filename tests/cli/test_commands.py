@@ -67,7 +67,7 @@ def test_start_and_end_summaries(trained):
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "loss" in r]
     assert f"final loss {rows[1]['loss']:.4f}" in end and " in 0m" in end
-    for path in (wd / "checkpoints", wd / "metrics.jsonl", wd / "config.json"):
+    for path in (wd / "checkpoints", wd / "metrics.jsonl", wd / "config.json", wd / "curves.png"):
         assert str(path) in end
 
 
