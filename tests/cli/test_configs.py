@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from jhash import config as config_lib
-from jhash import encode, evaluator, reporting
+from jhash import encode, engine, evaluator, reporting
+from jhash import workdir as workdir_lib
 from tests.data import fake_trees
 from tests.methods import run_config
 
@@ -75,8 +76,6 @@ def _fixed_batch_loss(workdir, *, untrained: bool = False) -> float:
     workdir's data order, with the trained or the initial (same seed) variables."""
     import jax
 
-    from jhash import engine, workdir as workdir_lib
-
     config = workdir_lib.read_config(workdir)
     data = engine.Data(config)
     t = workdir_lib.load_trained(workdir, untrained=untrained, data=data)
@@ -107,12 +106,13 @@ def test_config_trains_evaluates_and_encodes(path, tmp_path, trees):
     steps = LEARN_STEPS if c.dataset.name == "synthetic_reid" else 2
     assert result.step == steps
 
-    _method_checks(c.method.name, result, steps)
+    stored = workdir_lib.read_config(workdir)  # the config as the run stored it (what evaluate/encode read)
+    _method_checks(stored, result, steps)
     rows = reporting.read_jsonl(workdir / "metrics.jsonl")
     losses = [row["loss"] for row in rows if "loss" in row]
     assert len(losses) == steps and np.isfinite(losses).all()
     validations = [row for row in rows if "val/mAP" in row]
-    if result_config(workdir).dataset.val_split:  # the shipped default validates on it, and its scores are fractions
+    if stored.dataset.val_split:  # the shipped default validates on it, and its scores are fractions
         assert validations, f"{path}: no validation row in metrics.jsonl"
         assert all(0.0 <= row["val/mAP"] <= 1.0 for row in validations if np.isfinite(row["val/mAP"]))
     if c.dataset.name == "synthetic_reid":  # the method learns: its loss on a fixed training batch falls
@@ -131,24 +131,21 @@ def test_config_trains_evaluates_and_encodes(path, tmp_path, trees):
     assert any(line.startswith("method") and "mAP" in line for line in "\n".join(lines).splitlines())
 
     # encode image files with the workdir: the same codes as the evaluation's gallery encoding
-    from jhash import engine, workdir as workdir_lib
-
-    data = engine.Data(workdir_lib.read_config(workdir))
+    data = engine.Data(stored)
     files = _first_image_files(data, out_split(out, data), 2, tmp_path)
     codes = encode.encode_images(files, workdir)
     assert codes[out["code"]].dtype == np.uint8 and codes[out["code"]].shape[0] == len(files)
 
 
-def _method_checks(method: str, result, steps: int) -> None:
+def _method_checks(config, result, steps: int) -> None:
     """What each method's training must leave behind besides the weights."""
-    name = str(method).rsplit(".", 1)[-1]
+    name = str(config.method.name).rsplit(".", 1)[-1]
     if name == "ctf":  # thresholds for the shorter levels the fit kept (lengths (32, 16) here); the longest ranks
         search = result.search
         assert search is not None and set(search["thresholds"]) <= {"l16"}, search
         if "levels" in search:  # the recall fit may skip the 16-bit level (exhaustive 32-bit search)
             assert search["levels"][-1] == "l32" and set(search["thresholds"]) == set(search["levels"][:-1]), search
     elif name == "ssr":  # the AFR window is fitted where the config has attributes and a val split
-        config = result_config(result.workdir)
         if config.method.get("afr") and config.dataset.val_split:
             assert result.search["afr"] and result.search["w"] >= 1, result.search
         else:
@@ -156,14 +153,8 @@ def _method_checks(method: str, result, steps: int) -> None:
     elif name == "dvhn":  # the discrete state (host-kept B, U, W): one ±1 code of model.bits per training image
         codes = np.asarray(result.aux["B"])
         assert codes.shape[1] == 16 and set(np.unique(codes)) <= {-1, 1}
-    elif name == "drsch" and result_config(result.workdir).method.get("margin_schedule") == "linear":
+    elif name == "drsch" and config.method.get("margin_schedule") == "linear":
         assert int(result.state.batch_stats["train_steps"]) == steps  # the growing margin counts its steps
-
-
-def result_config(workdir):
-    from jhash import workdir as workdir_lib
-
-    return workdir_lib.read_config(workdir)
 
 
 def out_split(result, data) -> str:
