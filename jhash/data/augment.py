@@ -120,23 +120,33 @@ def hflip(image: np.ndarray) -> np.ndarray:
     return image[:, ::-1]
 
 
-def pad_crop(image: np.ndarray, pad: int, top: int, left: int) -> np.ndarray:
+def pad_crop(image: np.ndarray, pad: int, top: int, left: int, out: np.ndarray | None = None) -> np.ndarray:
     """Zero-pad by ``pad`` on each side, then crop the input's size at (top, left) of the padded image.
 
     Equal to ``np.pad(image, ((pad, pad), (pad, pad), (0, 0)))[top:top + H, left:left + W]`` without
-    building the padded image; ``top``, ``left`` in ``[0, 2 * pad]``.
+    building the padded image; ``top``, ``left`` in ``[0, 2 * pad]``. Written into ``out`` (an array of the
+    image's shape, e.g. a row of a batch) when given, else into a new array (or, with ``pad == 0``, the image
+    itself is returned).
     """
-    if pad == 0:
+    if pad == 0 and out is None:
         return image
     H, W = image.shape[:2]  # noqa: N806
     if not (0 <= top <= 2 * pad and 0 <= left <= 2 * pad):
         raise ValueError(f"crop offset ({top}, {left}) outside [0, {2 * pad}]")
-    out = np.zeros_like(image)
+    if out is None:
+        out = np.empty_like(image)
     dy, dx = top - pad, left - pad  # shift of the crop window relative to the image
     ys, xs = max(0, dy), max(0, dx)
     ye, xe = min(H, H + dy), min(W, W + dx)
-    if ye > ys and xe > xs:  # else the window lies entirely in the padding
-        out[ys - dy: ye - dy, xs - dx: xe - dx] = image[ys:ye, xs:xe]
+    if ye <= ys or xe <= xs:  # the window lies entirely in the padding
+        out[...] = 0
+        return out
+    r0, r1, c0, c1 = ys - dy, ye - dy, xs - dx, xe - dx  # where the image lands in the output
+    out[:r0] = 0
+    out[r1:] = 0
+    out[r0:r1, :c0] = 0
+    out[r0:r1, c1:] = 0
+    out[r0:r1, c0:c1] = image[ys:ye, xs:xe]
     return out
 
 
@@ -230,28 +240,32 @@ def sample_params(rng: np.random.Generator, n: int, size: tuple[int, int], cfg: 
     return BatchParams(flip=flip, crop=crop, boxes=boxes, noise_seed=int(rng.integers(2**31)))
 
 
-def augment_pil(image: Image.Image, flip: bool, crop: Sequence[int], pad: int) -> Image.Image:
-    """The geometric part of training augmentation on one image of the target size, in Pillow.
+def geometric_batch(images: Sequence[Image.Image | np.ndarray], params: BatchParams, cfg: AugmentConfig,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """The flipped (:func:`hflip`) and padded-and-cropped (:func:`pad_crop`) images, uint8 [n, H, W, 3], each
+    written once, straight into its row of the batch (``out`` when given)."""
+    shape = np.shape(images[0]) if not isinstance(images[0], Image.Image) else (*images[0].size[::-1], 3)
+    if out is None:
+        out = np.empty((len(images), *shape), np.uint8)
+    for i, (im, flip, crop) in enumerate(zip(images, params.flip, params.crop)):
+        arr = _flipped(im) if flip else np.asarray(im, np.uint8)
+        if arr.shape != shape:
+            raise ValueError(f"image {i} has shape {arr.shape}, image 0 {shape}")
+        pad_crop(arr, cfg.pad, int(crop[0]), int(crop[1]), out=out[i])
+    return out
 
-    Equal to :func:`pad_crop` of :func:`hflip` (Pillow fills what lies outside the image with 0).
-    """
-    if flip:
-        image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    if pad:
-        left, top = int(crop[1]) - pad, int(crop[0]) - pad
-        image = image.crop((left, top, left + image.width, top + image.height))
-    return image
 
-
-def _geometric(images: Sequence[Image.Image | np.ndarray], params: BatchParams, cfg: AugmentConfig) -> list:
-    """The flipped and cropped images (Pillow)."""
-    pil = [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in images]
-    return [augment_pil(im, f, c, cfg.pad) for im, f, c in zip(pil, params.flip, params.crop)]
+def _flipped(image: Image.Image | np.ndarray) -> np.ndarray:
+    """:func:`hflip` as a contiguous uint8 array; a Pillow image is mirrored by Pillow (~15x faster than copying
+    numpy's reversed view of 3-byte pixels)."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), np.uint8)
+    return np.ascontiguousarray(hflip(np.asarray(image, np.uint8)))
 
 
 def train_batch(images: Sequence[Image.Image | np.ndarray], params: BatchParams, cfg: AugmentConfig) -> np.ndarray:
     """Augment a batch of RGB images (Pillow or uint8 arrays) of the target size -> float32 [n, H, W, 3]."""
-    out = normalize_stack(_geometric(images, params, cfg), cfg.mean, cfg.std)
+    out = normalize(geometric_batch(images, params, cfg), cfg.mean, cfg.std)
     noise = np.random.default_rng(params.noise_seed) if cfg.erase_fill == "random" else None
     for i, box in enumerate(params.boxes):
         if box is not None:
@@ -260,17 +274,20 @@ def train_batch(images: Sequence[Image.Image | np.ndarray], params: BatchParams,
     return out
 
 
+def erase_boxes(params: BatchParams) -> np.ndarray:
+    """The erase boxes of a batch, int32 [n, 4] ``(top, left, h, w)``, all 0 for an image without one."""
+    return np.array([box if box is not None else (0, 0, 0, 0) for box in params.boxes], np.int32).reshape(-1, 4)
+
+
 def train_batch_uint8(images: Sequence[Image.Image | np.ndarray], params: BatchParams,
-                      cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`train_batch` before its float32 steps: the flipped and cropped uint8 images [n, H, W, 3] and the
-    erase boxes int32 [n, 4] ``(top, left, h, w)``, all 0 for an image without one; normalising and erasing
-    (with the mean fill) are left to :func:`jhash.data.device.train_images`."""
+                      cfg: AugmentConfig, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`train_batch` before its float32 steps: the flipped and cropped uint8 images [n, H, W, 3] (written
+    into ``out`` when given) and the :func:`erase_boxes`; normalising and erasing (with the mean fill) are left
+    to :func:`jhash.data.device.train_images`."""
     if cfg.erase_fill != "mean":
         raise ValueError(f"uint8 training batches need erase_fill='mean' (got {cfg.erase_fill!r}: its noise is "
                          f"drawn with the float32 images)")
-    images = np.stack([np.asarray(im, np.uint8) for im in _geometric(images, params, cfg)])
-    boxes = np.array([box if box is not None else (0, 0, 0, 0) for box in params.boxes], np.int32).reshape(-1, 4)
-    return images, boxes
+    return geometric_batch(images, params, cfg, out), erase_boxes(params)
 
 
 def eval_batch(images: Sequence[Image.Image | np.ndarray], mean: Sequence[float] = IMAGENET_MEAN,
