@@ -9,7 +9,6 @@ Every process runs under a timeout, so a hang fails the test instead of stalling
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import pathlib
@@ -24,11 +23,13 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-STEPS = 14
+STEPS = 8
 TIMEOUT_S = 240  # per phase; a phase takes ~10-25 s
 ARGS = ["--config", "configs/synthetic_reid/baseline.py", "--noprogress", "--config.dataset.config=tiny",
         "--config.train.epochs=0", f"--config.train.steps={STEPS}", "--config.train.batch_p=4",
         "--config.train.batch_k=2", "--config.train.log_every=1", "--config.train.ckpt_every=100",
+        # no validation during training: evaluate.py below runs the multi-process encode + search path
+        "--config.train.eval_every_epochs=0",
         "--config.model.backbone_kwargs.widths=(8, 16)", "--config.model.bits=16",
         # 8 rows per evaluation batch: the 17 gallery images split 9 / 8, two batches on each process
         "--config.eval.batch_size=8", "--config.eval.tradeoff_bits=()",
@@ -104,28 +105,35 @@ def _signal_when_logged(path, procs, steps: int, deadline: float) -> list[bool]:
     return running
 
 
+def _results(out: str) -> dict:
+    """The evaluation results whose path ``evaluate.py`` printed (``results: <path>``)."""
+    paths = [line.split("results: ", 1)[1].strip() for line in out.splitlines() if line.startswith("results: ")]
+    assert len(paths) == 1, out
+    return json.loads(pathlib.Path(paths[0]).read_text())
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("multiprocess")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JHASH_DATA_DIR=str(base / "data"))
+    # Every process compiles its programs unoptimised (XLA's optimisation level 0: ~2 s instead of ~20 s of
+    # compilation per process; the same operations, results equal within float rounding). Every run, the
+    # 1-process references included, is a CLI process with the same flags. Process 1 of a pair cannot use the
+    # persistent compilation cache (only process 0 writes it, and process 1's local programs are keyed to its
+    # own device), so each of its launches compiles everything again.
+    flags = " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0") if f)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JHASH_DATA_DIR=str(base / "data"), XLA_FLAGS=flags)
     one, two = base / "one", base / "two"
-    from jhash import checkpoints, data, evaluator, trainer
-    from jhash import config as config_lib
+    from jhash import checkpoints, data
 
     data.prepare("synthetic_reid", data_dir=env["JHASH_DATA_DIR"], config="tiny", progress=False)
     started = []
     try:
         # The 2-process run gets SIGTERM (process 1 alone) from a watcher thread once it has logged two steps;
-        # the 1-process reference trains here meanwhile.
+        # the 1-process reference trains meanwhile.
         pair = _start("train.py", ["--workdir", str(two), *ARGS], env, 2)
-        started += pair
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            watcher = pool.submit(_signal_when_logged, two, pair, 2, time.monotonic() + TIMEOUT_S)
-            config = config_lib.load(ROOT / ARGS[1], [a[len("--config."):] for a in ARGS if a.startswith("--config.")])
-            config.unlock()
-            config.dataset.data_dir = env["JHASH_DATA_DIR"]
-            trainer.train(config, one, progress=False)
-            running = watcher.result()
+        single = _start("train.py", ["--workdir", str(one), *ARGS], env, 1)
+        started += pair + single
+        running = _signal_when_logged(two, pair, 2, time.monotonic() + TIMEOUT_S)
         assert all(running), "the 2-process run ended before the signal: " + str(_wait(pair))
         stopped = _wait(pair, codes=[128 + signal.SIGTERM] * 2)
         stopped_at = _checkpoint_steps(two)
@@ -134,21 +142,20 @@ def runs(tmp_path_factory):
         resume = _start("train.py", ["--workdir", str(two), *ARGS], env, 2)
         started += resume
         resumed = _wait(resume)
+        _wait(single)
 
-        # the 2-process workdir evaluated by 2 processes and, meanwhile, by this one
+        # the 2-process workdir evaluated by 2 processes and, meanwhile, by 1
         procs = _start("evaluate.py", ["--workdir", str(two), "--output_dir", str(base / "eval2")], env, 2)
-        started += procs
-        evals = {1: (None, evaluator.evaluate(two, output_dir=base / "eval1", print_fn=lambda *a: None))}
+        alone = _start("evaluate.py", ["--workdir", str(two), "--output_dir", str(base / "eval1")], env, 1)
+        started += procs + alone
         out = [o for o, _ in _wait(procs)]
+        evals = {1: (None, _results(_wait(alone)[0][0]))}
     finally:
         for p in started:  # nothing outlives a failure
             if p.poll() is None:
                 p.kill()
                 p.communicate()
-    results = [line.split("results: ", 1)[1].strip() for line in "".join(out).splitlines()
-               if line.startswith("results: ")]
-    assert len(results) == 1, out  # process 0 alone reports
-    evals[2] = (out, json.loads(pathlib.Path(results[0]).read_text()))
+    evals[2] = (out, _results("".join(out)))  # process 0 alone reports
     return dict(one=one, two=two, stopped=stopped, stopped_at=stopped_at, sealed=sealed, resumed=resumed,
                 evals=evals)
 
