@@ -56,3 +56,24 @@ def train_or_load(workdir, method: str, overrides: list[str]):
     print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
     return evaluator.load_trained(workdir), True
 
+
+
+def train_step_as_trained(config, info, image_size, batch_np: dict, normalization, mesh, *, pretrained: bool = False):
+    """``(step, state, batch)`` laid out as ``train.py`` runs them: the method's per-image state named in its
+    ``HOST_AUX`` (DVHN's B, U, W) kept on the host, outside the replicated train state, with the batch's rows of
+    it fed in the batch (``method.host_inputs``); uint8 images normalised and erased inside the jitted step
+    (``normalization``: the loader's ``(mean, std)``). ``step(state, batch)`` returns ``(state, metrics)``."""
+    import jax
+
+    from jhash import methods, optim, parallel, trainer
+
+    method = methods.get(config.method.name)
+    model = method.build_model(config, info)
+    variables = trainer.init_variables(model, config, tuple(image_size), jax.random.PRNGKey(0), pretrained=pretrained)
+    tx, schedule = optim.make_optimizer(config, variables["params"], info)
+    state = trainer.create_state(config, info, method, variables, tx, jax.random.PRNGKey(1))
+    state_aux, host_aux = trainer.split_aux(method, state.aux)
+    state = parallel.replicate(state.replace(aux=state_aux), mesh)
+    step = trainer.jit_train_step(trainer.make_train_step(model, method, config, tx, schedule, normalization), mesh)
+    fed = dict(batch_np, **(method.host_inputs(host_aux, batch_np) if host_aux is not None else {}))
+    return step, state, parallel.shard_batch(fed, mesh), model, method

@@ -36,9 +36,11 @@ import numpy as np  # noqa: E402
 from jhash import config as config_lib  # noqa: E402
 from jhash import encode as encode_lib  # noqa: E402
 from jhash import methods as methods_lib  # noqa: E402
-from jhash import optim, parallel, search, trainer  # noqa: E402
+from jhash import parallel, search  # noqa: E402
 from jhash.data import device as data_device  # noqa: E402
 from jhash.data import pipeline, synthetic  # noqa: E402
+
+from _common import train_step_as_trained  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,16 +93,7 @@ def method_rows(name: str, backbone: str, image_size, batch: int, repeats: int, 
     mesh = parallel.make_mesh()
     for dtype in ("float32", "bfloat16"):
         c = _method_config(name, backbone, image_size, batch, dtype, kwargs)
-        method = methods_lib.get(c.method.name)
-        model = method.build_model(c, info)
-        variables = trainer.init_variables(model, c, tuple(image_size), jax.random.PRNGKey(0), pretrained=False)
-        tx, schedule = optim.make_optimizer(c, variables["params"], info)
-        state = trainer.create_state(c, info, method, variables, tx, jax.random.PRNGKey(1))
-        state_aux, host_aux = trainer.split_aux(method, state.aux)
-        state = parallel.replicate(state.replace(aux=state_aux), mesh)
-        step = trainer.jit_train_step(trainer.make_train_step(model, method, c, tx, schedule, normalization), mesh)
-        fed = dict(batch_np, **(method.host_inputs(host_aux, batch_np) if host_aux is not None else {}))
-        gbatch = parallel.shard_batch(fed, mesh)
+        step, state, gbatch, model, method = train_step_as_trained(c, info, image_size, batch_np, normalization, mesh)
         s = _median_seconds(lambda: jax.block_until_ready(step(state, gbatch)[1]), repeats)
         rows.append({"row": f"train {name} {dtype}", "value": batch / s, "unit": "images/s",
                      "detail": f"{backbone} {image_size[0]}x{image_size[1]} batch {batch}, {s * 1e3:.0f} ms/step"})
