@@ -12,6 +12,11 @@ median of ``--repeats`` runs and its ratio to the first worker count (0 by defau
 
     .venv/bin/python bench/input_pipeline.py            # full run (~1-2 min)
     .venv/bin/python bench/input_pipeline.py --quick    # smoke run (seconds)
+    .venv/bin/python bench/input_pipeline.py --stages --workers 0 --no-eval   # + where a batch's CPU time goes
+
+``--stages`` also splits the making of uint8 training batches, in this process, into its stages (CPU µs per
+image over ``--batches`` x ``--repeats`` batches): reading the records, JPEG decoding, sampling the augmentation,
+flip + pad-crop into the batch, and the labels and other keys.
 
 Prints one JSON line per measurement and a table; ``--json FILE`` also writes them to FILE.
 """
@@ -28,10 +33,12 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jhash import data  # noqa: E402
-from jhash.data import pipeline  # noqa: E402
+from jhash.data import augment, pipeline  # noqa: E402
 
 SIZE = (256, 128)
 
@@ -81,6 +88,36 @@ def time_train(src, info, workers: int, batches: int, repeats: int, prefetch: in
     return out
 
 
+def time_stages(src, info, batches: int) -> dict:
+    """CPU µs per image of each stage of making uint8 P x K batches in this process (what each worker does)."""
+    it = pipeline.train_loader(src, info, batch_p=16, batch_k=4, image_size=SIZE, seed=0, prefetch=0)
+    it.send_uint8()
+    make = it._make  # noqa: SLF001 - the batch maker's parts, timed one by one
+    cpu = {"read": 0.0, "decode": 0.0, "augment_params": 0.0, "flip_crop_batch": 0.0, "labels_keys": 0.0}
+    n = 0
+
+    def timed(stage, fn):
+        t = time.process_time()
+        out = fn()
+        cpu[stage] += time.process_time() - t
+        return out
+
+    for step in range(batches):
+        indices = make.sampler.batch(step)
+        records = timed("read", lambda: pipeline._read(src, indices))  # noqa: SLF001
+        images = timed("decode", lambda: [augment.decode_pil(r["image"], SIZE) for r in records])
+        params = timed("augment_params", lambda: augment.sample_params(
+            np.random.default_rng([0, step]), len(indices), SIZE, make.aug))
+        timed("flip_crop_batch", lambda: augment.train_batch_uint8(images, params, make.aug))
+        timed("labels_keys", lambda: (pipeline._meta(records, indices, make.extras),  # noqa: SLF001
+                                      [make.labels[int(r["pid"])] for r in records]))
+        n += len(indices)
+    out = {"loader": "train stages", "format": "uint8", "workers": 0, "images": n}
+    out.update({f"{k}_us_per_image": round(v / n * 1e6, 1) for k, v in cpu.items()})
+    out["total_us_per_image"] = round(sum(cpu.values()) / n * 1e6, 1)
+    return out
+
+
 def time_eval(src, workers: int, repeats: int, prefetch: int) -> dict:
     """Full passes of the evaluation loader over the split (each timed after its first batch)."""
     loader = pipeline.eval_loader(src, batch_size=64, image_size=SIZE, num_workers=workers, prefetch=prefetch)
@@ -109,6 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--prefetch", type=int, default=2)
     ap.add_argument("--formats", default="float32,uint8", help="training image formats to time")
     ap.add_argument("--no-eval", action="store_true", help="time the training loader only")
+    ap.add_argument("--stages", action="store_true", help="also the CPU time per image of each stage of a batch")
     ap.add_argument("--data-dir", default=None, help="where to keep the generated JPEG dataset (default: temp)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
@@ -136,6 +174,11 @@ def main(argv=None) -> int:
                 r["load_average"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(r), flush=True)
                 results.append(r)
+        stages = None
+        if args.stages:
+            stages = time_stages(src, info, batches * repeats)
+            stages["load_average"] = round(os.getloadavg()[0], 2)
+            print(json.dumps(stages), flush=True)
         first = results[0]["workers"]
         ref = {(r["loader"], r["format"]): r["images_per_s"] for r in results if r["workers"] == first}
         print(f"\nmedian of {repeats} run(s) of {batches} batches of 64; ratio vs {first} workers of the same "
@@ -150,9 +193,13 @@ def main(argv=None) -> int:
             ratio = r["images_per_s"] / ref[(r["loader"], r["format"])]
             print(f"{r['loader']:<7} {r['format']:<8} {r['workers']:>7}  {r['images_per_s']:>8.0f}  {ratio:>6.2f}  "
                   f"({r['startup_s']})  {r['load_average']}")
+        if stages is not None:
+            print(f"stages of a uint8 batch, CPU us per image ({stages['images']} images, this process): " + ", ".join(
+                f"{k[:-len('_us_per_image')]} {v:.0f}" for k, v in stages.items() if k.endswith("_us_per_image")))
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"image_size": SIZE, "num_images": len(src), "results": results}, f, indent=1)
+                json.dump({"image_size": SIZE, "num_images": len(src), "results": results, "stages": stages}, f,
+                          indent=1)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
