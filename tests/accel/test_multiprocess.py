@@ -115,8 +115,8 @@ def _results(out: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("multiprocess")
-    # Every process compiles its programs unoptimised (XLA's optimisation level 0: ~2 s instead of ~20 s of
-    # compilation per process; the same operations, results equal within float rounding). Every run, the
+    # Every process compiles its programs unoptimised (XLA's optimisation level 0: a cold train.py process here
+    # takes ~8 CPU-s instead of ~20; the same operations, results equal within float rounding). Every run, the
     # 1-process references included, is a CLI process with the same flags. Process 1 of a pair cannot use the
     # persistent compilation cache (only process 0 writes it, and process 1's local programs are keyed to its
     # own device), so each of its launches compiles everything again.
@@ -128,8 +128,8 @@ def runs(tmp_path_factory):
     data.prepare("synthetic_reid", data_dir=env["JHASH_DATA_DIR"], config="tiny", progress=False)
     started = []
     try:
-        # The 2-process run gets SIGTERM (process 1 alone) from a watcher thread once it has logged two steps;
-        # the 1-process reference trains meanwhile.
+        # The 2-process run gets SIGTERM (process 1 alone) once it has logged two steps; the 1-process reference
+        # trains meanwhile.
         pair = _start("train.py", ["--workdir", str(two), *ARGS], env, 2)
         single = _start("train.py", ["--workdir", str(one), *ARGS], env, 1)
         started += pair + single
