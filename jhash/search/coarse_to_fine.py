@@ -71,6 +71,8 @@ __all__ = [
     "coarse_to_fine_key_matrix",
     "coarse_to_fine_rank",
     "ctf_offsets",
+    "huge_page_copy",
+    "measure_stage_costs",
 ]
 
 BACKENDS = ("auto", "native", "numpy", "jax")
@@ -240,6 +242,52 @@ class CoarseToFineIndex:
         if self._u32_dev[level] is None:
             self._u32_dev[level] = jnp.asarray(host_words(self.packed[level], np.uint32))
         return self._u32_dev[level]
+
+
+def measure_stage_costs(index: Any, *, num_queries: int = 16, num_candidates: int = 4096, repeats: int = 3,
+                        seed: int = 0) -> tuple[tuple[float, float], ...] | None:
+    """Per level of a CtF gallery index, ``(scan, fetch)`` in nanoseconds on this machine, one thread: the time
+    per gallery item of the fused scan that stage 0 runs (the native exhaustive top-1 kernel: its threshold
+    soon admits almost nothing, as a stage-0 threshold admits a small share), and per
+    candidate of fetching a random candidate's code and computing its distance (the gather kernel of stages
+    1..N-1, over ``num_candidates`` distinct random rows per query in increasing order, as a stage's
+    candidate list). The queries are ``num_queries`` gallery codes drawn with ``seed``; each time is the
+    fastest of ``repeats`` (the least disturbed by other work). ``None`` without the native kernel.
+
+    These are the costs of :func:`jhash.search.dto.fit_recall_thresholds`'s ``stage_costs``: random fetches
+    are bound by memory latency, scans by arithmetic, and their ratio depends on the CPU, the level's size
+    against the caches and the gallery's memory (:func:`huge_page_copy`), so it is measured, not assumed."""
+    import time
+
+    from jhash.search import native
+
+    num_queries = _positive(num_queries, "num_queries")
+    num_candidates = _positive(num_candidates, "num_candidates")
+    repeats = _positive(repeats, "repeats")
+    index = CoarseToFineIndex.build(index)
+    if not native.is_available():
+        return None
+    ng = index.num_gallery
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(ng, min(num_queries, ng), replace=False))
+    c = min(num_candidates, ng)
+    cand = np.sort(np.stack([rng.choice(ng, c, replace=False) for _ in rows]), axis=1).astype(np.int32)
+
+    def fastest(fn) -> float:
+        best = float("inf")
+        for _ in range(repeats + 1):  # the first call also warms the caches / pages
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        return best * 1e9
+
+    costs = []
+    for g in index.packed:
+        q = np.ascontiguousarray(g[rows])
+        scan = fastest(lambda: native.hamming_topk_numpy(q, g, 1, num_threads=1)) / (len(rows) * ng)
+        fetch = fastest(lambda: native.hamming_distance_gather_numpy(q, g, cand, num_threads=1)) / cand.size
+        costs.append((scan, fetch))
+    return tuple(costs)
 
 
 def _prepare(levels_q, levels_g, thresholds):
