@@ -52,6 +52,7 @@ import dataclasses
 import functools
 import mmap
 import os
+import time
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
@@ -73,6 +74,7 @@ __all__ = [
     "ctf_offsets",
     "huge_page_copy",
     "measure_stage_costs",
+    "fetch_cost",
 ]
 
 BACKENDS = ("auto", "native", "numpy", "jax")
@@ -249,10 +251,10 @@ def measure_stage_costs(index: Any, *, num_queries: int = 16, num_candidates: in
     """Per level of a CtF gallery index, ``(scan, fetch)`` in nanoseconds on this machine, one thread: the time
     per gallery item of the fused scan that stage 0 runs (the native exhaustive top-1 kernel: its threshold
     soon admits almost nothing, as a stage-0 threshold admits a small share), and per
-    candidate of fetching a random candidate's code and computing its distance (the gather kernel of stages
-    1..N-1, over ``num_candidates`` distinct random rows per query in increasing order, as a stage's
-    candidate list). The queries are ``num_queries`` gallery codes drawn with ``seed``; each time is the
-    fastest of ``repeats`` (the least disturbed by other work). ``None`` without the native kernel.
+    candidate of fetching a random candidate's code and computing its distance (:func:`fetch_cost`: the
+    gather kernel of stages 1..N-1 over ``num_candidates`` random rows per query). The queries are
+    ``num_queries`` gallery codes drawn with ``seed``; each time is the fastest of ``repeats`` (the least
+    disturbed by other work). ``None`` without the native kernel.
 
     These are the costs of :func:`jhash.search.dto.fit_recall_thresholds`'s ``stage_costs``: random fetches
     are bound by memory latency, scans by arithmetic, and their ratio depends on the CPU, the level's size
@@ -268,26 +270,40 @@ def measure_stage_costs(index: Any, *, num_queries: int = 16, num_candidates: in
     if not native.is_available():
         return None
     ng = index.num_gallery
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(ng, min(num_queries, ng), replace=False))
-    c = min(num_candidates, ng)
-    cand = np.sort(np.stack([rng.choice(ng, c, replace=False) for _ in rows]), axis=1).astype(np.int32)
-
-    def fastest(fn) -> float:
-        best = float("inf")
-        for _ in range(repeats + 1):  # the first call also warms the caches / pages
-            start = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start)
-        return best * 1e9
-
+    rows = np.sort(np.random.default_rng(seed).choice(ng, min(num_queries, ng), replace=False))
     costs = []
     for g in index.packed:
         q = np.ascontiguousarray(g[rows])
-        scan = fastest(lambda: native.hamming_topk_numpy(q, g, 1, num_threads=1)) / (len(rows) * ng)
-        fetch = fastest(lambda: native.hamming_distance_gather_numpy(q, g, cand, num_threads=1)) / cand.size
-        costs.append((scan, fetch))
+        scan = float("inf")
+        for _ in range(repeats + 1):  # the first call also warms the caches / pages
+            start = time.perf_counter()
+            native.hamming_topk_numpy(q, g, 1, num_threads=1)
+            scan = min(scan, time.perf_counter() - start)
+        fetch = fetch_cost(q, g, num_candidates=num_candidates, repeats=repeats, seed=seed)
+        costs.append((1e9 * scan / (len(rows) * ng), fetch))
     return tuple(costs)
+
+
+def fetch_cost(q: np.ndarray, g: np.ndarray, *, num_candidates: int = 4096, repeats: int = 3,
+               seed: int = 0) -> float:
+    """Nanoseconds per candidate of the native gather kernel on one thread: every query of ``q`` fetches
+    ``num_candidates`` distinct random rows of ``g`` (packed codes of one width) in increasing order, as a CtF
+    stage's candidate list, and the fastest of ``repeats`` calls counts. Each call draws new rows (after a
+    first, warming call): rows fetched by the previous call would still be in the caches, which a search
+    over many queries' candidates does not enjoy. Needs the native kernel."""
+    from jhash.search import native
+
+    ng = g.shape[0]
+    c = min(_positive(num_candidates, "num_candidates"), ng)
+    rng = np.random.default_rng(seed)
+    best = float("inf")
+    for _ in range(_positive(repeats, "repeats") + 1):
+        cand = np.sort(np.stack([rng.choice(ng, c, replace=False) for _ in range(q.shape[0])]), axis=1)
+        cand = cand.astype(np.int32)
+        start = time.perf_counter()
+        native.hamming_distance_gather_numpy(q, g, cand, num_threads=1)
+        best = min(best, time.perf_counter() - start)
+    return 1e9 * best / (q.shape[0] * c)
 
 
 def _prepare(levels_q, levels_g, thresholds):
