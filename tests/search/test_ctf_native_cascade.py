@@ -69,6 +69,11 @@ def test_native_topk_matches_the_definition_across_scan_tiles(widths, t):
     np.testing.assert_array_equal(got.indices, idx)
     np.testing.assert_array_equal(got.keys, keys)
     np.testing.assert_array_equal(got.num_candidates, counts)
+    for isa in native.available_isas():  # every instruction set's scan and gather kernels
+        k_isa, i_isa, _, c_isa = native.coarse_to_fine_numpy(q, g, t, 10, isa=isa)
+        np.testing.assert_array_equal(i_isa, idx, err_msg=isa)
+        np.testing.assert_array_equal(k_isa, keys, err_msg=isa)
+        np.testing.assert_array_equal(c_isa, counts, err_msg=isa)
 
 
 def test_huge_page_copy_keeps_the_values():
