@@ -47,8 +47,9 @@ def main(argv=None) -> int:
         q = rng.integers(0, 256, (a.queries, bits // 8), dtype=np.uint8)
         huge = huge_page_copy(g)
         plain, paged = (fetch_cost(q, x, num_candidates=a.candidates, repeats=repeats) for x in (g, huge))
-        print(json.dumps({"bits": bits, "level_MiB": round(g.nbytes / 2**20, 1), "ns_per_fetch_4k_pages": round(plain, 1),
-                          "ns_per_fetch_huge_pages": round(paged, 1)}), flush=True)
+        print(json.dumps({"bits": bits, "level_MiB": round(g.nbytes / 2**20, 1),
+                          "ns_per_fetch_4k_pages": round(plain, 1), "ns_per_fetch_huge_pages": round(paged, 1)}),
+              flush=True)
     return 0
 
 

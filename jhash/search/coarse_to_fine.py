@@ -23,10 +23,13 @@ exhaustive longest-code search.
 Three implementations give identical results:
 
 ``backend="native"`` (CPU; the default when jhash's native kernel is built)
-    The whole cascade in C++ (``csrc/ctf.cc``): stage 0 runs the dense XOR + popcount kernel over
-    L1-sized gallery tiles for blocks of 8 queries and appends the items with ``d_0 <= t_0`` to each
-    query's candidate list, later stages run the gathered-distance kernel on the survivors, and top-k is an
-    ``nth_element`` over ``(key, index)``; threads over query blocks, GIL released.
+    The whole cascade in C++ (``csrc/ctf.cc``): for top-k, stage 0 runs the exhaustive top-k's fused XOR +
+    popcount scan with the fixed threshold ``t_0`` over L2-sized gallery tiles for blocks of 8 queries and
+    appends the items with ``d_0 <= t_0`` to each query's candidate list (keys mode: the dense kernel, every
+    ``d_0`` stored), later stages run the prefetching gathered-distance kernel on the survivors, and top-k is
+    an ``nth_element`` over ``(key, index)`` of the last stage's survivors when there are ``k`` of them, else
+    of every candidate; threads over query blocks, GIL released. :class:`CoarseToFineIndex` keeps the levels
+    in huge-page memory (:func:`huge_page_copy`) for the random candidate fetches.
 ``backend="numpy"`` (CPU without the native kernel)
     The stage-0 scan over the whole gallery runs as one fused XLA kernel (XOR + popcount on ``uint32``
     words, ``uint8`` distances) per block of queries; candidate sets are exact, variable-length
@@ -42,7 +45,8 @@ Public API: :class:`CoarseToFineIndex` (gallery preprocessing, reusable across c
 :func:`coarse_to_fine_topk` (top-k: what a search engine needs), :func:`coarse_to_fine_distances` and
 :func:`coarse_to_fine_key_blocks` (CtF keys for ReID metrics; the latter streams query blocks),
 :func:`coarse_to_fine_key_matrix` (the keys as a lazily computed matrix: streamed ``distances=`` for the metrics),
-:func:`coarse_to_fine_rank` (full rankings), :func:`ctf_offsets`.
+:func:`coarse_to_fine_rank` (full rankings), :func:`ctf_offsets`, :func:`measure_stage_costs` / :func:`fetch_cost` (the
+recall fit's measured cost model), :func:`huge_page_copy`.
 """
 
 from __future__ import annotations
