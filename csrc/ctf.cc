@@ -141,16 +141,6 @@ Scan0Fn select_scan0(int isa, int64_t nbytes) {
   return nbytes <= 8 ? fns[nbytes] : nullptr;
 }
 
-// The threshold-scan kernel of an ISA (topk.h's ScanFn, the exhaustive top-k's fused scan).
-ScanFn select_scan(int isa, int64_t nbytes) {
-#if defined(JHASH_X86_DISPATCH)
-  if (isa == ISA_AVX512) return avx512::select(nbytes).scan;
-  if (isa == ISA_AVX2) return avx2::select(nbytes).scan;
-#endif
-  (void)isa;
-  return baseline::select(nbytes).scan;
-}
-
 struct CtfPlan {
   int n;
   const uint8_t* q[kCtfMaxLevels];
@@ -383,7 +373,7 @@ const char* ctf_search(int n, const uint8_t* const* q, const uint8_t* const* g,
   }
   P.dense0 = select_dist_kernels(isa, nbytes[0]).dense;
   P.scan0 = select_scan0(isa, nbytes[0]);
-  P.scan = select_scan(isa, nbytes[0]);
+  P.scan = select_kernels(isa, nbytes[0]).scan;
   P.tile_rows = std::max<int64_t>(256, (16384 / nbytes[0]) / 8 * 8);
   P.scan_rows = std::max<int64_t>(1024, (kScanTileBytes / nbytes[0]) / 64 * 64);
   if (nq == 0) return nullptr;
