@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
 import time
+from dataclasses import dataclass
 
 
 def exhaustive_topk_fn():
@@ -56,6 +59,74 @@ def train_or_load(workdir, method: str, overrides: list[str]):
     print(f"# trained {workdir} in {time.perf_counter() - t:.0f} s", flush=True)
     return evaluator.load_trained(workdir), True
 
+
+
+# ------------------------------------------------------- machine share --
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """/proc/stat's all-CPU tick counters and this process's own CPU seconds, read at one moment."""
+
+    user: int
+    nice: int
+    system: int
+    idle: int
+    iowait: int
+    irq: int
+    softirq: int
+    steal: int
+    own_seconds: float
+    own_niced: bool
+
+    @property
+    def total(self) -> int:
+        return (self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq
+                + self.steal)
+
+
+@dataclass(frozen=True)
+class OtherWork:
+    """How the machine's CPU time between two snapshots was shared, in % of all CPUs' time.
+
+    ``normal``: other processes at normal priority (busy time minus this process's own CPU time); ``niced``:
+    processes run with a positive nice value (they yield the CPU to a normal-priority benchmark, but run on
+    whatever core it leaves idle); ``steal``: time the hypervisor gave to other virtual machines. The load
+    average cannot tell these apart from the benchmark itself: its own running threads count in it.
+    """
+
+    normal: float
+    niced: float
+    steal: float
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """Read the all-CPU line of /proc/stat and this process's CPU time (None where /proc/stat is missing)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    t = [int(x) for x in fields[1:9]]
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return CpuSnapshot(*t, own_seconds=r.ru_utime + r.ru_stime, own_niced=os.getpriority(os.PRIO_PROCESS, 0) > 0)
+
+
+def other_work(before: CpuSnapshot | None, after: CpuSnapshot | None) -> OtherWork | None:
+    """The other work that shared the CPUs between two snapshots (None if unknown)."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    total = after.total - before.total
+    own = (after.own_seconds - before.own_seconds) * os.sysconf("SC_CLK_TCK")
+    normal = (after.user - before.user) + (after.system - before.system) + (after.irq - before.irq) + (
+        after.softirq - before.softirq)
+    niced = after.nice - before.nice
+    if after.own_niced:
+        niced -= own
+    else:
+        normal -= own
+    pct = 100.0 / total
+    return OtherWork(max(0.0, normal * pct), max(0.0, niced * pct), (after.steal - before.steal) * pct)
 
 
 def train_step_as_trained(config, info, image_size, batch_np: dict, normalization, mesh, *, pretrained: bool = False):

@@ -11,7 +11,9 @@
    the same model (rendering 500k images takes ~25 min on 2 cores; ``--rendered 500000`` does it).
 3. Thresholds, never fitted on the test split. **The default row** is the method's own path
    (``jhash.methods.ctf.fit_search`` on the ``val`` split, then ``search_plan`` at search time, with
-   ``jhash.methods.ctf.DEFAULTS``). Beside it, per gallery size: the recall-targeted fit
+   ``jhash.methods.ctf.DEFAULTS``: the stage costs measured on the gallery's index,
+   ``jhash.search.coarse_to_fine.measure_stage_costs``; printed per size). Beside it, per gallery size: the
+   recall-targeted fit with the streamed-bits cost (``--gather-bits`` per random fetch)
    (:func:`jhash.search.fit_recall_thresholds`) for every ``--targets`` share of the exhaustive 2048-bit top-10
    and every ``--confidences`` level of its lower bound, with the val split's codes as queries against the
    gallery and with ``--gallery-fit`` of the gallery's own codes as queries (no labels are used by either);
@@ -346,15 +348,19 @@ def main(argv=None) -> int:
         size_plans = {default_label: ctf_method.search_plan(g, method_cfg, method_params)}
         print(f"# {default_label} ({size}): {size_plans[default_label]} fitted in {time.perf_counter() - t0:.1f} s",
               flush=True)
+        costs = C.measure_stage_costs(C.CoarseToFineIndex.build([g[n] for n in order]))
+        print(json.dumps({"gallery": size, "stage_costs_ns (scan, fetch) per level, measured again": dict(
+            zip(order, [[round(x, 3) for x in c] for c in costs])) if costs else None}), flush=True)
         fits = {}
         for target in targets:
             for conf in confidences:
                 same_as_default = (d["threshold_fit"] == "recall" and d["recall_queries"] == "val"
                                    and d["recall_choose_levels"] and target == d["recall_target"]
                                    and conf == d["recall_confidence"] and a.gather_bits == d["recall_gather_bits"]
-                                   and a.k == d["recall_k"])
+                                   and a.k == d["recall_k"] and d["recall_cost"] == "bits")
                 if not same_as_default:
-                    fits[f"CtF recall r={target:g} c={conf:g}, val queries, levels chosen"] = dict(
+                    fits[f"CtF recall r={target:g} c={conf:g}, val queries, levels chosen, bits cost "
+                         f"+ {a.gather_bits:g} per fetch"] = dict(
                         target=target, confidence=conf, query_codes=val_levels, gather_bits=a.gather_bits,
                         choose_levels=True)
             fits[f"CtF recall r={target:g} c={confidences[-1]:g}, val queries, every level, bit cost"] = dict(

@@ -12,11 +12,17 @@ the order alternates every round), and prints per contender the median wall time
   measure the kernels);
 - the kernel jhash dispatched for the width (and the instruction set), and whether every contender returned the
   exact top-k (each index has its distance, rows sorted, distances identical to faiss's);
-- the load average (1 minute) before and after the shape, and on a virtual machine the share of CPU time the
-  hypervisor gave to other guests during it (steal, from /proc/stat; the load average cannot see it). A shape
-  whose load exceeded 0.5 or whose steal exceeded 2 % is flagged "LOADED": its times measure the machine's other
-  work as much as the kernels (faiss's OpenMP threads in particular slow down by up to 10x on a busy machine,
-  while jhash's do not), so quote such rows only as "under load".
+- the load average (1 minute) before and after the shape, and how the CPUs' time was shared while it ran, from
+  /proc/stat: other processes at normal priority (the machine's busy time minus this process's own CPU time),
+  niced processes (positive nice value: they yield the CPU to the benchmark but run on any core it leaves idle),
+  and on a virtual machine the hypervisor's steal (time given to other guests, which the load average cannot
+  see). The load average alone cannot say whether the machine was quiet: the benchmark's own running threads
+  count in it (a 2-thread search alone holds it near 1). A shape during which other normal-priority work took
+  more than 5 % of the CPU time or steal more than 2 % is flagged "LOADED": its times measure the machine's
+  other work as much as the kernels (faiss's OpenMP threads in particular slow down by up to 10x on a busy
+  machine, while jhash's do not), so quote such rows only as "under load". A shape that shared the CPUs with
+  more than 10 % of niced work is flagged "niced background": the 2-thread runs hardly notice it, but the
+  1-thread runs share the memory system with it.
 
 Between two timed calls the benchmark sleeps ``--gap`` seconds (default 0.1 s): faiss's OpenMP worker threads keep
 spinning on the CPU for a few milliseconds after a search returns, which would steal a core from whichever
@@ -53,10 +59,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OtherWork, cpu_snapshot, other_work  # noqa: E402  (bench/_common.py)
 
 K = 100
-LOAD_WARN = 0.5
-STEAL_WARN = 2.0  # % of CPU time taken by the hypervisor (virtual machines)
+OTHER_WARN = 5.0  # % of CPU time taken by other normal-priority processes during a shape: LOADED
+STEAL_WARN = 2.0  # % of CPU time taken by the hypervisor (virtual machines): LOADED
+NICED_WARN = 10.0  # % of CPU time taken by niced processes: "niced background"
 POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
 
 
@@ -107,30 +116,6 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except OSError:
         return None
-
-
-def cpu_ticks() -> tuple[int, int] | None:
-    """(steal, total) clock ticks of all CPUs from /proc/stat (None where there is none).
-
-    Steal is time the hypervisor ran something else while this virtual machine's CPUs wanted to run: the load
-    average cannot see it, yet it slows a 2-thread search as much as a local process would.
-    """
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu" or len(fields) < 9:
-        return None
-    ticks = [int(x) for x in fields[1:]]
-    return ticks[7], sum(ticks[:8])
-
-
-def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """Share of the CPU time between two cpu_ticks() readings that the hypervisor took (None if unknown)."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
 
 
 def process_cpu_seconds() -> float:
@@ -327,8 +312,11 @@ def fmt_load(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def fmt_steal(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f} %"
+def fmt_share(w: OtherWork | None) -> str:
+    """Other work during a shape, as the summary table shows it."""
+    if w is None:
+        return "n/a"
+    return f"other {w.normal:.1f} %, niced {w.niced:.1f} %, steal {w.steal:.1f} %"
 
 
 @dataclass
@@ -342,19 +330,27 @@ class ShapeResult:
     scale_faiss: float | None
     load: tuple[float | None, float | None]
     ok: bool
-    steal: float | None = None  # % of CPU time taken by the hypervisor during the shape
+    other: OtherWork | None = None  # how the CPUs' time was shared during the shape
 
     @property
     def loaded(self) -> bool:
-        return any(x is not None and x > LOAD_WARN for x in self.load) or (
-            self.steal is not None and self.steal > STEAL_WARN)
+        """Other normal-priority work or the hypervisor took a share of the CPUs during the shape."""
+        return self.other is not None and (self.other.normal > OTHER_WARN or self.other.steal > STEAL_WARN)
+
+    @property
+    def niced_background(self) -> bool:
+        return self.other is not None and self.other.niced > NICED_WARN
+
+    @property
+    def flag(self) -> str:
+        return " **LOADED**" if self.loaded else (" niced background" if self.niced_background else "")
 
 
 def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool, memory: bool,
                 quick: bool) -> ShapeResult:
     from jhash.search import native
 
-    load_before, ticks_before = load_average(), cpu_ticks()
+    load_before, snap_before = load_average(), cpu_snapshot()
     q, g = make_data(shape.ng, shape.bits, shape.nq)
     kernel = native.kernel_for(shape.bits // 8) if native.is_available() else "n/a"
     print(f"\n== shape {shape.label}: {shape.nq:,} queries x {shape.ng:,} gallery codes x {shape.bits} bits, "
@@ -377,7 +373,7 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
             time.sleep(gap)  # let the previous contender's idle threads stop spinning
             if c.name.startswith("faiss") and not c.name.endswith(" 1t"):
                 spin.append(process_cpu_seconds() - c0)
-    load_after, steal = load_average(), steal_percent(ticks_before, cpu_ticks())
+    load_after, other = load_average(), other_work(snap_before, cpu_snapshot())
 
     ok = True
     if "faiss 1t" in results:
@@ -414,7 +410,7 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
                       ratio(f"jhash {all_t}", f"faiss {all_t}") if threads > 1 else None,
                       ratio(f"jhash {all_t}", "jhash 1t") if threads > 1 else None,
                       ratio(f"faiss {all_t}", "faiss 1t") if threads > 1 else None,
-                      (load_before, load_after), ok, steal)
+                      (load_before, load_after), ok, other)
     for label, v in (("jhash/faiss throughput, 1 thread each", res.ratio_1t),
                      (f"jhash/faiss throughput, {threads} threads each", res.ratio_all),
                      (f"jhash speed-up 1 -> {threads} threads", res.scale_jhash),
@@ -428,11 +424,16 @@ def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool,
     if spin:
         print(f"  CPU burnt by faiss's idle OpenMP threads in the {gap:.2f} s gap after a search: "
               f"{statistics.median(spin) * 1e3:.1f} ms (median)")
-    print(f"  load average before / after: {fmt_load(load_before)} / {fmt_load(load_after)}; "
-          f"hypervisor steal during the shape: {fmt_steal(steal)}")
+    print(f"  load average before / after (counts this benchmark's own threads): {fmt_load(load_before)} / "
+          f"{fmt_load(load_after)}")
+    print(f"  share of the CPUs' time during the shape: {fmt_share(other)} (other = normal-priority processes "
+          "but this one)")
     if res.loaded:
-        print(f"  WARNING: load average above {LOAD_WARN} or steal above {STEAL_WARN:g} %: this row is LOADED "
-              "(other work shared the CPUs); quote it only as an under-load figure")
+        print(f"  WARNING: other normal-priority work above {OTHER_WARN:g} % or steal above {STEAL_WARN:g} %: this "
+              "row is LOADED (other work shared the CPUs); quote it only as an under-load figure")
+    elif res.niced_background:
+        print(f"  NOTE: niced processes used more than {NICED_WARN:g} % of the CPUs: the 1-thread runs shared the "
+              "memory system with them (row labelled 'niced background')")
     if memory:
         for c in contenders:
             n = int(c.name.split()[-1][:-1]) if c.name.endswith("t") else threads
@@ -444,7 +445,7 @@ def summary_table(results: list[ShapeResult], threads: int) -> str:
     """The shapes as a Markdown table (the README's search benchmark table)."""
     t = threads
     lines = [f"| gallery | queries | jhash kernel | jhash 1t / {t}t ms | faiss 1t / {t}t ms | jhash/faiss 1t | "
-             f"jhash/faiss {t}t | scaling 1→{t}t jhash / faiss | load before→after, steal |",
+             f"jhash/faiss {t}t | scaling 1→{t}t jhash / faiss | load before→after; CPU share of other work |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r.shape
@@ -455,12 +456,11 @@ def summary_table(results: list[ShapeResult], threads: int) -> str:
         def x(v: float | None) -> str:
             return "–" if v is None else f"{v:.2f}×"
 
-        flag = " **LOADED**" if r.loaded else ""
         lines.append(
             f"| {s.ng:,} × {s.bits} b | {s.nq:,} | {r.kernel} | {ms('jhash 1t')} / {ms(f'jhash {t}t')} | "
             f"{ms('faiss 1t')} / {ms(f'faiss {t}t')} | {x(r.ratio_1t)} | {x(r.ratio_all)} | "
-            f"{x(r.scale_jhash)} / {x(r.scale_faiss)} | {fmt_load(r.load[0])}→{fmt_load(r.load[1])}, "
-            f"{fmt_steal(r.steal)}{flag} |")
+            f"{x(r.scale_jhash)} / {x(r.scale_faiss)} | {fmt_load(r.load[0])}→{fmt_load(r.load[1])}; "
+            f"{fmt_share(r.other)}{r.flag} |")
     return "\n".join(lines)
 
 
@@ -524,10 +524,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     print(f"  'all threads' = {threads}; {runs} interleaved rounds per shape, {args.gap:.2f} s gap between calls")
-    la = load_average()
-    if la is not None and la > LOAD_WARN:
-        print(f"  WARNING: load average {la:.2f} > {LOAD_WARN} at start: the machine is busy, timings will be "
-              "noisy and multi-threaded figures unreliable; rows measured above the limit are labelled LOADED")
+    la, snap = load_average(), cpu_snapshot()
+    time.sleep(1.0)
+    idle = other_work(snap, cpu_snapshot())
+    print(f"  before the first shape (1 s idle): load average {fmt_load(la)}; {fmt_share(idle)}")
+    if idle is not None and (idle.normal > OTHER_WARN or idle.steal > STEAL_WARN):
+        print("  WARNING: other work is running: timings will be noisy and multi-threaded figures unreliable; "
+              "rows measured while it runs are labelled LOADED")
 
     results = [bench_shape(by_label[label], threads, runs, args.gap, xla=args.xla, memory=args.memory,
                            quick=args.quick) for label in labels]
@@ -535,8 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(results, threads))
     loaded = [r.shape.label for r in results if r.loaded]
     if loaded:
-        print(f"\nLOADED rows (load average > {LOAD_WARN} before or after, or steal > {STEAL_WARN:g} %): "
-              f"{', '.join(loaded)}")
+        print(f"\nLOADED rows (other normal-priority work > {OTHER_WARN:g} % or steal > {STEAL_WARN:g} % of the "
+              f"CPUs' time): {', '.join(loaded)}")
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -9,18 +9,23 @@
 // offset[n-1] = 0, offset[s] = offset[s+1] + 8 nbytes[s+1] + 1; the ranking is
 // the order (key, index).
 //
-// Stage 0 compares each level-0 gallery code (one word when it has at most 8
-// bytes, else the dense kernel over L1-sized gallery tiles) with a block of
-// queries and appends the items with d_0 <= t_0 to each query's candidate
-// list; stages 1..n-1 run the gather kernel over the surviving candidates.
-// Top-k: the k smallest (key, index) of the candidates (nth_element); when a
-// query has fewer than k candidates the rest come from the items with
-// d_0 > t_0 in (d_0, index) order (a rescan of that query's level 0).
-// Keys mode writes offset[0] + d_0 for every item and overwrites the keys of
-// the candidates.
+// Top-k mode. Stage 0 runs the exhaustive top-k's fused scan kernel (topk.h,
+// ScanFn) with a fixed threshold, d_0 < t_0 + 1, for a block of queries over
+// L2-sized gallery tiles: no distance is stored, each query's candidates
+// (increasing index) are appended to its list. Stages 1..n-1 run the gather
+// kernel (software prefetch ahead) over the survivors. The last stage's
+// survivors have the smallest keys, so when there are at least k of them the
+// top-k is the k smallest (d_{n-1}, index) among them (nth_element); else the
+// keys of every candidate compete, and when a query has fewer than k
+// candidates the rest come from the items with d_0 > t_0 in (d_0, index)
+// order (a rescan of that query's level 0).
+// Keys mode writes offset[0] + d_0 for every item (one word per code when the
+// level-0 code has at most 8 bytes, else the dense kernel over L1-sized
+// tiles) and overwrites the keys of the candidates.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -35,12 +40,14 @@ namespace jhash_native {
 
 namespace {
 constexpr int64_t kQueryBlock = 8;  // queries scanned together over a gallery tile
+// Gallery bytes per stage-0 scan tile of top-k mode (re-read from L2 by every query of a block).
+constexpr int64_t kScanTileBytes = int64_t(1) << 18;
 
 
-// Stage 0 for level-0 codes of at most 8 bytes (the common 32- / 64-bit first
-// level): every gallery code is loaded once as a word and compared with the
-// block's queries held in registers; no distance tile is written (top-k mode).
-// full != nullptr (keys mode) also writes offset[0] + d_0 of every pair.
+// Stage 0 of keys mode for level-0 codes of at most 8 bytes (the common 32- /
+// 64-bit first level): every gallery code is loaded once as a word and
+// compared with the block's queries held in registers; writes offset[0] + d_0
+// of every pair and appends the candidates d_0 <= t_0.
 struct Scan0Args {
   const uint8_t* q;
   int64_t bq;
@@ -48,7 +55,7 @@ struct Scan0Args {
   int64_t ng;
   int32_t t0, off0;
   std::vector<int32_t>* cand;
-  int32_t* full;  // row r at full + r * ng, or nullptr
+  int32_t* full;  // row r at full + r * ng
 };
 typedef void (*Scan0Fn)(const Scan0Args&);
 
@@ -56,29 +63,13 @@ template <int NB>
 inline __attribute__((always_inline)) void scan0_body(const Scan0Args& A) {
   uint64_t qv[kQueryBlock];
   for (int64_t r = 0; r < kQueryBlock; ++r) qv[r] = load_code<NB>(A.q + std::min(r, A.bq - 1) * NB);
-  const int32_t t0 = A.t0;
-  if (A.full) {
-    for (int64_t j = 0; j < A.ng; ++j) {
-      const uint64_t x = load_code<NB>(A.g + j * NB);
-      for (int64_t r = 0; r < A.bq; ++r) {
-        const int32_t d = __builtin_popcountll(x ^ qv[r]);
-        A.full[r * A.ng + j] = A.off0 + d;
-        if (d <= t0) A.cand[r].push_back(int32_t(j));
-      }
-    }
-    return;
-  }
   for (int64_t j = 0; j < A.ng; ++j) {
     const uint64_t x = load_code<NB>(A.g + j * NB);
-    int32_t d[kQueryBlock];
-    bool hit = false;
-    for (int64_t r = 0; r < kQueryBlock; ++r) {  // fixed trip count: unrolled, branch-free
-      d[r] = __builtin_popcountll(x ^ qv[r]);
-      hit |= d[r] <= t0;
+    for (int64_t r = 0; r < A.bq; ++r) {
+      const int32_t d = __builtin_popcountll(x ^ qv[r]);
+      A.full[r * A.ng + j] = A.off0 + d;
+      if (d <= A.t0) A.cand[r].push_back(int32_t(j));
     }
-    if (hit)
-      for (int64_t r = 0; r < A.bq; ++r)
-        if (d[r] <= t0) A.cand[r].push_back(int32_t(j));
   }
 }
 
@@ -115,8 +106,7 @@ __attribute__((target("avx2,popcnt"))) void scan0_avx2_4(const Scan0Args& A) {
       const __m256i cnt = _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, low)),
                                           _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
       const __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(cnt, ones8), ones16);
-      if (A.full)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(A.full + r * A.ng + j), _mm256_add_epi32(d, off0));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(A.full + r * A.ng + j), _mm256_add_epi32(d, off0));
       unsigned mask = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, d))));
       while (mask) {
         A.cand[r].push_back(int32_t(j + __builtin_ctz(mask)));
@@ -129,7 +119,7 @@ __attribute__((target("avx2,popcnt"))) void scan0_avx2_4(const Scan0Args& A) {
     std::memcpy(&x, A.g + j * 4, 4);
     for (int64_t r = 0; r < A.bq; ++r) {
       const int32_t d = __builtin_popcount(x ^ qs[r]);
-      if (A.full) A.full[r * A.ng + j] = A.off0 + d;
+      A.full[r * A.ng + j] = A.off0 + d;
       if (d <= A.t0) A.cand[r].push_back(int32_t(j));
     }
   }
@@ -160,10 +150,20 @@ struct CtfPlan {
   int32_t off[kCtfMaxLevels];
   GatherFn gather[kCtfMaxLevels];
   DenseFn dense0;
-  Scan0Fn scan0;  // nullptr: dense tiles
-  int64_t nq, ng, k, tile_rows;
+  Scan0Fn scan0;  // keys mode: nullptr means dense tiles
+  ScanFn scan;    // top-k mode stage 0
+  int64_t nq, ng, k, tile_rows, scan_rows;
   int32_t *out_keys, *out_idx, *out_full;
   int64_t* out_counts;
+};
+
+// Per-thread working memory, reused across query blocks.
+struct Scratch {
+  std::vector<std::vector<int32_t>> cand;  // [kQueryBlock] stage-0 candidates (increasing index)
+  std::vector<uint32_t> hist;              // [kQueryBlock][8 nbytes[0] + 1] (the scan kernels' contract)
+  std::vector<uint64_t> buf;               // [kQueryBlock][scan_rows] accepted (d_0, index) of one tile
+  std::vector<int32_t> tile, key, alive, pos, dist;
+  std::vector<uint64_t> comp;
 };
 
 // The `need` smallest (offset[0] + d_0, index) items with d_0 > t_0 of query
@@ -186,81 +186,148 @@ void fill_from_level0(const CtfPlan& P, int64_t i, int32_t t0, int64_t need, int
   write_smallest(sel, need, keys + at, idx + at);
 }
 
-void ctf_item(void* arg, int, int64_t item) {
-  const CtfPlan& P = *static_cast<const CtfPlan*>(arg);
-  const int n = P.n;
-  const int64_t i0 = item * kQueryBlock, i1 = std::min(P.nq, i0 + kQueryBlock), bq = i1 - i0;
-  const int64_t ng = P.ng, nb0 = P.nb[0];
-  const int32_t t0 = n > 1 ? P.t[0] : -1;
-  std::vector<std::vector<int32_t>> cand(bq);
-  if (P.scan0) {
-    P.scan0(Scan0Args{P.q[0] + i0 * nb0, bq, P.g[0], ng, t0, P.off[0], cand.data(),
-                      P.out_full ? P.out_full + i0 * ng : nullptr});
+// Stage 0 of top-k mode for queries [i0, i0 + bq): the scan kernel with the
+// fixed threshold "accept iff d_0 < t_0 + 1" (SelCtx::k above any count, so
+// the threshold never moves) over gallery tiles of scan_rows rows; a tile's
+// accepted keys (at most scan_rows per query: the buffer never compacts) are
+// moved to the candidate lists after the tile.
+void scan_stage0(const CtfPlan& P, int64_t i0, int64_t bq, Scratch& S) {
+  const int64_t H = 8 * P.nb[0] + 1, cap = P.scan_rows;
+  if (S.buf.size() < size_t(kQueryBlock * cap)) {
+    S.buf.resize(size_t(kQueryBlock * cap));
+    S.hist.resize(size_t(kQueryBlock * H));
   }
-  std::vector<int32_t> tile(P.scan0 ? 0 : bq * P.tile_rows);
-  // stage 0: dense distances over gallery tiles, candidates d_0 <= t_0
-  for (int64_t j0 = 0; !P.scan0 && j0 < ng; j0 += P.tile_rows) {
-    const int64_t len = std::min(ng, j0 + P.tile_rows) - j0;
-    P.dense0(P.q[0] + i0 * nb0, bq, nb0, P.g[0] + j0 * nb0, 0, len, tile.data(), len);
+  std::memset(S.hist.data(), 0, sizeof(uint32_t) * size_t(bq * H));
+  QState st[kQueryBlock];
+  for (int64_t r = 0; r < bq; ++r) st[r] = QState{P.t[0] + 1, 0, 0, S.hist.data() + r * H, S.buf.data() + r * cap};
+  const SelCtx ctx{std::numeric_limits<int64_t>::max(), cap};
+  for (int64_t j0 = 0; j0 < P.ng; j0 += cap) {
+    P.scan(P.q[0] + i0 * P.nb[0], bq, P.nb[0], P.g[0], j0, std::min(P.ng, j0 + cap), st, &ctx);
     for (int64_t r = 0; r < bq; ++r) {
-      const int32_t* d = tile.data() + r * len;
-      if (P.out_full) {
-        int32_t* o = P.out_full + (i0 + r) * ng + j0;
-        const int32_t off0 = P.off[0];
-        for (int64_t j = 0; j < len; ++j) o[j] = off0 + d[j];
-      }
-      if (t0 < 0) continue;
-      std::vector<int32_t>& c = cand[r];
+      std::vector<int32_t>& c = S.cand[r];
+      const uint64_t* b = st[r].buf;
+      for (int64_t u = 0; u < st[r].n; ++u) c.push_back(int32_t(b[u] & 0xffffffffu));
+      st[r].n = 0;
+    }
+  }
+}
+
+// Stage 0 of keys mode: offset[0] + d_0 of every pair written to out_full, and
+// the candidates d_0 <= t_0 (word scan for codes of at most 8 bytes, else the
+// dense kernel over L1-sized gallery tiles).
+void dense_stage0(const CtfPlan& P, int64_t i0, int64_t bq, Scratch& S) {
+  const int64_t ng = P.ng, nb0 = P.nb[0];
+  const int32_t t0 = P.n > 1 ? P.t[0] : -1;
+  if (P.scan0) {
+    P.scan0(Scan0Args{P.q[0] + i0 * nb0, bq, P.g[0], ng, t0, P.off[0], S.cand.data(), P.out_full + i0 * ng});
+    return;
+  }
+  S.tile.resize(size_t(bq * P.tile_rows));
+  for (int64_t j0 = 0; j0 < ng; j0 += P.tile_rows) {
+    const int64_t len = std::min(ng, j0 + P.tile_rows) - j0;
+    P.dense0(P.q[0] + i0 * nb0, bq, nb0, P.g[0] + j0 * nb0, 0, len, S.tile.data(), len);
+    for (int64_t r = 0; r < bq; ++r) {
+      const int32_t* d = S.tile.data() + r * len;
+      int32_t* o = P.out_full + (i0 + r) * ng + j0;
+      const int32_t off0 = P.off[0];
+      for (int64_t j = 0; j < len; ++j) o[j] = off0 + d[j];
+      std::vector<int32_t>& c = S.cand[r];
       for (int64_t j = 0; j < len; ++j)
         if (d[j] <= t0) c.push_back(int32_t(j0 + j));
     }
   }
-  // stages 1..n-1 on each query's candidates
-  std::vector<int32_t> key, alive_g, alive_pos, dist;
-  std::vector<uint64_t> comp;
+}
+
+// Stages 1..n-1 for query i on its stage-0 candidates c; fills counts[0..n)
+// and leaves the survivors of the last stage in S.alive with their
+// longest-code distances in S.dist. With `keys` it also writes in S.key the
+// CtF key of every candidate (position u for c[u]).
+void cascade(const CtfPlan& P, int64_t i, const std::vector<int32_t>& c, bool keys, Scratch& S) {
+  const int n = P.n;
+  const int64_t m = int64_t(c.size());
+  int64_t* counts = P.out_counts + i * n;
+  std::fill(counts, counts + n, 0);
+  S.alive.assign(c.begin(), c.end());
+  if (keys) {
+    S.key.assign(size_t(m), 0);
+    S.pos.resize(size_t(m));
+    std::iota(S.pos.begin(), S.pos.end(), 0);
+  }
+  if (n > 1) counts[0] = m;
+  for (int s = 1; s < n; ++s) {
+    const int64_t a = int64_t(S.alive.size());
+    S.dist.resize(size_t(a));
+    if (a) P.gather[s](P.q[s] + i * P.nb[s], 1, P.nb[s], P.g[s], P.ng, S.alive.data(), a, S.dist.data(), 0);
+    if (keys)
+      for (int64_t u = 0; u < a; ++u) S.key[S.pos[u]] = P.off[s] + S.dist[u];
+    if (s == n - 1) {
+      counts[s] = counts[s - 1];
+      break;
+    }
+    int64_t w = 0;
+    for (int64_t u = 0; u < a; ++u)
+      if (S.dist[u] <= P.t[s]) {
+        S.alive[w] = S.alive[u];
+        if (keys) S.pos[w] = S.pos[u];
+        ++w;
+      }
+    S.alive.resize(size_t(w));
+    if (keys) S.pos.resize(size_t(w));
+    counts[s] = w;
+  }
+}
+
+// Top-k of query i from its stage-0 candidates c. The last stage's survivors
+// have the smallest keys (offset[n-1] = 0 and every earlier key exceeds
+// l_{n-1}), so when there are at least k of them the top-k is among them;
+// otherwise every candidate's key competes, then the items with d_0 > t_0.
+void topk_query(const CtfPlan& P, int64_t i, const std::vector<int32_t>& c, Scratch& S) {
+  int32_t* ok = P.out_keys + i * P.k;
+  int32_t* oi = P.out_idx + i * P.k;
+  cascade(P, i, c, false, S);
+  const int64_t last = int64_t(S.alive.size());
+  if (P.n > 1 && last >= P.k) {
+    S.comp.resize(size_t(last));
+    for (int64_t u = 0; u < last; ++u) S.comp[u] = pack_key(uint32_t(S.dist[u]), uint32_t(S.alive[u]));
+    write_smallest(S.comp, P.k, ok, oi);
+    return;
+  }
+  const int64_t m = int64_t(c.size());
+  if (m) cascade(P, i, c, true, S);
+  S.comp.resize(size_t(m));
+  for (int64_t u = 0; u < m; ++u) S.comp[u] = pack_key(uint32_t(S.key[u]), uint32_t(c[u]));
+  const int64_t take = std::min(m, P.k);
+  write_smallest(S.comp, take, ok, oi);
+  if (take < P.k) fill_from_level0(P, i, P.n > 1 ? P.t[0] : -1, P.k - take, ok, oi, take);
+}
+
+struct CtfRun {
+  const CtfPlan* P;
+  std::vector<Scratch> scratch;  // per thread
+};
+
+void ctf_item(void* arg, int tid, int64_t item) {
+  CtfRun& R = *static_cast<CtfRun*>(arg);
+  const CtfPlan& P = *R.P;
+  Scratch& S = R.scratch[tid];
+  const int64_t i0 = item * kQueryBlock, i1 = std::min(P.nq, i0 + kQueryBlock), bq = i1 - i0;
+  S.cand.resize(kQueryBlock);
+  for (auto& c : S.cand) c.clear();
+  if (P.out_full) {
+    dense_stage0(P, i0, bq, S);
+  } else if (P.n > 1) {
+    scan_stage0(P, i0, bq, S);
+  }
   for (int64_t r = 0; r < bq; ++r) {
     const int64_t i = i0 + r;
-    const std::vector<int32_t>& c = cand[r];
-    const int64_t m = int64_t(c.size());
-    int64_t* counts = P.out_counts + i * n;
-    std::fill(counts, counts + n, 0);
-    key.assign(m, 0);
-    alive_g.assign(c.begin(), c.end());
-    alive_pos.resize(m);
-    std::iota(alive_pos.begin(), alive_pos.end(), 0);
-    if (n > 1) counts[0] = m;
-    for (int s = 1; s < n; ++s) {
-      const int64_t a = int64_t(alive_g.size());
-      dist.resize(a);
-      if (a) P.gather[s](P.q[s] + i * P.nb[s], 1, P.nb[s], P.g[s], ng, alive_g.data(), a, dist.data(), 0);
-      for (int64_t u = 0; u < a; ++u) key[alive_pos[u]] = P.off[s] + dist[u];
-      if (s < n - 1) {
-        int64_t w = 0;
-        for (int64_t u = 0; u < a; ++u)
-          if (dist[u] <= P.t[s]) {
-            alive_g[w] = alive_g[u];
-            alive_pos[w] = alive_pos[u];
-            ++w;
-          }
-        alive_g.resize(w);
-        alive_pos.resize(w);
-        counts[s] = w;
-      } else {
-        counts[s] = counts[s - 1];
-      }
-    }
-    if (P.out_full) {
-      int32_t* o = P.out_full + i * ng;
-      for (int64_t u = 0; u < m; ++u) o[c[u]] = key[u];
+    const std::vector<int32_t>& c = S.cand[r];
+    if (!P.out_full) {
+      topk_query(P, i, c, S);
       continue;
     }
-    comp.resize(m);
-    for (int64_t u = 0; u < m; ++u) comp[u] = pack_key(uint32_t(key[u]), uint32_t(c[u]));
-    const int64_t take = std::min(m, P.k);
-    int32_t* ok = P.out_keys + i * P.k;
-    int32_t* oi = P.out_idx + i * P.k;
-    write_smallest(comp, take, ok, oi);
-    if (take < P.k) fill_from_level0(P, i, t0, P.k - take, ok, oi, take);
+    cascade(P, i, c, true, S);
+    int32_t* o = P.out_full + i * P.ng;
+    for (size_t u = 0; u < c.size(); ++u) o[c[u]] = S.key[u];
   }
 }
 }  // namespace
@@ -306,11 +373,14 @@ const char* ctf_search(int n, const uint8_t* const* q, const uint8_t* const* g,
   }
   P.dense0 = select_dist_kernels(isa, nbytes[0]).dense;
   P.scan0 = select_scan0(isa, nbytes[0]);
+  P.scan = select_kernels(isa, nbytes[0]).scan;
   P.tile_rows = std::max<int64_t>(256, (16384 / nbytes[0]) / 8 * 8);
+  P.scan_rows = std::max<int64_t>(1024, (kScanTileBytes / nbytes[0]) / 64 * 64);
   if (nq == 0) return nullptr;
   const int64_t items = (nq + kQueryBlock - 1) / kQueryBlock;
-  const int nt = threads_for(num_threads, nq * ng * nbytes[0]);
-  run_parallel(std::min<int64_t>(nt, items), items, &ctf_item, &P);
+  const int nt = int(std::min<int64_t>(threads_for(num_threads, nq * ng * nbytes[0]), items));
+  CtfRun R{&P, std::vector<Scratch>(size_t(nt))};
+  run_parallel(nt, items, &ctf_item, &R);
   return nullptr;
 }
 

@@ -118,7 +118,7 @@ static bool cpu_has(int isa) {
   return false;
 }
 
-static KernelSet select_kernels(int isa, int64_t nbytes) {
+KernelSet select_kernels(int isa, int64_t nbytes) {
 #if defined(JHASH_X86_DISPATCH)
   if (isa == ISA_AVX512) return avx512::select(nbytes);
   if (isa == ISA_AVX2) return avx2::select(nbytes);

@@ -92,6 +92,8 @@ const char* isa_selftest_error(int isa);
 // process may run on).
 int default_num_threads();
 const char* kernel_name(int isa, int64_t nbytes);
+// The scan and distance kernels dispatched for an ISA and code width.
+KernelSet select_kernels(int isa, int64_t nbytes);
 
 // Runs fn(arg, thread id, item) for item in [0, nitems) on up to nthreads
 // threads (the calling thread included); items are handed out dynamically.

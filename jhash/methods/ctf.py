@@ -28,7 +28,8 @@ Wang et al., "Faster Person Re-Identification", ECCV 2020 (cleaned in ``docs/met
   longest-code top-``recall_k`` at ``recall_confidence`` (a lower confidence bound: a safety margin), with a
   random candidate fetch costing ``recall_gather_bits`` and, with ``recall_choose_levels``, the levels chosen
   too (:func:`jhash.search.dto.fit_recall_thresholds`). The recall fit runs again at search time against the
-  gallery being searched (:func:`search_plan`), with validation codes stored by ``fit_search`` as the queries
+  gallery being searched (:func:`search_plan`), with the scan and fetch costs of every level measured on that
+  gallery (``recall_cost='measured'``) and validation codes stored by ``fit_search`` as the queries
   (``recall_queries='val'``; ``'gallery'``: a sample of the gallery's own codes, whose neighbourhoods are
   tighter than a query's; ``'fit'``: the validation-only fit).
 - ``search``: :mod:`jhash.search.coarse_to_fine` with those thresholds: full-ranking CtF keys for the metrics
@@ -84,7 +85,8 @@ DEFAULTS = dict(
     recall_val_queries=512,  # recall_queries='val': at most this many validation codes stored with the fit
     recall_gallery_queries=200,  # recall_queries='gallery': this many gallery codes as the queries
     recall_confidence=0.95,  # > 0: the recall target holds for the lower confidence bound (a safety margin)
-    recall_gather_bits=1536.0,  # the fit's cost of fetching one candidate at random, in streamed bits
+    recall_cost="measured",  # the search-time fit's cost model (RECALL_COSTS)
+    recall_gather_bits=1536.0,  # recall_cost='bits': the cost of fetching one candidate at random, in streamed bits
     recall_choose_levels=True,  # the fit may skip shorter levels (the cheapest cascade that keeps the target)
     search_block_size=64,
     variant="",  # '' (use structure / distill) or an ablation name of VARIANTS
@@ -252,6 +254,11 @@ THRESHOLD_FITS = ("dto", "recall")
 #: validation codes stored by ``fit_search``; ``"gallery"``: ``recall_gallery_queries`` codes of the gallery
 #: itself; ``"fit"``: no search-time fit (the thresholds fitted on the validation split alone).
 RECALL_QUERIES = ("val", "gallery", "fit")
+#: ``recall_cost``: the cost model of the search-time recall fit. ``"measured"``: nanoseconds per scanned item and
+#: per fetched candidate of every level, measured on the searched gallery's index on this machine
+#: (:func:`jhash.search.coarse_to_fine.measure_stage_costs`; streamed bits without the native kernel);
+#: ``"bits"``: streamed bits, ``recall_gather_bits`` per random fetch (also the validation-only fit's model).
+RECALL_COSTS = ("measured", "bits")
 
 
 def _recall_options(config) -> dict:
@@ -259,6 +266,19 @@ def _recall_options(config) -> dict:
     return {"confidence": float(_get(config, "recall_confidence")),
             "gather_bits": float(_get(config, "recall_gather_bits")),
             "choose_levels": bool(_get(config, "recall_choose_levels"))}
+
+
+def _stage_costs(g_levels, order: list[str], config):
+    """The search-time fit's ``stage_costs``: measured on the gallery's CtF index (``recall_cost='measured'``
+    with the native kernel), else ``None`` (streamed bits)."""
+    how = str(_get(config, "recall_cost"))
+    if how not in RECALL_COSTS:
+        raise config_lib.ConfigError(f"config.method.recall_cost={how!r}: use one of {RECALL_COSTS}")
+    if how == "bits":
+        return None
+    from jhash.search import coarse_to_fine
+
+    return coarse_to_fine.measure_stage_costs(coarse_to_fine.CoarseToFineIndex.build([g_levels[m] for m in order]))
 
 
 def _recall_queries(config) -> str:
@@ -338,7 +358,7 @@ def gallery_fit(g_levels, config, search_params=None):
     The queries are the validation codes stored by :func:`fit_search` (``recall_queries='val'``) or
     ``recall_gallery_queries`` codes of the gallery itself, drawn with ``config.seed`` (``'gallery'``); the fit
     keeps ``recall_target`` of their exhaustive longest-code top-``recall_k`` at ``recall_confidence``, and
-    chooses the levels when ``recall_choose_levels``.
+    chooses the levels when ``recall_choose_levels``, at the least expected cost of ``recall_cost``'s model.
     """
     from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds
@@ -357,6 +377,7 @@ def gallery_fit(g_levels, config, search_params=None):
         kwargs["query_codes"] = dto.decode_packed(stored)
     else:
         kwargs.update(queries=min(int(_get(config, "recall_gallery_queries")), n), seed=int(config.seed))
+    kwargs["stage_costs"] = _stage_costs(g_levels, order, config)
     return fit_recall_thresholds({m: g_levels[m] for m in order}, order=order, k=k,
                                  target=float(_get(config, "recall_target")), **_recall_options(config), **kwargs)
 

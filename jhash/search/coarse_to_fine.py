@@ -23,10 +23,13 @@ exhaustive longest-code search.
 Three implementations give identical results:
 
 ``backend="native"`` (CPU; the default when jhash's native kernel is built)
-    The whole cascade in C++ (``csrc/ctf.cc``): stage 0 runs the dense XOR + popcount kernel over
-    L1-sized gallery tiles for blocks of 8 queries and appends the items with ``d_0 <= t_0`` to each
-    query's candidate list, later stages run the gathered-distance kernel on the survivors, and top-k is an
-    ``nth_element`` over ``(key, index)``; threads over query blocks, GIL released.
+    The whole cascade in C++ (``csrc/ctf.cc``): for top-k, stage 0 runs the exhaustive top-k's fused XOR +
+    popcount scan with the fixed threshold ``t_0`` over L2-sized gallery tiles for blocks of 8 queries and
+    appends the items with ``d_0 <= t_0`` to each query's candidate list (keys mode: the dense kernel, every
+    ``d_0`` stored), later stages run the prefetching gathered-distance kernel on the survivors, and top-k is
+    an ``nth_element`` over ``(key, index)`` of the last stage's survivors when there are ``k`` of them, else
+    of every candidate; threads over query blocks, GIL released. :class:`CoarseToFineIndex` keeps the levels
+    in huge-page memory (:func:`huge_page_copy`) for the random candidate fetches.
 ``backend="numpy"`` (CPU without the native kernel)
     The stage-0 scan over the whole gallery runs as one fused XLA kernel (XOR + popcount on ``uint32``
     words, ``uint8`` distances) per block of queries; candidate sets are exact, variable-length
@@ -42,7 +45,8 @@ Public API: :class:`CoarseToFineIndex` (gallery preprocessing, reusable across c
 :func:`coarse_to_fine_topk` (top-k: what a search engine needs), :func:`coarse_to_fine_distances` and
 :func:`coarse_to_fine_key_blocks` (CtF keys for ReID metrics; the latter streams query blocks),
 :func:`coarse_to_fine_key_matrix` (the keys as a lazily computed matrix: streamed ``distances=`` for the metrics),
-:func:`coarse_to_fine_rank` (full rankings), :func:`ctf_offsets`.
+:func:`coarse_to_fine_rank` (full rankings), :func:`ctf_offsets`, :func:`measure_stage_costs` / :func:`fetch_cost` (the
+recall fit's measured cost model), :func:`huge_page_copy`.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import mmap
 import os
+import time
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
@@ -70,6 +76,9 @@ __all__ = [
     "coarse_to_fine_key_matrix",
     "coarse_to_fine_rank",
     "ctf_offsets",
+    "huge_page_copy",
+    "measure_stage_costs",
+    "fetch_cost",
 ]
 
 BACKENDS = ("auto", "native", "numpy", "jax")
@@ -150,6 +159,32 @@ def _thresholds(thresholds: Any, names: list[str] | None, bits: Sequence[int]) -
     return tuple(out)
 
 
+_HUGE_PAGE = 2 << 20  # bytes of a transparent huge page on x86-64 Linux
+
+
+def huge_page_copy(a: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``a`` in memory that Linux may back with 2 MiB pages (``madvise(MADV_HUGEPAGE)``,
+    transparent huge pages), or ``a`` itself when it is smaller than one such page or the system has no
+    ``MADV_HUGEPAGE``.
+
+    CtF's later stages fetch candidates' codes at random; with 4 KiB pages almost every such fetch also misses
+    the TLB (a page walk, two-dimensional under a hypervisor), with 2 MiB pages a 500k-code gallery's levels
+    are covered by the TLB. The values are those of ``a``; only the memory differs."""
+    if a.nbytes < _HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return a
+    buf = mmap.mmap(-1, a.nbytes + _HUGE_PAGE)
+    try:
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # transparent huge pages disabled: ordinary pages
+        pass
+    raw = np.frombuffer(buf, np.uint8)
+    start = (-raw.ctypes.data) % _HUGE_PAGE  # huge pages map 2 MiB-aligned ranges only
+    out = raw[start:start + a.nbytes].reshape(a.shape)
+    out[...] = a
+    out.flags.writeable = False
+    return out
+
+
 def _key_dtype(max_key: int):
     return np.int16 if max_key < np.iinfo(np.int16).max else np.int32
 
@@ -159,7 +194,9 @@ def _key_dtype(max_key: int):
 
 @dataclasses.dataclass
 class CoarseToFineIndex:
-    """A gallery prepared for CtF search (word views and device arrays, built once and reused).
+    """A gallery prepared for CtF search (word views and device arrays, built once and reused). Levels of
+    2 MiB or more are copied into huge-page memory (:func:`huge_page_copy`): the random candidate fetches of
+    the later stages then rarely miss the TLB.
 
     Args:
       levels_g: packed gallery codes per level, a sequence ordered from the shortest to the longest code or
@@ -190,6 +227,7 @@ class CoarseToFineIndex:
                 raise ValueError("levels_g: levels must be ordered from the shortest to the longest code")
         if ng >= 2**31 - 1:
             raise ValueError(f"levels_g: at most 2**31 - 2 gallery codes are supported, got {ng}")
+        arrays = [huge_page_copy(a) for a in arrays]
         return cls(names=names, bits=tuple(8 * a.shape[1] for a in arrays), num_gallery=ng, packed=arrays,
                    _u64=[host_words(a, np.uint64) for a in arrays])
 
@@ -210,6 +248,66 @@ class CoarseToFineIndex:
         if self._u32_dev[level] is None:
             self._u32_dev[level] = jnp.asarray(host_words(self.packed[level], np.uint32))
         return self._u32_dev[level]
+
+
+def measure_stage_costs(index: Any, *, num_queries: int = 16, num_candidates: int = 4096, repeats: int = 3,
+                        seed: int = 0) -> tuple[tuple[float, float], ...] | None:
+    """Per level of a CtF gallery index, ``(scan, fetch)`` in nanoseconds on this machine, one thread: the time
+    per gallery item of the fused scan that stage 0 runs (the native exhaustive top-1 kernel: its threshold
+    soon admits almost nothing, as a stage-0 threshold admits a small share), and per
+    candidate of fetching a random candidate's code and computing its distance (:func:`fetch_cost`: the
+    gather kernel of stages 1..N-1 over ``num_candidates`` random rows per query). The queries are
+    ``num_queries`` gallery codes drawn with ``seed``; each time is the fastest of ``repeats`` (the least
+    disturbed by other work). ``None`` without the native kernel.
+
+    These are the costs of :func:`jhash.search.dto.fit_recall_thresholds`'s ``stage_costs``: random fetches
+    are bound by memory latency, scans by arithmetic, and their ratio depends on the CPU, the level's size
+    against the caches and the gallery's memory (:func:`huge_page_copy`), so it is measured, not assumed."""
+    import time
+
+    from jhash.search import native
+
+    num_queries = _positive(num_queries, "num_queries")
+    num_candidates = _positive(num_candidates, "num_candidates")
+    repeats = _positive(repeats, "repeats")
+    index = CoarseToFineIndex.build(index)
+    if not native.is_available():
+        return None
+    ng = index.num_gallery
+    rows = np.sort(np.random.default_rng(seed).choice(ng, min(num_queries, ng), replace=False))
+    costs = []
+    for g in index.packed:
+        q = np.ascontiguousarray(g[rows])
+        scan = float("inf")
+        for _ in range(repeats + 1):  # the first call also warms the caches / pages
+            start = time.perf_counter()
+            native.hamming_topk_numpy(q, g, 1, num_threads=1)
+            scan = min(scan, time.perf_counter() - start)
+        fetch = fetch_cost(q, g, num_candidates=num_candidates, repeats=repeats, seed=seed)
+        costs.append((1e9 * scan / (len(rows) * ng), fetch))
+    return tuple(costs)
+
+
+def fetch_cost(q: np.ndarray, g: np.ndarray, *, num_candidates: int = 4096, repeats: int = 3,
+               seed: int = 0) -> float:
+    """Nanoseconds per candidate of the native gather kernel on one thread: every query of ``q`` fetches
+    ``num_candidates`` distinct random rows of ``g`` (packed codes of one width) in increasing order, as a CtF
+    stage's candidate list, and the fastest of ``repeats`` calls counts. Each call draws new rows (after a
+    first, warming call): rows fetched by the previous call would still be in the caches, which a search
+    over many queries' candidates does not enjoy. Needs the native kernel."""
+    from jhash.search import native
+
+    ng = g.shape[0]
+    c = min(_positive(num_candidates, "num_candidates"), ng)
+    rng = np.random.default_rng(seed)
+    best = float("inf")
+    for _ in range(_positive(repeats, "repeats") + 1):
+        cand = np.sort(np.stack([rng.choice(ng, c, replace=False) for _ in range(q.shape[0])]), axis=1)
+        cand = cand.astype(np.int32)
+        start = time.perf_counter()
+        native.hamming_distance_gather_numpy(q, g, cand, num_threads=1)
+        best = min(best, time.perf_counter() - start)
+    return 1e9 * best / (q.shape[0] * c)
 
 
 def _prepare(levels_q, levels_g, thresholds):

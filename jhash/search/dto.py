@@ -225,7 +225,7 @@ class RecallFit:
     recall: float  #: share of the validation queries' exhaustive top-k that passes every threshold
     recall_lower: float  #: its one-sided lower confidence bound at ``confidence`` (= ``recall`` when 0)
     candidates: tuple  #: mean share of the gallery reaching each used stage after the first (``|C_s| / ng``)
-    cost: float  #: expected work per gallery item in streamed bits (the objective, see fit_recall_thresholds)
+    cost: float  #: expected work per gallery item: streamed bits, or the unit of ``stage_costs`` (the objective)
     target: float
     k: int
     confidence: float = 0.0
@@ -311,6 +311,7 @@ def fit_recall_thresholds(
     confidence: float = 0.0,
     gather_bits: float = 0.0,
     choose_levels: bool = False,
+    stage_costs: Sequence[tuple[float, float]] | None = None,
 ) -> RecallFit:
     """Recall-targeted thresholds for coarse-to-fine search: the cheapest thresholds that keep the exhaustive
     longest-code top-``k`` of the validation queries.
@@ -330,7 +331,11 @@ def fit_recall_thresholds(
     AVX2 EPYC, see bench/ctf.py; ``g = 0`` counts bits alone). Ties go to the higher recall. With
     ``choose_levels`` the search may also skip shorter levels (every subset of them, the longest always
     ranks; the empty subset is exhaustive longest-code search, cost ``l_{N-1}``), and the cheapest
-    (subset, thresholds) wins. Counts come from joint histograms of the stage distances, so every threshold
+    (subset, thresholds) wins. With ``stage_costs`` (per level ``(a_s, b_s)``: the cost of scanning one item's
+    code and of fetching one candidate's code at random, e.g. nanoseconds measured on the searched gallery by
+    :func:`jhash.search.coarse_to_fine.measure_stage_costs`) the objective is the measured one instead,
+    ``a_0 + sum_{s>=1} b_s P(d_0 <= t_0, ..., d_{s-1} <= t_{s-1})`` (exhaustive search: ``a_{N-1}``), and
+    ``gather_bits`` is not used. Counts come from joint histograms of the stage distances, so every threshold
     vector is scored exactly. The grid holds every integer threshold unless it would exceed ``max_grid``
     cells; then the longest levels' thresholds step by powers of two.
 
@@ -350,6 +355,7 @@ def fit_recall_thresholds(
         as more queries are used, against choosing thresholds that keep the target only on the fit's sample.
       gather_bits: the cost of fetching one candidate at random, in streamed bits (``g`` above), >= 0.
       choose_levels: also choose which shorter levels the search uses (``RecallFit.levels``).
+      stage_costs: optional ``(scan, fetch)`` cost per level (same order as the levels, both > 0).
     """
     names = _level_order(codes_by_name, order)
     levels = [_check_codes_and_pids(codes_by_name[m], np.zeros(len(codes_by_name[m]), np.int64))[0] for m in names]
@@ -361,6 +367,16 @@ def fit_recall_thresholds(
     recall_lower_bound(1.0, 1, confidence)  # checks confidence before the work
     if not float(gather_bits) >= 0.0:
         raise ValueError(f"gather_bits must be >= 0, got {gather_bits}")
+    bits = [8 * a.shape[1] for a in levels]
+    if stage_costs is None:  # streamed bits: a scan reads l_s bits, a fetch l_s bits plus the random access
+        scan = [float(b) for b in bits]
+        fetch = [float(b) + float(gather_bits) for b in bits]
+    else:
+        costs = np.asarray(stage_costs, np.float64)
+        if costs.shape != (len(names), 2) or not np.all(costs > 0):
+            raise ValueError(f"stage_costs: expected {len(names)} (scan, fetch) pairs of positive costs (one per "
+                             f"level {names}), got {stage_costs!r}")
+        scan, fetch = costs[:, 0].tolist(), costs[:, 1].tolist()
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an int in [1, {n - 1}] (the validation split has {n} images), got {k!r}")
     q_levels = None
@@ -378,7 +394,6 @@ def fit_recall_thresholds(
         if isinstance(queries, bool) or not isinstance(queries, (int, np.integer)) or not 1 <= queries <= nq:
             raise ValueError(f"queries must be an int in [1, {nq}] (the number of query codes), got {queries!r}")
         rows = np.sort(np.random.default_rng(seed).choice(nq, int(queries), replace=False))
-    bits = [8 * a.shape[1] for a in levels]
     steps = _threshold_steps(bits[:-1], int(max_grid))
     block = int(block_size) if block_size else max(1, min(256, (1 << 22) // n))
     every, top = _joint_histograms(levels, rows, int(k), steps, block, q_levels)
@@ -388,7 +403,7 @@ def fit_recall_thresholds(
                for m in itertools.combinations(range(len(names) - 1), r)]
     for used in subsets:
         fit = _cheapest_on_grid(every, top, used, bits, steps, float(target), n_queries, float(confidence),
-                                float(gather_bits))
+                                scan, fetch)
         if best is None or (fit[0], -fit[1]) < (best[0], -best[1]):
             best = fit + (used,)
     cost, rec, low, cand, thr, used = best
@@ -398,12 +413,13 @@ def fit_recall_thresholds(
 
 
 def _cheapest_on_grid(every: np.ndarray, top: np.ndarray, used: tuple, bits: list[int], steps: list[int],
-                      target: float, n_queries: int, confidence: float, gather_bits: float):
+                      target: float, n_queries: int, confidence: float, scan: list[float], fetch: list[float]):
     """The cheapest feasible threshold vector when the search uses the shorter levels ``used`` (indices into
     the grid's axes; the others are skipped: summed out) and then the longest level:
-    ``(cost, recall, recall_lower, candidate shares, thresholds)``. ``used = ()``: exhaustive search."""
+    ``(cost, recall, recall_lower, candidate shares, thresholds)``. ``used = ()``: exhaustive search. ``scan[s]``
+    / ``fetch[s]``: the cost of scanning one item's level-``s`` code / of fetching one candidate's."""
     if not used:
-        return float(bits[-1]), 1.0, 1.0, (), ()
+        return float(scan[-1]), 1.0, 1.0, (), ()
     drop = tuple(ax for ax in range(every.ndim) if ax not in used)
     ev = every.sum(axis=drop) if drop else every
     tp = top.sum(axis=drop) if drop else top
@@ -412,7 +428,7 @@ def _cheapest_on_grid(every: np.ndarray, top: np.ndarray, used: tuple, bits: lis
         recall = recall.cumsum(axis=ax)
     recall = recall / max(int(tp.sum()), 1)
     pairs = float(ev.sum())
-    cost = np.full(ev.shape, float(bits[used[0]]))  # stage 0 scans every item
+    cost = np.full(ev.shape, float(scan[used[0]]))  # stage 0 scans every item
     fractions = []
     nxt = list(used[1:]) + [len(bits) - 1]
     for s in range(len(used)):
@@ -422,7 +438,7 @@ def _cheapest_on_grid(every: np.ndarray, top: np.ndarray, used: tuple, bits: lis
             m = m.cumsum(axis=ax)
         frac = (m / pairs).reshape(m.shape + (1,) * (ev.ndim - s - 1))
         fractions.append(frac)
-        cost = cost + (bits[nxt[s]] + gather_bits) * frac
+        cost = cost + fetch[nxt[s]] * frac
     lower = recall_lower_bound(recall, n_queries, confidence)
     score = np.where(lower >= target - 1e-12, cost, np.inf)
     best = np.lexsort((-recall.reshape(-1), score.reshape(-1)))[0]

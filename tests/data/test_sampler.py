@@ -63,9 +63,9 @@ def test_same_seed_same_batches_other_seed_other_batches():
     # Random access equals the epoch tables, in any order, and survives pickling (grain workers).
     steps = [5, 0, 2 * a.steps_per_epoch + 1, 1]
     clone = pickle.loads(pickle.dumps(a))
-    for st in steps:
-        e, i = divmod(st, a.steps_per_epoch)
-        np.testing.assert_array_equal(clone.batch(st), b.epoch(e)[i])
+    for step in steps:
+        e, i = divmod(step, a.steps_per_epoch)
+        np.testing.assert_array_equal(clone.batch(step), b.epoch(e)[i])
 
 
 def test_an_epoch_covers_most_images():

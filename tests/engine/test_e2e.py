@@ -103,8 +103,6 @@ def test_evaluate_hashing_metrics_equal_the_definition_on_saved_codes(trained):
 
 def test_encode_images_matches_evaluation_codes(trained, tmp_path):
     """Own images through jhash.encode give the codes evaluation computed for the same pictures."""
-    import os
-
     from jhash import data, encode
 
     wd, env, _ = trained

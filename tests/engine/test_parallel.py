@@ -1,7 +1,6 @@
 """Data parallelism: 8 simulated CPU devices compute what one device computes."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys

@@ -14,7 +14,6 @@ import pytest
 
 from jhash import checkpoints, evaluator, methods, reporting, trainer
 from jhash import config as config_lib
-from jhash import config as config_lib
 from tests.engine import fakes
 
 

@@ -144,15 +144,51 @@ def _recall_codes(seed=1, n=40):
     return {"l64": codes64, "l32": codes64[:, :32], "l16": codes64[:, :16], "id": codes64}, pids
 
 
+def test_search_time_fit_with_measured_costs(monkeypatch):
+    """recall_cost='measured' (the default): the search-time fit minimises the stage costs measured on the
+    searched gallery's index (here replaced by fixed costs, so the plan is deterministic); 'bits' ignores them;
+    anything else is a config error naming the key."""
+    from jhash.search import coarse_to_fine
+    from jhash.search.dto import fit_recall_thresholds
+    from jhash.search.packing import pack_codes
+
+    assert ctf.DEFAULTS["recall_cost"] == "measured"
+    codes, pids = _recall_codes()
+    levels = ("l16", "l32", "l64")
+    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.0)
+    params = ctf.fit_search(codes, pids, c)
+    gallery = {n: np.asarray(pack_codes(v)) for n, v in _recall_codes(seed=2, n=60)[0].items()}
+    packed = {n: np.asarray(pack_codes(codes[n])) for n in levels}
+    costs = ((1.0, 50.0), (3.0, 2.0), (9.0, 40.0))  # a fetch of the 32-bit level is cheap, of the others dear
+    seen = []
+
+    def fake(index, **kwargs):
+        seen.append(index)
+        return costs
+
+    monkeypatch.setattr(coarse_to_fine, "measure_stage_costs", fake)
+    want = fit_recall_thresholds({n: gallery[n] for n in levels}, query_codes=packed, target=0.9, k=5,
+                                 choose_levels=True, stage_costs=costs)
+    assert ctf.search_plan(gallery, c, params) == (list(want.levels), want.thresholds)
+    assert [a.shape[1] for a in seen[0].packed] == [2, 4, 8]  # the gallery's levels, short to long
+    bits = ctf.gallery_fit(gallery, _config(threshold_fit="recall", recall_target=0.9, recall_k=5,
+                                            recall_confidence=0.0, recall_cost="bits"), params)
+    assert len(seen) == 1 and bits.cost == fit_recall_thresholds(
+        {n: gallery[n] for n in levels}, query_codes=packed, target=0.9, k=5, choose_levels=True,
+        gather_bits=1536.0).cost
+    with pytest.raises(config_lib.ConfigError, match="recall_cost='time'"):
+        ctf.search_plan(gallery, _config(threshold_fit="recall", recall_k=5, recall_cost="time"), params)
+
+
 def test_fit_search_recall_target():
     from jhash.search import dto
     from jhash.search.dto import fit_recall_thresholds
     from jhash.search.packing import pack_codes
 
-    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.8)
+    c = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.8, recall_cost="bits")
     codes, pids = _recall_codes()
     levels = ("l16", "l32", "l64")
-    opts = dict(target=0.9, k=5, confidence=0.8, gather_bits=1536.0, choose_levels=True)  # the defaults' fit
+    opts = dict(target=0.9, k=5, confidence=0.8, gather_bits=1536.0, choose_levels=True)  # the bits cost's fit
     params = ctf.fit_search(codes, pids, c)
     packed = {n: np.asarray(pack_codes(codes[n])) for n in levels}
     want = fit_recall_thresholds(packed, **opts)
@@ -179,7 +215,7 @@ def test_fit_search_recall_target():
         {n: gallery[n] for n in plan[0]}, {n: gallery[n] for n in plan[0]}, plan[1]))
     # every level kept (no level choice, no gather cost): the thresholds of the plain fit
     every = _config(threshold_fit="recall", recall_target=0.9, recall_k=5, recall_confidence=0.0,
-                    recall_gather_bits=0.0, recall_choose_levels=False)
+                    recall_gather_bits=0.0, recall_choose_levels=False, recall_cost="bits")
     assert ctf.search_plan(gallery, every, params) == (list(levels), fit_recall_thresholds(
         {n: gallery[n] for n in levels}, query_codes=packed, target=0.9, k=5).thresholds)
     # at most recall_val_queries codes are kept, drawn with config.seed
@@ -188,7 +224,7 @@ def test_fit_search_recall_target():
     np.testing.assert_array_equal(dto.decode_packed(few["fit_queries"])["l32"], packed["l32"][rows])
     # 'gallery': a sample of the searched gallery as the queries; 'fit': the validation-only thresholds
     g = _config(recall_target=0.9, recall_k=5, recall_queries="gallery", recall_gallery_queries=12,
-                recall_confidence=0.0)
+                recall_confidence=0.0, recall_cost="bits")
     assert ctf.gallery_fit(gallery, g, params).thresholds == fit_recall_thresholds(
         {n: gallery[n] for n in levels}, target=0.9, k=5, queries=12, seed=int(g.seed), gather_bits=1536.0,
         choose_levels=True).thresholds

@@ -238,12 +238,42 @@ def test_bench_quick_reports_identical_distances():
     for name in ("jhash 1t", "jhash 2t", "faiss 1t", "faiss 2t"):
         assert f"  {name} " in out, out
     assert "kernel per width: 64 b: " in out and f"jhash kernel {native.kernel_for(32)}" in out, out
-    assert out.count("load average before / after:") == out.count("== shape "), out
-    assert out.count("hypervisor steal during the shape:") == out.count("== shape "), out
+    assert out.count("load average before / after (counts this benchmark's own threads):") == out.count(
+        "== shape "), out
+    assert out.count("share of the CPUs' time during the shape: other ") == out.count("== shape "), out
     assert "jhash/faiss throughput, 1 thread each:" in out and "jhash speed-up 1 -> 2 threads:" in out, out
     assert "| 100,000 × 64 b | 10 |" in out and "| 20,000 × 256 b | 200 |" in out, out
     loaded = out.count("this row is LOADED")
     assert loaded == out.count("**LOADED** |"), out  # every warned shape is labelled in the table
+    assert out.count("row labelled 'niced background'") == out.count(" niced background |"), out
+
+
+def _bench_common():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import _common
+    finally:
+        sys.path.pop(0)
+    return _common
+
+
+@pytest.mark.parametrize("own_niced", [False, True])
+def test_other_work_separates_this_process_niced_work_and_steal(own_niced):
+    c = _bench_common()
+    tck = os.sysconf("SC_CLK_TCK")
+    before = c.CpuSnapshot(user=1000, nice=500, system=200, idle=5000, iowait=0, irq=0, softirq=0, steal=10,
+                           own_seconds=3.0, own_niced=own_niced)
+    # 10 s of 2 CPUs = 20 * tck ticks: this process 8 s (user), others 1 s user + 1 s system at normal priority,
+    # 4 s niced, 0.5 s stolen, the rest idle
+    own = 8 * tck
+    after = c.CpuSnapshot(user=1000 + (0 if own_niced else own) + tck, nice=500 + 4 * tck + (own if own_niced else 0),
+                          system=200 + tck, idle=5000 + int(5.5 * tck), iowait=0, irq=0, softirq=0,
+                          steal=10 + tck // 2, own_seconds=11.0, own_niced=own_niced)
+    w = c.other_work(before, after)
+    assert w.normal == pytest.approx(100 * 2 / 20)
+    assert w.niced == pytest.approx(100 * 4 / 20)
+    assert w.steal == pytest.approx(100 * (tck // 2) / (20 * tck))
+    assert c.other_work(after, before) is None and c.other_work(None, after) is None
 
 
 # ---------------------------------------------------------------- dense and gathered distances --

@@ -16,10 +16,11 @@ def _data(seed, n=40, lengths=(8, 16, 24)):
     return {f"l{L}": full[:, :L] for L in lengths}
 
 
-def _brute_force(bits_by_level, k, target, rows=None, gather=0.0):
+def _brute_force(bits_by_level, k, target, rows=None, gather=0.0, costs=None):
     """Every (t_0, t_1): recall = share of (query, exhaustive top-k item) pairs with d_s <= t_s for all s < N-1;
-    cost = l_0 + sum_s (l_{s+1} + gather) * share of (query, other item) pairs passing stages 0..s. Returns
-    every (thresholds, recall, cost)."""
+    cost = l_0 + sum_s (l_{s+1} + gather) * share of (query, other item) pairs passing stages 0..s, or with
+    ``costs`` (per level (scan, fetch)) scan_0 + sum_s fetch_{s+1} * that share. Returns every (thresholds,
+    recall, cost)."""
     levels = list(bits_by_level.values())
     n = levels[0].shape[0]
     rows = list(range(n)) if rows is None else list(rows)
@@ -33,10 +34,11 @@ def _brute_force(bits_by_level, k, target, rows=None, gather=0.0):
     for t in itertools.product(*(range(L + 1) for L in lengths[:-1])):
         kept = sum(all(d[s][i, j] <= t[s] for s in range(len(t))) for i in rows for j in tops[i])
         recall = kept / (len(rows) * k)
-        cost = float(lengths[0])
+        cost = float(lengths[0]) if costs is None else costs[0][0]
         for s in range(len(t)):
             passing = sum(all(d[u][i, j] <= t[u] for u in range(s + 1)) for i in rows for j in range(n) if j != i)
-            cost += (lengths[s + 1] + gather) * passing / (len(rows) * (n - 1))
+            fetch = lengths[s + 1] + gather if costs is None else costs[s + 1][1]
+            cost += fetch * passing / (len(rows) * (n - 1))
         out.append((t, recall, cost))
     return out
 
@@ -179,3 +181,30 @@ def test_gather_cost_and_level_choice_against_every_subset():
     assert both.cost == pytest.approx(want)
     with pytest.raises(ValueError, match="gather_bits must be >= 0"):
         fit_recall_thresholds(packed, gather_bits=-1)
+
+
+def test_measured_stage_costs_against_every_subset():
+    """stage_costs: the objective is scan_0 + sum_s fetch_s * P(reaching stage s) (exhaustive: the longest
+    level's scan), over every subset of the shorter levels, each a brute force from the definition."""
+    bits = _data(9, n=36, lengths=(8, 16, 24))
+    packed = {k: np.asarray(pack_codes(v)) for k, v in bits.items()}
+    costs = {"l8": (2.0, 30.0), "l16": (1.0, 3.0), "l24": (40.0, 25.0)}
+    fit = fit_recall_thresholds(packed, target=0.9, k=5, choose_levels=True, stage_costs=list(costs.values()),
+                                gather_bits=1e9)  # gather_bits is not used with stage_costs
+    options = [((), 1.0, costs["l24"][0])]  # exhaustive
+    for names in (("l8",), ("l16",), ("l8", "l16")):
+        sub = {n: bits[n] for n in names + ("l24",)}
+        options += [((names, t), r, c) for t, r, c in
+                    _brute_force(sub, 5, 0.9, costs=[costs[n] for n in names + ("l24",)])]
+    best = min(c for _, r, c in options if r >= 0.9)
+    assert fit.cost == pytest.approx(best) and fit.recall >= 0.9
+    chosen = [o for o in options if o[1] >= 0.9 and o[2] == pytest.approx(best)]
+    assert any(o[0] and o[0][0] + ("l24",) == fit.levels and tuple(fit.thresholds.values()) == o[0][1]
+               or not o[0] and fit.levels == ("l24",) for o in chosen)
+    # a scan of the longest level cheaper than any cascade: exhaustive search
+    cheap = fit_recall_thresholds(packed, target=0.9, k=5, choose_levels=True,
+                                  stage_costs=[(2.0, 30.0), (1.0, 3.0), (0.5, 25.0)])
+    assert cheap.levels == ("l24",) and cheap.thresholds == {} and cheap.cost == 0.5
+    for bad in ([(1.0, 1.0)] * 2, [(1.0, 1.0), (1.0, 0.0), (1.0, 1.0)], [(1.0, 1.0, 1.0)] * 3):
+        with pytest.raises(ValueError, match="stage_costs: expected 3 \\(scan, fetch\\) pairs"):
+            fit_recall_thresholds(packed, stage_costs=bad)
