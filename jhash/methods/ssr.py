@@ -74,16 +74,18 @@ DEFAULTS = dict(
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
     afr_window="rule",  # AFR_WINDOWS: 'rule' (the paper: attribute codes, the val split's window share) |
-    # 'gallery' | 'recall' (coarse first codes, window fitted on the searched gallery; faster, lose R1: bench/afr.py)
+    # 'protocol' | 'gallery' | 'recall' (coarse first codes, window fitted on the searched gallery: bench/afr.py)
     afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
     afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
     afr_recall_k=10,  # afr_window='recall': that top-k
-    afr_confidence=0.95,  # afr_window='recall': the target holds for the lower confidence bound
+    afr_confidence=0.95,  # afr_window='recall' / 'protocol': the target holds for the lower confidence bound
+    afr_match_target=0.99,  # afr_window='protocol': share of the exhaustive search's protocol matches kept
+    afr_match_k=1,  # afr_window='protocol': the matches among the first k valid items of exhaustive search
     afr_val_queries=512,  # 'gallery' / 'recall': at most this many validation codes stored with the fit
 )
 
 #: ``afr_window``: how the AFR window is chosen (see :func:`fit_search` and :func:`search_window`).
-AFR_WINDOWS = ("gallery", "recall", "rule")
+AFR_WINDOWS = ("gallery", "protocol", "recall", "rule")
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -258,16 +260,26 @@ def first_codes(attr, id_codes, config) -> np.ndarray:
     return coarse_codes(attr, id_codes, prefix_bit_positions(total, bits, int(_get(config, "parts"))))
 
 
-def fit_search(codes_by_name, pids, config) -> dict:
+def fit_search(codes_by_name, pids, config, camids=None) -> dict:
     """The AFR window by the w rule on validation codes (every image a query against the others; reported in
-    every case), and unless ``afr_window='rule'`` a sample of the validation codes, the queries of the
-    window fit against the searched gallery (:func:`search_window`)."""
+    every case), and unless ``afr_window='rule'`` a sample of the validation codes (with their identities
+    and, given ``camids``, camera ids), the queries of the window fit against the searched gallery
+    (:func:`search_window`). ``afr_window='protocol'`` needs ``camids`` (the trainer passes them); without
+    them every validation image counts as its own camera, with a warning."""
+    import warnings
+
     from jhash.search import dto
     from jhash.search.attribute_first import fit_window
 
     if not _afr_enabled(config, codes_by_name):
         return {"afr": False}
     attr = _packed(codes_by_name, "attr")
+    if camids is not None and np.asarray(camids).shape != (len(attr),):
+        raise ValueError(f"camids: expected one camera id per validation image [{len(attr)}], "
+                         f"got shape {np.asarray(camids).shape}")
+    if camids is None and _afr_window_kind(config) == "protocol":
+        warnings.warn("SSR fit_search: afr_window='protocol' without camids; every validation image counts as its "
+                      "own camera (same-camera matches are not excluded)")
     rule = fit_window(attr, attr, pids, pids, target=float(_get(config, "afr_target")), exclude_self=True)
     params = {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
               "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries,
@@ -278,6 +290,8 @@ def fit_search(codes_by_name, pids, config) -> dict:
         rows = np.sort(np.random.default_rng(int(config.seed)).choice(len(attr), n_keep, replace=False))
         params["fit_queries"] = dto.encode_packed({"attr": attr[rows], "id": ident[rows]})
         params["fit_pids"] = np.asarray(pids)[rows].astype(np.int64).tolist()
+        if camids is not None:
+            params["fit_camids"] = np.asarray(camids)[rows].astype(np.int64).tolist()
     return params
 
 
@@ -305,7 +319,7 @@ def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
     ``afr_confidence`` (:func:`jhash.search.attribute_first.fit_rank_window`, no labels). Otherwise the w
     rule's share of the gallery (:func:`window`)."""
     from jhash.search import dto
-    from jhash.search.attribute_first import fit_rank_window, fit_window_in_gallery
+    from jhash.search.attribute_first import fit_match_window, fit_rank_window, fit_window_in_gallery
 
     ng = len(g_first)
     params = search_params or {}
@@ -321,6 +335,15 @@ def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
                                      target=float(_get(config, "afr_target")))
         w = min(rule.w, ng)
         return w, {"window": "gallery", "w": w, "fraction": w / ng, "val_accuracy": rule.accuracy}
+    if kind == "protocol" and params.get("fit_pids") is not None:
+        pids = np.asarray(params["fit_pids"], np.int64)
+        cams = np.asarray(params.get("fit_camids", np.arange(len(pids))), np.int64)
+        fit = fit_match_window(first, val["id"], pids, cams, g_first, g_id, k=int(_get(config, "afr_match_k")),
+                               target=float(_get(config, "afr_match_target")),
+                               confidence=float(_get(config, "afr_confidence")))
+        w = min(fit.w, ng)
+        return w, {"window": "protocol", "w": w, "fraction": w / ng, "val_kept": fit.kept,
+                   "val_kept_lower": fit.kept_lower, "val_matches": fit.num_matches}
     fit = fit_rank_window(first, g_first, val["id"], g_id, k=k, target=float(_get(config, "afr_recall_target")),
                           confidence=float(_get(config, "afr_confidence")))
     return fit.w, {"window": "recall", "w": fit.w, "fraction": fit.fraction, "val_recall": fit.recall}
