@@ -73,13 +73,13 @@ DEFAULTS = dict(
     afr=True,  # attribute-first search at evaluation (needs attributes)
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
-    afr_window="rule",  # AFR_WINDOWS: 'rule' (the paper: attribute codes, the val split's window share) |
-    # 'protocol' | 'gallery' | 'recall' (coarse first codes, window fitted on the searched gallery: bench/afr.py)
+    afr_window="protocol",  # AFR_WINDOWS: 'protocol' | 'gallery' | 'recall' (coarse first codes, window fitted
+    # on the searched gallery: bench/afr.py) | 'rule' (the paper: attribute codes, the val split's window share)
     afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
     afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
     afr_recall_k=10,  # afr_window='recall': that top-k
     afr_confidence=0.95,  # afr_window='recall' / 'protocol': the target holds for the lower confidence bound
-    afr_match_target=0.99,  # afr_window='protocol': share of the exhaustive search's protocol matches kept
+    afr_match_target=0.85,  # afr_window='protocol': share of the exhaustive search's protocol matches kept
     afr_match_k=1,  # afr_window='protocol': the matches among the first k valid items of exhaustive search
     afr_val_queries=512,  # 'gallery' / 'recall': at most this many validation codes stored with the fit
 )
@@ -319,7 +319,9 @@ def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
     ``afr_confidence`` (:func:`jhash.search.attribute_first.fit_rank_window`, no labels). Otherwise the w
     rule's share of the gallery (:func:`window`)."""
     from jhash.search import dto
-    from jhash.search.attribute_first import fit_match_window, fit_rank_window, fit_window_in_gallery
+    import warnings
+
+    from jhash.search.attribute_first import NoMatchError, fit_match_window, fit_rank_window, fit_window_in_gallery
 
     ng = len(g_first)
     params = search_params or {}
@@ -338,9 +340,13 @@ def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
     if kind == "protocol" and params.get("fit_pids") is not None:
         pids = np.asarray(params["fit_pids"], np.int64)
         cams = np.asarray(params.get("fit_camids", np.arange(len(pids))), np.int64)
-        fit = fit_match_window(first, val["id"], pids, cams, g_first, g_id, k=int(_get(config, "afr_match_k")),
-                               target=float(_get(config, "afr_match_target")),
-                               confidence=float(_get(config, "afr_confidence")))
+        try:
+            fit = fit_match_window(first, val["id"], pids, cams, g_first, g_id, k=int(_get(config, "afr_match_k")),
+                                   target=float(_get(config, "afr_match_target")),
+                                   confidence=float(_get(config, "afr_confidence")))
+        except NoMatchError as e:  # nothing to keep: the w rule's share of the gallery
+            warnings.warn(f"SSR search_window: {e}; using the w rule's window")
+            return window(search_params, config, ng), {"window": "rule"}
         w = min(fit.w, ng)
         return w, {"window": "protocol", "w": w, "fraction": w / ng, "val_kept": fit.kept,
                    "val_kept_lower": fit.kept_lower, "val_matches": fit.num_matches}

@@ -62,6 +62,7 @@ __all__ = [
     "fit_rank_window",
     "fit_window_in_gallery",
     "MatchWindow",
+    "NoMatchError",
     "fit_match_window",
     "window_for_gallery",
 ]
@@ -656,6 +657,11 @@ def fit_window_in_gallery(val_first: Any, val_pids: Any, g_first: Any, *, target
                       gallery_size=int(ng + nv - 1))
 
 
+class NoMatchError(ValueError):
+    """:func:`fit_match_window` found no match to keep (no validation identity seen by two cameras, or
+    exhaustive search ranks none first)."""
+
+
 class MatchWindow(NamedTuple):
     """What :func:`fit_match_window` found."""
 
@@ -737,7 +743,7 @@ def fit_match_window(val_first: Any, val_id: Any, val_pids: Any, val_camids: Any
                 before_v -= int(dv[r, q] < t or (dv[r, q] == t and q < m))
                 positions.append(before_v + below_g[t] + 1)  # then gallery items strictly nearer
     if not positions:
-        raise ValueError("fit_match_window: exhaustive search finds no true match for any validation image within "
+        raise NoMatchError("fit_match_window: exhaustive search finds no true match for any validation image within "
                          f"its first {k} (check val_pids / val_camids)")
     pos = np.sort(np.asarray(positions, np.int64))
     nq = int(np.count_nonzero(is_match.any(axis=1)))

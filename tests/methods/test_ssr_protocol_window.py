@@ -55,7 +55,19 @@ def test_protocol_window_without_or_with_bad_camera_ids():
     first = ssr.first_codes(packed["attr"], packed["id"], c)
     w, _ = ssr.search_window(first[::2], packed["id"][::2], params, c)  # every image its own camera
     own = afr.fit_match_window(first, packed["id"], pids, np.arange(48), first[::2], packed["id"][::2],
-                               target=0.99)
+                               target=ssr.DEFAULTS["afr_match_target"])
     assert w == min(own.w, 24)
     with pytest.raises(ValueError, match="camids"):
         ssr.fit_search({"id": ids, "attr": attr}, pids, c, camids=cams[:5])
+
+
+def test_protocol_window_falls_back_to_the_w_rule_without_cross_camera_matches():
+    """Every validation identity seen by one camera: no match to keep, so the w rule's share, with a warning."""
+    c = _config(afr_window="protocol", afr_prefix_bits=16)
+    pids, _, attr, ids = _codes(4)
+    params = ssr.fit_search({"id": ids, "attr": attr}, pids, c, camids=pids)
+    packed = {"id": np.asarray(pack_codes(ids)), "attr": np.asarray(pack_codes(attr))}
+    first = ssr.first_codes(packed["attr"], packed["id"], c)
+    with pytest.warns(UserWarning, match="no true match"):
+        w, info = ssr.search_window(first, packed["id"], params, c)
+    assert info == {"window": "rule"} and w == ssr.window(params, c, 48)
