@@ -13,7 +13,7 @@ the paper's Table 5 / Table 8).
    does; it takes ~25 minutes on 2 cores, so it is not the default here.
 3. **The default row** is the method's own path (``jhash.methods.ssr`` with its ``DEFAULTS``): ``fit_search``
    on the val split (with its camera ids), then, unless ``afr_window='rule'``, ``first_codes`` (attribute
-   code + ``afr_prefix_bits`` ID bits) and ``search_window`` fitted against this gallery: ``'protocol'``
+   code + ``afr_prefix_bits`` ID bits, 88 for 2048-bit codes) and ``search_window`` fitted against this gallery: ``'protocol'``
    keeps ``afr_match_target`` of the val images' exhaustive rank-1 matches under the Market protocol
    (``fit_match_window``), ``'gallery'`` is the w rule among this gallery, ``'recall'`` a share of the
    exhaustive top-k; searched with ``attribute_first_topk(backend="scan")``. Beside it the same with other
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     fits = {}  # label -> what search_window reported
     prefix = [int(b) for b in a.prefix_bits.split(",") if b != ""]
     kind = d["afr_window"]
-    default = (kind, d["afr_prefix_bits"], d["afr_match_target"])
+    default = (kind, ssr.prefix_bits(store, 8 * gal["id"].shape[1]), d["afr_match_target"])
     targets = [float(t) for t in a.match_targets.split(",") if t] or [d["afr_match_target"]]
     variants = [(wk, b, t) for wk in a.window_kinds.split(",") for b in prefix
                 for t in (targets if wk == "protocol" else [d["afr_match_target"]])]

@@ -20,11 +20,13 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
   ``int8 [B, L]``; ``"attr"``: the student's attribute codes (eq. 5, padded to a multiple of 8 bits with a
   constant bit), when the dataset has attributes.
 - ``fit_search``: the AFR window by the w rule on the validation split (leave-one-out, target 97 %), stored
-  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'gallery' or 'recall') a sample of the
-  validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='gallery'`` (or
-  ``'recall'``) the first stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID
+  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'protocol', 'gallery' or 'recall') a
+  sample of the validation codes with their identities and camera ids. ``search`` runs
+  :mod:`jhash.search.attribute_first`: with ``afr_window='protocol'`` (the default), ``'gallery'`` or
+  ``'recall'`` the first stage ranks by the attribute code followed by :func:`prefix_bits` bits of the ID
   code (:func:`first_codes`) and the window is fitted against the searched gallery with the stored
-  validation codes (:func:`search_window`: the w rule among that gallery, or a top-k recall target); with
+  validation codes (:func:`search_window`: keeping exhaustive search's rank-1 matches under the Market
+  protocol, the w rule among that gallery, or a top-k recall target); with
   ``afr_window='rule'`` (the paper) the first stage is the attribute code and ``w = ceil(w_fraction · gallery
   size)``; ``afr_w`` fixes the window; plain exhaustive search when AFR is off (``afr=False`` or no
   attributes, e.g. CUHK03-NP).
@@ -33,6 +35,7 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -75,7 +78,8 @@ DEFAULTS = dict(
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
     afr_window="protocol",  # AFR_WINDOWS: 'protocol' | 'gallery' | 'recall' (coarse first codes, window fitted
     # on the searched gallery: bench/afr.py) | 'rule' (the paper: attribute codes, the val split's window share)
-    afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
+    afr_prefix_bits=None,  # not 'rule': ID bits after the attribute code in the first code (0: none; None: 88
+    # per 2048 ID bits, rounded down to a multiple of 8 and of parts + 2: prefix_bits)
     afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
     afr_recall_k=10,  # afr_window='recall': that top-k
     afr_confidence=0.95,  # afr_window='recall' / 'protocol': the target holds for the lower confidence bound
@@ -245,15 +249,34 @@ def _afr_window_kind(config) -> str:
     return kind
 
 
+#: ``afr_prefix_bits=None``: this many prefix bits per 2048 ID bits (measured best in bench/afr.py)
+AUTO_PREFIX_PER_2048 = 88
+
+
+def prefix_bits(config, total_bits: int) -> int:
+    """The ID bits in AFR's first code for an ID code of ``total_bits``: 0 with ``afr_window='rule'``,
+    ``afr_prefix_bits`` when set, else ``88 · total_bits / 2048`` rounded down to a multiple of 8 and of
+    ``parts + 2`` (so that it splits into stripes like the code, :func:`prefix_bit_positions`), 0 when that
+    leaves nothing below ``total_bits``."""
+    if _afr_window_kind(config) == "rule":
+        return 0
+    fixed = _get(config, "afr_prefix_bits")
+    if fixed is not None:
+        return int(fixed)
+    step = math.lcm(8, int(_get(config, "parts")) + 2)
+    bits = (AUTO_PREFIX_PER_2048 * int(total_bits) // 2048) // step * step
+    return bits if 0 < bits < total_bits else 0
+
+
 def first_codes(attr, id_codes, config) -> np.ndarray:
-    """The first-stage codes of AFR: the attribute code followed by ``afr_prefix_bits`` ID bits
+    """The first-stage codes of AFR: the attribute code followed by :func:`prefix_bits` ID bits
     (:func:`prefix_bit_positions`), or the attribute code itself with ``afr_window='rule'`` (the paper)."""
     from jhash.search.attribute_first import coarse_codes
 
-    bits = int(_get(config, "afr_prefix_bits")) if _afr_window_kind(config) != "rule" else 0
+    total = 8 * np.asarray(id_codes).shape[1]
+    bits = prefix_bits(config, total)
     if bits <= 0:
         return np.asarray(attr)
-    total = 8 * np.asarray(id_codes).shape[1]
     if bits >= total or bits % 8:
         raise config_lib.ConfigError(f"config.method.afr_prefix_bits={bits}: expected a multiple of 8 below the ID "
                                      f"code's {total} bits (or 0 for the attribute code alone)")
@@ -312,7 +335,10 @@ def window(search_params, config, gallery_size: int) -> int:
 def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
     """``(w, details)``: the window of the AFR search over a gallery with first codes ``g_first``
     (:func:`first_codes`). ``afr_w > 0`` fixes it. With stored validation codes it is fitted against this
-    gallery (index-building work): ``afr_window='gallery'``: the w rule measured among this gallery
+    gallery (index-building work): ``afr_window='protocol'``: the smallest window keeping
+    ``afr_match_target`` of the validation queries' exhaustive rank-1 matches under the Market protocol
+    (:func:`jhash.search.attribute_first.fit_match_window`, at ``afr_confidence``; the w rule's window when the
+    validation split has no cross-camera match); ``'gallery'``: the w rule measured among this gallery
     (:func:`jhash.search.attribute_first.fit_window_in_gallery`: rank-w accuracy of a true match
     ``>= afr_target``, the validation images being the only labelled items); ``'recall'``: the smallest window
     keeping ``afr_recall_target`` of the validation queries' exhaustive ID top-``afr_recall_k`` at

@@ -71,3 +71,16 @@ def test_protocol_window_falls_back_to_the_w_rule_without_cross_camera_matches()
     with pytest.warns(UserWarning, match="no true match"):
         w, info = ssr.search_window(first, packed["id"], params, c)
     assert info == {"window": "rule"} and w == ssr.window(params, c, 48)
+
+
+def test_prefix_bits_scale_with_the_code_length():
+    """None: 88 bits per 2048, rounded down to a multiple of 8 and of parts + 2 (8 for 6 stripes); nothing when
+    that leaves no bits; an explicit value as given; none for the paper's rule."""
+    auto = _config(afr_window="protocol")
+    assert [ssr.prefix_bits(auto, n) for n in (2048, 1024, 512, 256, 128, 64)] == [88, 40, 16, 8, 0, 0]
+    assert ssr.prefix_bits(_config(afr_window="protocol", parts=4), 2048) == 72  # multiples of lcm(8, 6) = 24
+    assert ssr.prefix_bits(_config(afr_prefix_bits=24), 2048) == 24
+    assert ssr.prefix_bits(_config(afr_window="rule", afr_prefix_bits=24), 2048) == 0
+    pids, _, attr, ids = _codes(5)
+    packed_attr = np.asarray(pack_codes(attr))
+    np.testing.assert_array_equal(ssr.first_codes(packed_attr, np.asarray(pack_codes(ids)), auto), packed_attr)
