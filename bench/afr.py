@@ -193,7 +193,7 @@ def main(argv=None) -> int:
         gf = ssr.first_codes(gal["attr"], gal["id"], c_b)
         w, info = ssr.search_window(gf, gal["id"], params, c_b)
         label = f"AFR attr + {bits} ID bits, {wk} window" + (f" {target:g}" if wk == "protocol" else "")
-        label = ("AFR default: " if (wk, bits, target) == default else "") + label
+        label = "AFR default: " + label[len("AFR "):] if (wk, bits, target) == default else label
         plans[label] = (ssr.first_codes(q["attr"], q["id"], c_b), afr.AFRIndex.build(gf, gal["id"]), w,
                         "scan" if gf.shape[1] != gal["attr"].shape[1] else "auto")
         fits[label] = info
