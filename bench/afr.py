@@ -12,12 +12,14 @@ the paper's Table 5 / Table 8).
    protocol: ordinary negatives). Rendering and encoding 500k images is what ``bench/ctf.py --rendered``
    does; it takes ~25 minutes on 2 cores, so it is not the default here.
 3. **The default row** is the method's own path (``jhash.methods.ssr`` with its ``DEFAULTS``): ``fit_search``
-   on the val split, ``first_codes`` (attribute code + ``afr_prefix_bits`` ID bits) and ``search_window``
-   (``afr_window='gallery'``: the w rule measured with the val images as queries among this gallery), searched
-   with ``attribute_first_topk(backend="scan")``. Beside it the same with other ``--prefix_bits`` and
-   ``--window_kinds``, and the paper's AFR: the w rule on the val split (leave-one-out,
-   target rank-w accuracy 0.97) gives ``w_fraction``, the gallery uses ``w = ceil(w_fraction · ng)``, and
-   AFR runs at that and at the ``--windows`` shares (native grouped search).
+   on the val split (with its camera ids), then, unless ``afr_window='rule'``, ``first_codes`` (attribute
+   code + ``afr_prefix_bits`` ID bits, 88 for 2048-bit codes) and ``search_window`` fitted against this gallery: ``'protocol'``
+   keeps ``afr_match_target`` of the val images' exhaustive rank-1 matches under the Market protocol
+   (``fit_match_window``), ``'gallery'`` is the w rule among this gallery, ``'recall'`` a share of the
+   exhaustive top-k; searched with ``attribute_first_topk(backend="scan")``. Beside it the same with other
+   ``--prefix_bits``, ``--window_kinds`` and ``--match_targets``, and the paper's AFR: the w rule on the val
+   split (leave-one-out, target rank-w accuracy 0.97) gives ``w_fraction``, the gallery uses
+   ``w = ceil(w_fraction · ng)``, and AFR runs at that and at the ``--windows`` shares (native grouped search).
 4. ms per query of top-10 search (median of ``--repeats`` rounds over all queries, same process, interleaved)
    and R1 / mAP (full ranking, Market protocol) for: exhaustive 2048-bit search with jhash's fastest
    exhaustive top-k (the native kernel when built), every AFR row above, and exhaustive search with fewer
@@ -126,8 +128,11 @@ def main(argv=None) -> int:
     p.add_argument("--short_bits", type=str, default="128,256,512")
     p.add_argument("--prefix_bits", type=str, default="0,24,56,88",
                    help="ID bits after the attribute code in the first codes of the fitted-window rows")
-    p.add_argument("--window_kinds", type=str, default="gallery",
-                   help="how those rows' windows are fitted on the gallery: gallery (the w rule among it), recall")
+    p.add_argument("--window_kinds", type=str, default="protocol",
+                   help="how those rows' windows are fitted on the gallery: protocol (keep exhaustive search's "
+                        "matches under the Market protocol), gallery (the w rule among it), recall")
+    p.add_argument("--match_targets", type=str, default="",
+                   help="protocol rows: shares of the exhaustive search's matches to keep (default: the method's)")
     p.add_argument("--id_flip", type=float, default=0.1)
     p.add_argument("--attr_flip", type=float, default=0.03)
     p.add_argument("--target", type=float, default=0.97)
@@ -168,32 +173,37 @@ def main(argv=None) -> int:
     val_codes = {"attr": v["packed"]["attr"], "id": v["packed"]["id"]}
     store = config_lib.base_config()  # fit_search keeping the val codes, for the fitted-window rows
     store.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_window="gallery")
-    params = ssr.fit_search(val_codes, v["pid"], store)
+    params = ssr.fit_search(val_codes, v["pid"], store, camids=v["camid"])
     name, topk = exhaustive_topk_fn()
     runs = {"exhaustive 2048": lambda: topk(q["id"], gal["id"], a.k)}
     plans = {}  # label -> (query first codes, AFRIndex, w, backend)
+    fits = {}  # label -> what search_window reported
     prefix = [int(b) for b in a.prefix_bits.split(",") if b != ""]
     kind = d["afr_window"]
-    default_label = (f"AFR default: attr + {d['afr_prefix_bits']} ID bits, {kind} window" if kind != "rule"
-                     else "AFR default: w rule")
-    variants = [(kind, d["afr_prefix_bits"])] + [(wk, b) for wk in a.window_kinds.split(",") for b in prefix
-                                                 if (wk, b) != (kind, d["afr_prefix_bits"])]
-    for wk, bits in variants:
+    default = (kind, ssr.prefix_bits(store, 8 * gal["id"].shape[1]), d["afr_match_target"])
+    targets = [float(t) for t in a.match_targets.split(",") if t] or [d["afr_match_target"]]
+    variants = [(wk, b, t) for wk in a.window_kinds.split(",") for b in prefix
+                for t in (targets if wk == "protocol" else [d["afr_match_target"]])]
+    variants = ([default] if kind != "rule" else []) + [v for v in variants if v != default]
+    for wk, bits, target in variants:
         c_b = config_lib.base_config()
         c_b.method = ssr.method_config(parts=int(trained.config.method.get("parts", 6)), afr_prefix_bits=bits,
-                                       afr_window=wk)
+                                       afr_window=wk, afr_match_target=target)
         t0 = time.perf_counter()
         gf = ssr.first_codes(gal["attr"], gal["id"], c_b)
         w, info = ssr.search_window(gf, gal["id"], params, c_b)
-        label = default_label if (wk, bits) == (kind, d["afr_prefix_bits"]) else f"AFR attr + {bits} ID bits, {wk} window"
+        label = f"AFR attr + {bits} ID bits, {wk} window" + (f" {target:g}" if wk == "protocol" else "")
+        label = "AFR default: " + label[len("AFR "):] if (wk, bits, target) == default else label
         plans[label] = (ssr.first_codes(q["attr"], q["id"], c_b), afr.AFRIndex.build(gf, gal["id"]), w,
                         "scan" if gf.shape[1] != gal["attr"].shape[1] else "auto")
-        print(f"# {label}: w={w} ({100 * w / ng:.2f} % of the gallery) fitted in {time.perf_counter() - t0:.1f} s",
+        fits[label] = info
+        print(f"# {label}: w={w} ({100 * w / ng:.2f} % of the gallery) fitted in {time.perf_counter() - t0:.1f} s: {info}",
               flush=True)
     index = afr.AFRIndex.build(gal["attr"], gal["id"])
     windows = sorted({w_rule, *(afr.window_for_gallery(float(f), ng) for f in a.windows.split(",") if f)})
     for w in windows:
-        plans[f"AFR (paper) w={w}" + (" (w rule)" if w == w_rule else "")] = (q["attr"], index, w, "auto")
+        rule_label = " (w rule, default)" if kind == "rule" else " (w rule)"
+        plans[f"AFR (paper) w={w}" + (rule_label if w == w_rule else "")] = (q["attr"], index, w, "auto")
     for label, (qf, idx, w, backend) in plans.items():
         runs[label] = (lambda qf=qf, idx=idx, w=w, backend=backend:
                        afr.attribute_first_topk(qf, q["id"], idx, w, a.k, backend=backend))
@@ -213,6 +223,7 @@ def main(argv=None) -> int:
         keys = afr.attribute_first_key_matrix(qf, idx.attr, q["id"], gal["id"], w)
         _, top = afr.attribute_first_topk(qf, q["id"], idx, w, a.k, backend=backend)
         rows.append({"search": label, "w": w, **metrics(q, gal, distances=keys), "ms/query": ms[label],
+                     "fit": fits.get(label, {}),
                      "overlap": topk_overlap(top, np.asarray(ref))})
     for bits, (qs, gs) in short.items():
         _, top = topk(qs, gs, a.k)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import inspect
 import logging
 import math
 import os
@@ -568,10 +569,13 @@ def run_update_aux(method, model, state, data, config, mesh, host_aux=None):
 
 
 def run_fit_search(method, model, state, data, config, mesh):
-    """Encode ``dataset.val_split`` and call ``method.fit_search(codes_by_name, pids, config)``."""
+    """Encode ``dataset.val_split`` and call ``method.fit_search(codes_by_name, pids, config)``, with
+    ``camids=`` (the split's camera ids) for a ``fit_search`` that takes that keyword."""
     out = encode_lib.run_split(
         encode_lib.codes_fn(model, method, config, mesh), state.variables(),
         data.eval_batches(config.dataset.val_split, config.eval.batch_size), mesh, config.eval.batch_size,
     )
     codes = {k[len("code/"):]: v for k, v in out.items() if k.startswith("code/")}
-    return method.fit_search(codes, out["pid"], config)
+    takes_camids = "camids" in inspect.signature(method.fit_search).parameters
+    extra = {"camids": out["camid"]} if takes_camids and "camid" in out else {}
+    return method.fit_search(codes, out["pid"], config, **extra)

@@ -37,9 +37,11 @@ Optional hooks:
     Where ``config.model.pretrained`` (torchvision ResNet weights) goes when the network is not one backbone
     (SSR: the trunk and both branches); without the hook :func:`jhash.models.load_pretrained` fills the backbone.
 
-``fit_search(codes_by_name, pids, config) -> dict``
+``fit_search(codes_by_name, pids, config[, camids=None]) -> dict``
     Search parameters fitted on the validation split after training (CtF thresholds, the AFR window w),
-    saved with the checkpoint and passed to the search at evaluation.
+    saved with the checkpoint and passed to the search at evaluation. The trainer passes the split's camera
+    ids as ``camids=`` to a ``fit_search`` that declares that keyword (SSR: its window fit follows the
+    evaluation protocol).
 
 ``model_search_params(variables, config) -> dict``
     Search parameters read from the trained network's variables (DRSCH: its learnt bit weights), merged

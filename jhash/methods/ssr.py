@@ -20,11 +20,13 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
   ``int8 [B, L]``; ``"attr"``: the student's attribute codes (eq. 5, padded to a multiple of 8 bits with a
   constant bit), when the dataset has attributes.
 - ``fit_search``: the AFR window by the w rule on the validation split (leave-one-out, target 97 %), stored
-  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'gallery' or 'recall') a sample of the
-  validation codes. ``search`` runs :mod:`jhash.search.attribute_first`: with ``afr_window='gallery'`` (or
-  ``'recall'``) the first stage ranks by the attribute code followed by ``afr_prefix_bits`` bits of the ID
+  as ``{"afr": True, "w", "w_fraction", ...}``, plus (``afr_window`` 'protocol', 'gallery' or 'recall') a
+  sample of the validation codes with their identities and camera ids. ``search`` runs
+  :mod:`jhash.search.attribute_first`: with ``afr_window='protocol'`` (the default), ``'gallery'`` or
+  ``'recall'`` the first stage ranks by the attribute code followed by :func:`prefix_bits` bits of the ID
   code (:func:`first_codes`) and the window is fitted against the searched gallery with the stored
-  validation codes (:func:`search_window`: the w rule among that gallery, or a top-k recall target); with
+  validation codes (:func:`search_window`: keeping exhaustive search's rank-1 matches under the Market
+  protocol, the w rule among that gallery, or a top-k recall target); with
   ``afr_window='rule'`` (the paper) the first stage is the attribute code and ``w = ceil(w_fraction · gallery
   size)``; ``afr_w`` fixes the window; plain exhaustive search when AFR is off (``afr=False`` or no
   attributes, e.g. CUHK03-NP).
@@ -33,6 +35,7 @@ and attribute-first fast retrieval (Jin et al. 2021; cleaned in ``docs/methods.m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -73,17 +76,20 @@ DEFAULTS = dict(
     afr=True,  # attribute-first search at evaluation (needs attributes)
     afr_target=0.97,  # the w rule's rank-w accuracy
     afr_w=0,  # a fixed window (> 0) instead of the fitted one
-    afr_window="rule",  # AFR_WINDOWS: 'rule' (the paper: attribute codes, the val split's window share) |
-    # 'gallery' | 'recall' (coarse first codes, window fitted on the searched gallery; faster, lose R1: bench/afr.py)
-    afr_prefix_bits=88,  # 'gallery' / 'recall': ID bits after the attribute code in the first code (0: none)
+    afr_window="protocol",  # AFR_WINDOWS: 'protocol' | 'gallery' | 'recall' (coarse first codes, window fitted
+    # on the searched gallery: bench/afr.py) | 'rule' (the paper: attribute codes, the val split's window share)
+    afr_prefix_bits=None,  # not 'rule': ID bits after the attribute code in the first code (0: none; None: 88
+    # per 2048 ID bits, rounded down to a multiple of 8 and of parts + 2: prefix_bits)
     afr_recall_target=0.95,  # afr_window='recall': share of the exhaustive ID top-k the window keeps
     afr_recall_k=10,  # afr_window='recall': that top-k
-    afr_confidence=0.95,  # afr_window='recall': the target holds for the lower confidence bound
+    afr_confidence=0.95,  # afr_window='recall' / 'protocol': the target holds for the lower confidence bound
+    afr_match_target=0.85,  # afr_window='protocol': share of the exhaustive search's protocol matches kept
+    afr_match_k=1,  # afr_window='protocol': the matches among the first k valid items of exhaustive search
     afr_val_queries=512,  # 'gallery' / 'recall': at most this many validation codes stored with the fit
 )
 
 #: ``afr_window``: how the AFR window is chosen (see :func:`fit_search` and :func:`search_window`).
-AFR_WINDOWS = ("gallery", "recall", "rule")
+AFR_WINDOWS = ("gallery", "protocol", "recall", "rule")
 
 
 def method_config(**overrides) -> ml_collections.ConfigDict:
@@ -243,31 +249,60 @@ def _afr_window_kind(config) -> str:
     return kind
 
 
+#: ``afr_prefix_bits=None``: this many prefix bits per 2048 ID bits (measured best in bench/afr.py)
+AUTO_PREFIX_PER_2048 = 88
+
+
+def prefix_bits(config, total_bits: int) -> int:
+    """The ID bits in AFR's first code for an ID code of ``total_bits``: 0 with ``afr_window='rule'``,
+    ``afr_prefix_bits`` when set, else ``88 · total_bits / 2048`` rounded down to a multiple of 8 and of
+    ``parts + 2`` (so that it splits into stripes like the code, :func:`prefix_bit_positions`), 0 when that
+    leaves nothing below ``total_bits``."""
+    if _afr_window_kind(config) == "rule":
+        return 0
+    fixed = _get(config, "afr_prefix_bits")
+    if fixed is not None:
+        return int(fixed)
+    step = math.lcm(8, int(_get(config, "parts")) + 2)
+    bits = (AUTO_PREFIX_PER_2048 * int(total_bits) // 2048) // step * step
+    return bits if 0 < bits < total_bits else 0
+
+
 def first_codes(attr, id_codes, config) -> np.ndarray:
-    """The first-stage codes of AFR: the attribute code followed by ``afr_prefix_bits`` ID bits
+    """The first-stage codes of AFR: the attribute code followed by :func:`prefix_bits` ID bits
     (:func:`prefix_bit_positions`), or the attribute code itself with ``afr_window='rule'`` (the paper)."""
     from jhash.search.attribute_first import coarse_codes
 
-    bits = int(_get(config, "afr_prefix_bits")) if _afr_window_kind(config) != "rule" else 0
+    total = 8 * np.asarray(id_codes).shape[1]
+    bits = prefix_bits(config, total)
     if bits <= 0:
         return np.asarray(attr)
-    total = 8 * np.asarray(id_codes).shape[1]
     if bits >= total or bits % 8:
         raise config_lib.ConfigError(f"config.method.afr_prefix_bits={bits}: expected a multiple of 8 below the ID "
                                      f"code's {total} bits (or 0 for the attribute code alone)")
     return coarse_codes(attr, id_codes, prefix_bit_positions(total, bits, int(_get(config, "parts"))))
 
 
-def fit_search(codes_by_name, pids, config) -> dict:
+def fit_search(codes_by_name, pids, config, camids=None) -> dict:
     """The AFR window by the w rule on validation codes (every image a query against the others; reported in
-    every case), and unless ``afr_window='rule'`` a sample of the validation codes, the queries of the
-    window fit against the searched gallery (:func:`search_window`)."""
+    every case), and unless ``afr_window='rule'`` a sample of the validation codes (with their identities
+    and, given ``camids``, camera ids), the queries of the window fit against the searched gallery
+    (:func:`search_window`). ``afr_window='protocol'`` needs ``camids`` (the trainer passes them); without
+    them every validation image counts as its own camera, with a warning."""
+    import warnings
+
     from jhash.search import dto
     from jhash.search.attribute_first import fit_window
 
     if not _afr_enabled(config, codes_by_name):
         return {"afr": False}
     attr = _packed(codes_by_name, "attr")
+    if camids is not None and np.asarray(camids).shape != (len(attr),):
+        raise ValueError(f"camids: expected one camera id per validation image [{len(attr)}], "
+                         f"got shape {np.asarray(camids).shape}")
+    if camids is None and _afr_window_kind(config) == "protocol":
+        warnings.warn("SSR fit_search: afr_window='protocol' without camids; every validation image counts as its "
+                      "own camera (same-camera matches are not excluded)")
     rule = fit_window(attr, attr, pids, pids, target=float(_get(config, "afr_target")), exclude_self=True)
     params = {"afr": True, "w": rule.w, "w_fraction": rule.fraction, "target": rule.target,
               "attr_rank_accuracy": rule.accuracy, "val_queries": rule.num_queries,
@@ -278,6 +313,8 @@ def fit_search(codes_by_name, pids, config) -> dict:
         rows = np.sort(np.random.default_rng(int(config.seed)).choice(len(attr), n_keep, replace=False))
         params["fit_queries"] = dto.encode_packed({"attr": attr[rows], "id": ident[rows]})
         params["fit_pids"] = np.asarray(pids)[rows].astype(np.int64).tolist()
+        if camids is not None:
+            params["fit_camids"] = np.asarray(camids)[rows].astype(np.int64).tolist()
     return params
 
 
@@ -298,14 +335,19 @@ def window(search_params, config, gallery_size: int) -> int:
 def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
     """``(w, details)``: the window of the AFR search over a gallery with first codes ``g_first``
     (:func:`first_codes`). ``afr_w > 0`` fixes it. With stored validation codes it is fitted against this
-    gallery (index-building work): ``afr_window='gallery'``: the w rule measured among this gallery
+    gallery (index-building work): ``afr_window='protocol'``: the smallest window keeping
+    ``afr_match_target`` of the validation queries' exhaustive rank-1 matches under the Market protocol
+    (:func:`jhash.search.attribute_first.fit_match_window`, at ``afr_confidence``; the w rule's window when the
+    validation split has no cross-camera match); ``'gallery'``: the w rule measured among this gallery
     (:func:`jhash.search.attribute_first.fit_window_in_gallery`: rank-w accuracy of a true match
     ``>= afr_target``, the validation images being the only labelled items); ``'recall'``: the smallest window
     keeping ``afr_recall_target`` of the validation queries' exhaustive ID top-``afr_recall_k`` at
     ``afr_confidence`` (:func:`jhash.search.attribute_first.fit_rank_window`, no labels). Otherwise the w
     rule's share of the gallery (:func:`window`)."""
     from jhash.search import dto
-    from jhash.search.attribute_first import fit_rank_window, fit_window_in_gallery
+    import warnings
+
+    from jhash.search.attribute_first import NoMatchError, fit_match_window, fit_rank_window, fit_window_in_gallery
 
     ng = len(g_first)
     params = search_params or {}
@@ -321,6 +363,19 @@ def search_window(g_first, g_id, search_params, config) -> tuple[int, dict]:
                                      target=float(_get(config, "afr_target")))
         w = min(rule.w, ng)
         return w, {"window": "gallery", "w": w, "fraction": w / ng, "val_accuracy": rule.accuracy}
+    if kind == "protocol" and params.get("fit_pids") is not None:
+        pids = np.asarray(params["fit_pids"], np.int64)
+        cams = np.asarray(params.get("fit_camids", np.arange(len(pids))), np.int64)
+        try:
+            fit = fit_match_window(first, val["id"], pids, cams, g_first, g_id, k=int(_get(config, "afr_match_k")),
+                                   target=float(_get(config, "afr_match_target")),
+                                   confidence=float(_get(config, "afr_confidence")))
+        except NoMatchError as e:  # nothing to keep: the w rule's share of the gallery
+            warnings.warn(f"SSR search_window: {e}; using the w rule's window")
+            return window(search_params, config, ng), {"window": "rule"}
+        w = min(fit.w, ng)
+        return w, {"window": "protocol", "w": w, "fraction": w / ng, "val_kept": fit.kept,
+                   "val_kept_lower": fit.kept_lower, "val_matches": fit.num_matches}
     fit = fit_rank_window(first, g_first, val["id"], g_id, k=k, target=float(_get(config, "afr_recall_target")),
                           confidence=float(_get(config, "afr_confidence")))
     return fit.w, {"window": "recall", "w": fit.w, "fraction": fit.fraction, "val_recall": fit.recall}

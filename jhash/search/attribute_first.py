@@ -61,6 +61,9 @@ __all__ = [
     "RankWindow",
     "fit_rank_window",
     "fit_window_in_gallery",
+    "MatchWindow",
+    "NoMatchError",
+    "fit_match_window",
     "window_for_gallery",
 ]
 
@@ -400,10 +403,11 @@ def _scan_topk(qa: np.ndarray, qi: np.ndarray, gallery: AFRIndex, w: int, k: int
         raise RuntimeError(f"backend='scan' needs jhash's native kernel: {native.unavailable_reason()}")
     ad, ai = native.hamming_topk_numpy(qa, gallery.attr, max(w, k))
     win = np.ascontiguousarray(ai[:, :w])
-    d = native.hamming_distance_gather_numpy(qi, gallery.id_packed, win).astype(np.int64)
-    kk = min(k, w)
     ng = gallery.attr.shape[0]
-    composite = d * ng + win  # unique per row: ranks by (distance, index)
+    wide = np.int32 if (gallery.id_bits + 1) * ng < 2**31 else np.int64  # the narrowest composite that fits
+    d = native.hamming_distance_gather_numpy(qi, gallery.id_packed, win).astype(wide)
+    kk = min(k, w)
+    composite = d * wide(ng) + win.astype(wide)  # unique per row: ranks by (distance, index)
     part = np.argpartition(composite, kk - 1, axis=1)[:, :kk] if kk < w else np.broadcast_to(np.arange(w), d.shape)
     sel = np.take_along_axis(composite, part, axis=1)
     sel.sort(axis=1)
@@ -651,3 +655,101 @@ def fit_window_in_gallery(val_first: Any, val_pids: Any, g_first: Any, *, target
     w = int(pos[need - 1])
     return WindowRule(w=w, accuracy=float(np.mean(pos <= w)), target=float(target), num_queries=int(len(pos)),
                       gallery_size=int(ng + nv - 1))
+
+
+class NoMatchError(ValueError):
+    """:func:`fit_match_window` found no match to keep (no validation identity seen by two cameras, or
+    exhaustive search ranks none first)."""
+
+
+class MatchWindow(NamedTuple):
+    """What :func:`fit_match_window` found."""
+
+    w: int  #: the smallest window keeping the target share of the exhaustive search's matches
+    kept: float  #: share of those matches inside the first ``w`` by the first code
+    kept_lower: float  #: its lower confidence bound (:func:`jhash.search.dto.recall_lower_bound`)
+    num_matches: int  #: (query, match) pairs the share counts
+    num_queries: int  #: validation queries with at least one such match
+    gallery_size: int  #: items each query is ranked against: ``ng + n_val - 1``
+
+    @property
+    def fraction(self) -> float:
+        """``w / gallery_size``."""
+        return self.w / max(self.gallery_size, 1)
+
+
+def _protocol_topk(vi: np.ndarray, gi: np.ndarray, vp: np.ndarray, vc: np.ndarray, k: int) -> np.ndarray:
+    """For every validation image, its first ``k`` valid items of the exhaustive ID ranking among the other
+    validation images (items ``0..nv-1``) followed by the gallery (items ``nv + j``), ties by that order,
+    under the Market protocol: the same identity from the same camera is junk (the gallery's items are
+    never junk). ``int64 [nv, k]`` item numbers, ``-1`` where fewer than ``k`` items are valid."""
+    nv, ng = len(vi), len(gi)
+    dg, ig = hamming_topk(vi, gi, min(k, ng)) if ng else (np.zeros((nv, 0)), np.zeros((nv, 0)))
+    dg, ig = np.asarray(dg).astype(np.int64), np.asarray(ig).astype(np.int64) + nv
+    dv = np.asarray(hamming_distance(vi, vi)).astype(np.int64)
+    junk = (vp[:, None] == vp[None, :]) & (vc[:, None] == vc[None, :])  # includes the image itself
+    big = np.iinfo(np.int64).max // 4
+    order = np.concatenate([np.where(junk, big, dv * (nv + ng) + np.arange(nv)[None, :]), dg * (nv + ng) + ig],
+                           axis=1)  # unique keys (distance, item); the gallery's top-k suffices
+    best = np.sort(order, axis=1)[:, :k]
+    return np.where(best < big, best % (nv + ng), -1)
+
+
+def fit_match_window(val_first: Any, val_id: Any, val_pids: Any, val_camids: Any, g_first: Any, g_id: Any, *,
+                     k: int = 1, target: float = 0.99, confidence: float = 0.0,
+                     block_size: int = 16) -> MatchWindow:
+    """The window that keeps what exhaustive ID search finds, under the evaluation protocol, fitted on the
+    gallery to be searched with labelled validation images.
+
+    Each validation image is a query against the gallery plus the other validation images (placed before
+    the gallery; a gallery item is never a match). Its exhaustive ID ranking (ties by that order) loses the
+    junk of the Market protocol (the same identity from the same camera, and the image itself); the true
+    matches (same identity, another camera) among its first ``k`` remaining items are the matches this fit
+    keeps. Each such match has a 1-based position in the query's first-code order (ties by the same order;
+    every item but the query counts, junk too: the window holds it). ``w`` is the smallest window holding a
+    share ``>= target`` of all (query, match) pairs, or with ``confidence > 0`` whose lower confidence bound
+    (over the queries with a match) does. With ``k = 1`` a query's rank-1 outcome under AFR equals the
+    exhaustive one whenever its kept match is in the window, so at least ``target`` of the exhaustive
+    search's rank-1 hits stay hits (on the validation images)."""
+    from jhash.search.dto import recall_lower_bound
+
+    vf, gf, vi, gi = (_packed(x, n) for x, n in ((val_first, "val_first"), (g_first, "g_first"), (val_id, "val_id"),
+                                                  (g_id, "g_id")))
+    _pair(vf, gf, "val_first", "g_first")
+    _pair(vi, gi, "val_id", "g_id")
+    nv, ng = len(vf), len(gf)
+    vp, vc = np.asarray(val_pids).astype(np.int64), np.asarray(val_camids).astype(np.int64)
+    if len(vi) != nv or len(gi) != ng or vp.shape != (nv,) or vc.shape != (nv,):
+        raise ValueError(f"val_first/val_id/val_pids/val_camids must describe the same {nv} images and "
+                         f"g_first/g_id the same gallery; got {len(vi)}, {vp.shape}, {vc.shape} and {ng}/{len(gi)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= ng + nv - 1:
+        raise ValueError(f"k: expected an int in [1, {ng + nv - 1}], got {k!r}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"target: expected a share in (0, 1], got {target!r}")
+    recall_lower_bound(1.0, 1, confidence)  # checks confidence
+    top = _protocol_topk(vi, gi, vp, vc, int(k))
+    is_match = (top >= 0) & (top < nv)
+    is_match &= np.where(is_match, vp[np.clip(top, 0, nv - 1)] == vp[:, None], False) & (vp[:, None] >= 0)
+    positions = []
+    for s, e in _blocks(nv, block_size):
+        dv = np.asarray(hamming_distance(vf[s:e], vf)).astype(np.int64)
+        dg = np.asarray(hamming_distance(vf[s:e], gf)).astype(np.int64)
+        for r in range(e - s):
+            q = s + r
+            below_g = np.concatenate([[0], np.cumsum(np.bincount(dg[r], minlength=8 * vf.shape[1] + 1))])
+            for m in top[q][is_match[q]]:
+                t = dv[r, m]  # items before m: validation items (not q) nearer, or as near with a smaller number,
+                before_v = np.count_nonzero(dv[r] < t) + np.count_nonzero(dv[r, :m] == t)
+                before_v -= int(dv[r, q] < t or (dv[r, q] == t and q < m))
+                positions.append(before_v + below_g[t] + 1)  # then gallery items strictly nearer
+    if not positions:
+        raise NoMatchError("fit_match_window: exhaustive search finds no true match for any validation image within "
+                         f"its first {k} (check val_pids / val_camids)")
+    pos = np.sort(np.asarray(positions, np.int64))
+    nq = int(np.count_nonzero(is_match.any(axis=1)))
+    share = np.searchsorted(pos, pos, side="right") / pos.size
+    lower = recall_lower_bound(share, nq, confidence)
+    ok = lower >= float(target) - 1e-12
+    j = int(np.argmax(ok)) if ok.any() else pos.size - 1
+    return MatchWindow(w=int(min(pos[j], ng + nv - 1)), kept=float(share[j]), kept_lower=float(lower[j]),
+                       num_matches=int(pos.size), num_queries=nq, gallery_size=int(ng + nv - 1))
