@@ -14,6 +14,7 @@ Hamming search; DRSCH also reports its 64-bit model truncated to the 16 and 32 m
     python bench/quality.py --quick         # smoke run: 'tiny' dataset, 16 bits, a few steps
     python bench/quality.py --steps 600 --bits 64 256 --methods drsch
     python bench/quality.py --seeds 0 1 2 --methods dvhn --set method.quant_weight_scale=length
+    python bench/quality.py --steps 600 --bits 64 --seeds 0 1 2 --methods drsch --set method.decorrelation_weight=10
     python bench/quality.py --table runs/q_a runs/q_b   # one table from runs made separately
 
 Every (seed, method, bits) run trains its own workdir under ``--out``; rows report the mean ± std over the

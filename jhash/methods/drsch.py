@@ -36,11 +36,12 @@ As the paper's abstract and the authors' public Caffe code (``docs/methods.md`` 
 ``config.method`` fields (defaults in :data:`DEFAULTS`): ``margin`` (0.25 per bit), ``margin_schedule``
 ('fixed' | 'linear'), ``margin_start`` (0.05), ``margin_ramp_steps`` (1000), ``triplet_mining`` ('all'),
 ``laplacian_weight`` (1e-3; 0 = DSCH), ``bit_weight_decay`` (5e-4), ``eval_bits`` ((16, 32); any length,
-codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming'); two options that are not
-in the paper, off by default: ``hash_bn`` (False: BatchNorm between the hash layer's linear map and the sigmoid)
-and ``quant_weight`` (0.0: adds ``quant_weight · mean_i Σ_k (σ(z_ik) − b_ik)²`` with ``b = 1[z > 0]`` held
+codes that are not whole bytes are zero-padded), ``ranking`` ('weighted' | 'hamming'); three options that are not
+in the paper, off by default: ``hash_bn`` (False: BatchNorm between the hash layer's linear map and the sigmoid),
+``quant_weight`` (0.0: adds ``quant_weight · mean_i Σ_k (σ(z_ik) − b_ik)²`` with ``b = 1[z > 0]`` held
 fixed, :func:`jhash.losses.quantization_loss`, so the relaxed codes the triplet loss ranks are close to the
-binary codes that are searched).
+binary codes that are searched); and ``decorrelation_weight`` (0.0: adds ``decorrelation_weight ·``
+:func:`bit_correlation_penalty` of σ(z) over the batch, so that bits do not repeat one another).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ DEFAULTS = dict(
     ranking="weighted",  # 'weighted' (the paper: weighted Hamming affinity) | 'hamming'
     hash_bn=False,  # not in the paper: BatchNorm on the hash layer's pre-activation (balanced bits)
     quant_weight=0.0,  # not in the paper: weight of Σ_k (σ(z_k) − b_k)², pulling σ(z) to the codes it gives
+    decorrelation_weight=0.0,  # not in the paper: weight of the mean squared correlation between two bits
 )
 RANKINGS = ("weighted", "hamming")
 
@@ -156,12 +158,43 @@ def loss(outputs, batch, config, aux):
         quant = losses.quantization_loss(outputs["hash"], (outputs["hash_pre"] > 0).astype(jnp.float32))
         total = total + qw * quant
         logs["quant"] = quant
+    dw = float(_get(config, "decorrelation_weight"))
+    if dw < 0:
+        raise config_lib.ConfigError(f"config.method.decorrelation_weight={dw}: expected >= 0")
+    if dw:
+        dec = bit_correlation_penalty(outputs["hash"])
+        total = total + dw * dec
+        logs["decorrelation"] = dec
     wd = float(_get(config, "bit_weight_decay"))
     if wd:
         w = outputs["bit_weights"][0]
         total = total + 0.5 * wd * jnp.sum(w * w)
         logs["w_mean"] = jnp.mean(jnp.abs(w))
     return total, logs
+
+
+def bit_correlation_penalty(codes, eps: float = 1e-4) -> jax.Array:
+    r"""Mean squared correlation between two different bits of the relaxed codes over the batch.
+
+    With ``c = codes − mean_i codes`` (``[B, L]``), ``C = cᵀc / B`` and ``R_kl = C_kl / √((C_kk + ε)(C_ll + ε))``::
+
+        P = 1 / (L (L − 1)) · Σ_{k ≠ l} R_kl²
+
+    0 when the bits vary independently over the batch, 1 when every bit repeats one other (up to sign). ``ε``
+    keeps a bit that is constant over the batch from dividing by 0. Redundant bits split the images the same
+    way and add nothing to a code; this is the independence term of Deep Hashing (Liong et al., CVPR 2015,
+    ``‖(1/N) B Bᵀ − I‖²``) on the correlation, so it does not depend on how saturated a bit is.
+    """
+    x = jnp.asarray(codes, jnp.float32)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"bit_correlation_penalty: codes must be [B, L >= 2], got shape {x.shape}")
+    c = x - jnp.mean(x, axis=0, keepdims=True)
+    cov = c.T @ c / x.shape[0]
+    sd = jnp.sqrt(jnp.diagonal(cov) + eps)
+    r = cov / (sd[:, None] * sd[None, :])
+    bits = x.shape[1]
+    off = jnp.sum(jnp.square(r)) - jnp.sum(jnp.square(jnp.diagonal(r)))
+    return off / (bits * (bits - 1))
 
 
 def bit_order(bit_weights) -> jax.Array:

@@ -207,3 +207,50 @@ def test_hash_bn_and_quantisation_options():
     assert "quant" not in drsch.loss(out, {"label": labels}, _config(), None)[1]
     with pytest.raises(config_lib.ConfigError, match="quant_weight"):
         drsch.loss(out, {"label": labels}, _config(quant_weight=-1.0), None)
+
+
+def _correlation_penalty_loop(x, eps=1e-4):
+    """Reference from the definition: mean over ordered pairs k != l of the squared (ε-regularised) correlation."""
+    n, bits = x.shape
+    mean = [sum(x[i, k] for i in range(n)) / n for k in range(bits)]
+    cov = lambda k, l: sum((x[i, k] - mean[k]) * (x[i, l] - mean[l]) for i in range(n)) / n  # noqa: E731
+    total = 0.0
+    for k in range(bits):
+        for l in range(bits):
+            if k != l:
+                total += (cov(k, l) / np.sqrt((cov(k, k) + eps) * (cov(l, l) + eps))) ** 2
+    return total / (bits * (bits - 1))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 9), bits=st.integers(2, 6))
+def test_bit_correlation_penalty_matches_loop(seed, n, bits):
+    x = np.random.default_rng(seed).random((n, bits)).astype(np.float32)
+    np.testing.assert_allclose(drsch.bit_correlation_penalty(jnp.asarray(x)), _correlation_penalty_loop(x.astype(np.float64)),
+                               rtol=2e-4, atol=1e-6)
+
+
+def test_bit_correlation_penalty_is_one_for_repeated_bits_and_small_for_independent_ones():
+    rng = np.random.default_rng(0)
+    a = rng.random((256, 1))
+    repeated = np.concatenate([a, 1 - a, a], axis=1)  # the same split up to sign
+    assert float(drsch.bit_correlation_penalty(jnp.asarray(repeated * 10))) > 0.99
+    independent = rng.random((4096, 8))
+    assert float(drsch.bit_correlation_penalty(jnp.asarray(independent))) < 0.01
+    with pytest.raises(ValueError, match="codes must be"):
+        drsch.bit_correlation_penalty(jnp.ones((4,)))
+
+
+def test_decorrelation_option_adds_the_weighted_penalty_of_the_relaxed_codes():
+    c = _config(decorrelation_weight=0.3, laplacian_weight=0.0, bit_weight_decay=0.0)
+    model = drsch.build_model(c, INFO)
+    variables = model.init(jax.random.PRNGKey(0), _images())
+    out = model.apply(variables, _images())
+    labels = jnp.array([0, 0, 1, 1, 2, 2])
+    total, logs = drsch.loss(out, {"label": labels}, c, None)
+    ref = _correlation_penalty_loop(np.asarray(out["hash"], np.float64))
+    np.testing.assert_allclose(logs["decorrelation"], ref, rtol=2e-4)
+    np.testing.assert_allclose(total, logs["triplet"] + 0.3 * ref, rtol=2e-4)
+    assert "decorrelation" not in drsch.loss(out, {"label": labels}, _config(), None)[1]
+    with pytest.raises(config_lib.ConfigError, match="decorrelation_weight"):
+        drsch.loss(out, {"label": labels}, _config(decorrelation_weight=-1.0), None)
