@@ -280,8 +280,12 @@ void run_parallel(int nthreads, int64_t nitems, void (*fn)(void*, int, int64_t),
 // between threads (fewer queries per gallery pass would make the pass, not the
 // distances, the cost).
 constexpr int64_t kMinQueriesPerItem = 8;
-// Query superblocks per thread when the queries are split (see topk_impl).
+// Query superblocks per thread when the queries are split (see topk_impl):
+// two for codes narrower than kWideCodeBytes (a spare item evens out a thread
+// slowed by other work), one for wider codes, where every extra pass over the
+// gallery costs CPU time.
 constexpr int64_t kItemsPerThread = 2;
+constexpr int64_t kWideCodeBytes = 64;
 
 namespace {
 struct Plan {
@@ -422,6 +426,11 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   // 1.1-1.2x the CPU time at 1024-2048 bits (38-51 MB galleries, read from
   // memory again by every item) and the 1 -> 2 thread speed-up fell to
   // 1.52-1.58x, against 1.72-1.76x with 2 items per thread (same rounds).
+  // From 512 bits up, one item per thread: in one quiet window (no other
+  // process running; 100 queries, top-100, same process, interleaved, medians
+  // of 9) 1 -> 2 threads gave 1.82x (500k x 512 b) and 1.97x (200k x 2048 b)
+  // with one item per thread, CPU time 1.01-1.02x one thread's, against 1.64x
+  // and 1.78x, CPU time 1.08-1.09x, with two; at 256 bits both gave 1.93-1.95x.
   //
   // With fewer queries, the gallery is split into chunks (each with its own
   // top-k, merged at the end). The chunks of a query share their thresholds
@@ -439,7 +448,8 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   int64_t n_gc = 1;
   if (nt > 1 && nq >= (int64_t)nt * kMinQueriesPerItem) {
     // A multiple of the thread count, so that equal items divide evenly.
-    const int64_t per_thread = std::min<int64_t>(kItemsPerThread, nq / ((int64_t)nt * kMinQueriesPerItem));
+    const int64_t items = nbytes >= kWideCodeBytes ? 1 : kItemsPerThread;
+    const int64_t per_thread = std::min<int64_t>(items, nq / ((int64_t)nt * kMinQueriesPerItem));
     P.n_qs = std::max<int64_t>(P.n_qs, per_thread * nt);
     P.n_qs = std::min<int64_t>(nq, (P.n_qs + nt - 1) / nt * nt);
   } else if (nt > 1) {  // 4 gallery chunks per thread
