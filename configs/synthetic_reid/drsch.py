@@ -6,6 +6,8 @@ bit-scalable codes ("top16", "top32"). Minutes on a CPU.
     python evaluate.py --workdir runs/synth_drsch --tradeoff
 
 DSCH (no regulariser): --config.method.laplacian_weight=0. Growing margin: --config.method.margin_schedule=linear.
+Codes that keep what the network learns (not in the paper; measured over 3 seeds in README):
+--config.method.decorrelation_weight=10 (penalises correlated bits).
 """
 
 import ml_collections
