@@ -423,6 +423,14 @@ def _number(config, key: str, *, integer: bool = False, low=None, high=None, low
         raise ConfigError(f"config.{key}={value!r}: expected {kind}{_range_text(low, high, low_open, high_open)}")
 
 
+def nonnegative(key: str, value) -> float:
+    """``float(value)``, or a ConfigError naming ``config.<key>`` when it is negative (a loss weight)."""
+    w = float(value)
+    if w < 0:
+        raise ConfigError(f"config.{key}={w}: expected >= 0")
+    return w
+
+
 def _range_text(low, high, low_open, high_open) -> str:
     if low is not None and high is not None:
         return f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"

@@ -151,16 +151,12 @@ def loss(outputs, batch, config, aux):
         reg = losses.laplacian_regularizer(h, labels=labels)
         total = total + beta * reg
         logs["laplacian"] = reg
-    qw = float(_get(config, "quant_weight"))
-    if qw < 0:
-        raise config_lib.ConfigError(f"config.method.quant_weight={qw}: expected >= 0")
+    qw = config_lib.nonnegative("method.quant_weight", _get(config, "quant_weight"))
     if qw:
         quant = losses.quantization_loss(outputs["hash"], (outputs["hash_pre"] > 0).astype(jnp.float32))
         total = total + qw * quant
         logs["quant"] = quant
-    dw = float(_get(config, "decorrelation_weight"))
-    if dw < 0:
-        raise config_lib.ConfigError(f"config.method.decorrelation_weight={dw}: expected >= 0")
+    dw = config_lib.nonnegative("method.decorrelation_weight", _get(config, "decorrelation_weight"))
     if dw:
         dec = bit_correlation_penalty(outputs["hash"])
         total = total + dw * dec

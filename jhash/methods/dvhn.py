@@ -203,9 +203,7 @@ def quant_weight(config, bits: int) -> float:
     """The network step's quantisation weight: ``quant_weight`` (default η) × ``min(1, 64 / L)`` with
     ``quant_weight_scale='length'``. The B-step always uses η (its ``η / μ`` trade-off is per bit)."""
     base_weight = _get(config, "quant_weight")
-    w = float(_get(config, "eta") if base_weight is None else base_weight)
-    if w < 0:
-        raise config_lib.ConfigError(f"config.method.quant_weight={w}: expected >= 0")
+    w = config_lib.nonnegative("method.quant_weight", _get(config, "eta") if base_weight is None else base_weight)
     return w * _length_factor(config, "quant_weight_scale", bits)
 
 
