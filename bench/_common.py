@@ -98,6 +98,12 @@ class OtherWork:
     steal: float
 
 
+def process_cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def cpu_snapshot() -> CpuSnapshot | None:
     """Read the all-CPU line of /proc/stat and this process's CPU time (None where /proc/stat is missing)."""
     try:
@@ -108,8 +114,7 @@ def cpu_snapshot() -> CpuSnapshot | None:
     if not fields or fields[0] != "cpu" or len(fields) < 9:
         return None
     t = [int(x) for x in fields[1:9]]
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return CpuSnapshot(*t, own_seconds=r.ru_utime + r.ru_stime, own_niced=os.getpriority(os.PRIO_PROCESS, 0) > 0)
+    return CpuSnapshot(*t, own_seconds=process_cpu_seconds(), own_niced=os.getpriority(os.PRIO_PROCESS, 0) > 0)
 
 
 def other_work(before: CpuSnapshot | None, after: CpuSnapshot | None) -> OtherWork | None:

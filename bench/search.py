@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OtherWork, cpu_snapshot, other_work  # noqa: E402  (bench/_common.py)
+from _common import OtherWork, cpu_snapshot, other_work, process_cpu_seconds  # noqa: E402  (bench/_common.py)
 
 K = 100
 OTHER_WARN = 5.0  # % of CPU time taken by other normal-priority processes during a shape: LOADED
@@ -116,12 +116,6 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except OSError:
         return None
-
-
-def process_cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def cpu_model() -> str:
@@ -312,6 +306,11 @@ def fmt_load(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
+def is_loaded(w: OtherWork | None) -> bool:
+    """Other normal-priority work or the hypervisor took a share of the CPUs (the LOADED rule)."""
+    return w is not None and (w.normal > OTHER_WARN or w.steal > STEAL_WARN)
+
+
 def fmt_share(w: OtherWork | None) -> str:
     """Other work during a shape, as the summary table shows it."""
     if w is None:
@@ -334,8 +333,7 @@ class ShapeResult:
 
     @property
     def loaded(self) -> bool:
-        """Other normal-priority work or the hypervisor took a share of the CPUs during the shape."""
-        return self.other is not None and (self.other.normal > OTHER_WARN or self.other.steal > STEAL_WARN)
+        return is_loaded(self.other)
 
     @property
     def niced_background(self) -> bool:
@@ -528,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(1.0)
     idle = other_work(snap, cpu_snapshot())
     print(f"  before the first shape (1 s idle): load average {fmt_load(la)}; {fmt_share(idle)}")
-    if idle is not None and (idle.normal > OTHER_WARN or idle.steal > STEAL_WARN):
+    if is_loaded(idle):
         print("  WARNING: other work is running: timings will be noisy and multi-threaded figures unreliable; "
               "rows measured while it runs are labelled LOADED")
 
