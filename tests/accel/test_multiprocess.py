@@ -115,13 +115,12 @@ def _results(out: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("multiprocess")
-    # Every process compiles its programs unoptimised (XLA's optimisation level 0: a cold train.py process here
-    # takes ~8 CPU-s instead of ~20; the same operations, results equal within float rounding). Every run, the
+    # Every process compiles its programs unoptimised (tests/conftest.py sets XLA's optimisation level 0 for the
+    # session and its subprocesses: a cold train.py process here takes ~8 CPU-s instead of ~20). Every run, the
     # 1-process references included, is a CLI process with the same flags. Process 1 of a pair cannot use the
     # persistent compilation cache (only process 0 writes it, and process 1's local programs are keyed to its
     # own device), so each of its launches compiles everything again.
-    flags = " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0") if f)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JHASH_DATA_DIR=str(base / "data"), XLA_FLAGS=flags)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JHASH_DATA_DIR=str(base / "data"))
     one, two = base / "one", base / "two"
     from jhash import checkpoints, data
 
