@@ -17,6 +17,11 @@ CACHE = pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_com
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 
 
+def xla_flags(*extra: str) -> str:
+    """``XLA_FLAGS`` for a child process: the session's flags (the fast compile above) plus ``extra``."""
+    return " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), *extra) if f)
+
+
 def pytest_configure(config):
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:

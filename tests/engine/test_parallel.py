@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import xla_flags
 from jhash import parallel
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -37,7 +38,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_eight_devices_equal_one(tmp_path, subprocess_env):
-    env = dict(subprocess_env, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=str(ROOT))
+    env = dict(subprocess_env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"),
+               PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import xla_flags
 from jhash.search import sharded_hamming_topk
 
 SCRIPT = textwrap.dedent(
@@ -51,7 +52,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_sharded_equals_single_device_on_8_cpu_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
     res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "SHARDED-OK" in res.stdout, res.stdout + res.stderr
 
