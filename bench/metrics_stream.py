@@ -17,9 +17,14 @@ its time per query, the ratio, and whether both give identical numbers on that s
 ``--search ctf|afr|drsch`` measures instead a method's whole evaluation path at that shape, in a fresh process:
 the method's ``search`` hook (as ``evaluate.py`` calls it: streamed keys plus its timed top-10 search) and
 ``reid_metrics(distances=...)`` on the keys it returns; printed: wall time, peak RSS and the metrics.
-CtF: a 32/128/512/2048-bit pyramid (prefixes of the random 2048-bit code) with thresholds 9/48/232 (about 1 %
-of the gallery reaches the 128-bit stage); AFR: 30 random attribute bits (padded to 32) and a window of 10 %
-of the gallery; DRSCH: 64-bit codes ranked by weighted Hamming distance with random weights.
+By default the hook runs as the method's defaults do in ``evaluate.py``, its search-time fit included: the
+validation codes ``fit_search`` stores (``--val-queries`` random codes, 449 by default: Market-1501's 1 %
+validation split) are fitted against the 520k gallery. CtF: a 32/128/512/2048-bit pyramid (prefixes of the random
+2048-bit code); the recall-targeted fit chooses levels and thresholds on the searched index (printed). AFR: 30
+random attribute bits (padded to 32), the window fitted under the Market protocol from the validation codes'
+identities and cameras (printed). ``--fixed`` skips the fits: CtF thresholds 9/48/232 (about 1 % of the gallery
+reaches the 128-bit stage), AFR a window of 10 % of the gallery. DRSCH: 64-bit codes ranked by weighted Hamming
+distance with random weights.
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ def make_data(nq: int, ng: int, bits: int, seed: int = 0):
     g_pids = rng.permutation(g_pids)
     q_pids = rng.integers(1, ids + 1, nq)
     return q, g, q_pids, g_pids, rng.integers(0, 6, nq), rng.integers(0, 6, ng)
+
+
+def identity_codes(pids: np.ndarray, bits: int, flip: float, seed: int) -> np.ndarray:
+    """Packed codes with identity structure: every identity ``p > 0`` has a random centre code (drawn from ``seed``
+    and ``p`` alone, so the same identity gets the same centre in every call), and each image's code is its
+    centre with every bit flipped with probability ``flip``; pid 0 (distractors) and -1 (junk) get random codes."""
+    rng = np.random.default_rng(seed)
+    n = len(pids)
+    out = rng.integers(0, 2, size=(n, bits), dtype=np.uint8)
+    real = pids > 0
+    if real.any():
+        ids = np.unique(pids[real])
+        centres = {int(p): np.random.default_rng([seed, int(p)]).integers(0, 2, bits, dtype=np.uint8) for p in ids}
+        rows = np.flatnonzero(real)
+        noise = (rng.random((len(rows), bits)) < flip).astype(np.uint8)
+        out[rows] = np.stack([centres[int(p)] for p in pids[rows]]) ^ noise
+    return np.packbits(out, axis=1)
 
 
 def peak_rss_mib() -> float:
@@ -87,6 +109,10 @@ def main() -> None:
     p.add_argument("--reference-queries", type=int, default=None, help="queries for the dense reference")
     p.add_argument("--search", default="hamming", choices=["hamming", "ctf", "afr", "drsch"],
                    help="a method's evaluation path (search hook + metrics) instead of packed-code metrics")
+    p.add_argument("--val-queries", type=int, default=449,
+                   help="--search ctf|afr: validation codes stored by fit_search for the search-time fit")
+    p.add_argument("--fixed", action="store_true",
+                   help="--search ctf|afr: fixed thresholds / window instead of the search-time fit")
     args = p.parse_args()
     if args.quick:
         args.queries, args.gallery, args.bits = 200, 20_000, 256
@@ -162,23 +188,48 @@ def method_path(args) -> None:
 
     from jhash import config as config_lib
     from jhash import methods
-    from jhash.search import pack_codes
+    from jhash.search import dto
 
-    q, g, qp, gp, qc, gc = make_data(args.queries, args.gallery, 2048 if args.search == "ctf" else 64)
+    bits = 2048 if args.search == "ctf" else 64
+    _, _, qp, gp, qc, gc = make_data(args.queries, args.gallery, 8)
+    # codes with identity structure (a true match is near its query; distractors are random), so that the
+    # search-time fits find matches to keep and the metrics are not those of random codes
+    flip = 0.3 if bits == 2048 else 0.1
+    q, g = identity_codes(qp, bits, flip, seed=10), identity_codes(gp, bits, flip, seed=10)
     rng = np.random.default_rng(1)
     c = config_lib.base_config()
     method = methods.get("ssr" if args.search == "afr" else args.search)
     c.method = ml_collections.ConfigDict(method.method_config())
+    if args.val_queries < 1:
+        raise SystemExit(f"--val-queries: expected >= 1, got {args.val_queries}")
+    # the validation split fit_search stores: codes, identities and cameras drawn like the queries'
+    # (like a ReID validation split: a few identities with several images each, ~6 per identity)
+    vrng = np.random.default_rng(2)
+    vp = vrng.integers(1, max(2, args.val_queries // 6) + 1, args.val_queries)
+    vc = vrng.integers(0, 6, args.val_queries)
+    vq = identity_codes(vp, bits, flip, seed=10)
     if args.search == "ctf":
         names = ["l32", "l128", "l512", "l2048"]
         qc_, gc_ = ({f"l{L}": a[:, : L // 8] for L in (32, 128, 512, 2048)} for a in (q, g))
         qc_["id"], gc_["id"] = q, g
-        params = {"thresholds": {"l32": 9, "l128": 48, "l512": 232}, "levels": names}
+        if args.fixed:
+            params = {"thresholds": {"l32": 9, "l128": 48, "l512": 232}, "levels": names}
+        else:
+            params = {"fit_queries": dto.encode_packed({f"l{L}": vq[:, : L // 8] for L in (32, 128, 512, 2048)})}
+            levels, thresholds = method.search_plan(gc_, c, params)
+            print(f"CtF search-time fit ({args.val_queries} validation codes): levels {levels}, "
+                  f"thresholds {thresholds}")
     elif args.search == "afr":
-        qa = np.asarray(pack_codes(rng.integers(0, 2, (args.queries, 30))))
-        ga = np.asarray(pack_codes(rng.integers(0, 2, (args.gallery, 30))))
+        qa, ga = (identity_codes(p, 30, 0.05, seed=20) for p in (qp, gp))
         qc_, gc_ = {"id": q, "attr": qa}, {"id": g, "attr": ga}
         params = {"afr": True, "w_fraction": 0.1}
+        if not args.fixed:
+            va = identity_codes(vp, 30, 0.05, seed=20)
+            params.update(fit_queries=dto.encode_packed({"attr": va, "id": vq}), fit_pids=vp.tolist(),
+                          fit_camids=vc.tolist())
+            w, details = method.search_window(method.first_codes(ga, g, c), g, params, c)
+            print(f"AFR search-time window ({args.val_queries} validation codes): w = {w:,} "
+                  f"({w / args.gallery:.2%} of the gallery), {details}")
     else:
         c.model.bits = 64
         qc_, gc_ = {"id": q}, {"id": g}
