@@ -55,21 +55,25 @@ def make_data(nq: int, ng: int, bits: int, seed: int = 0):
     return q, g, q_pids, g_pids, rng.integers(0, 6, nq), rng.integers(0, 6, ng)
 
 
-def identity_codes(pids: np.ndarray, bits: int, flip: float, seed: int) -> np.ndarray:
+def identity_codes(pids: np.ndarray, bits: int, flip: float, seed: int, block: int = 65536) -> np.ndarray:
     """Packed codes with identity structure: every identity ``p > 0`` has a random centre code (drawn from ``seed``
     and ``p`` alone, so the same identity gets the same centre in every call), and each image's code is its
-    centre with every bit flipped with probability ``flip``; pid 0 (distractors) and -1 (junk) get random codes."""
+    centre with every bit flipped with probability ``flip``; pid 0 (distractors) and -1 (junk) get random codes.
+    Made ``block`` rows at a time (unpacked bits would take ``n x bits`` bytes: 1 GiB for 520k x 2048)."""
     rng = np.random.default_rng(seed)
-    n = len(pids)
-    out = rng.integers(0, 2, size=(n, bits), dtype=np.uint8)
-    real = pids > 0
-    if real.any():
-        ids = np.unique(pids[real])
-        centres = {int(p): np.random.default_rng([seed, int(p)]).integers(0, 2, bits, dtype=np.uint8) for p in ids}
-        rows = np.flatnonzero(real)
-        noise = (rng.random((len(rows), bits)) < flip).astype(np.uint8)
-        out[rows] = np.stack([centres[int(p)] for p in pids[rows]]) ^ noise
-    return np.packbits(out, axis=1)
+    ids = np.unique(pids[pids > 0])
+    centres = np.stack([np.random.default_rng([seed, int(p)]).integers(0, 2, bits, dtype=np.uint8) for p in ids]) \
+        if len(ids) else np.zeros((0, bits), np.uint8)
+    out = np.empty((len(pids), -(-bits // 8)), np.uint8)
+    for s in range(0, len(pids), block):
+        p = pids[s:s + block]
+        b = rng.integers(0, 2, size=(len(p), bits), dtype=np.uint8)
+        real = p > 0
+        if real.any():
+            noise = (rng.random((int(real.sum()), bits)) < flip).astype(np.uint8)
+            b[real] = centres[np.searchsorted(ids, p[real])] ^ noise
+        out[s:s + block] = np.packbits(b, axis=1)
+    return out
 
 
 def peak_rss_mib() -> float:
