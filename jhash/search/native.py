@@ -20,7 +20,9 @@ distance and the top-k selection into a single pass over the gallery:
 * threads: ``std::thread`` over gallery chunks and query blocks
   (``JHASH_NUM_THREADS`` or ``num_threads=``; default: the CPUs this process may
   use); the chunks of one query share their selection thresholds while they
-  scan, so splitting the gallery costs few extra accepted rows;
+  scan, so splitting the gallery costs few extra accepted rows (``split=`` and
+  ``items_per_thread=`` override the split, for benchmarks:
+  ``bench/search_threads.py``);
 * failures: a thread the system refuses to start raises ``RuntimeError``, a
   buffer that cannot be allocated ``MemoryError`` (inside ``jit``: XLA's
   runtime error, a ``RuntimeError``); the process is never aborted.
