@@ -35,10 +35,12 @@ static void SetPyError(const char* err) {
 
 // ----------------------------------------------------------- FFI handler --
 // Operands: q u8[nq, nbytes], g u8[ng, nbytes]; attributes: k, num_threads
-// (<= 0: default), isa (0 auto, 1 baseline, 2 avx2, 3 avx512); results:
+// (<= 0: default), isa (0 auto, 1 baseline, 2 avx2, 3 avx512), split (0 auto,
+// 1 queries, 2 gallery), items_per_thread (0: default); results:
 // dist s32[nq, k], idx s32[nq, k].
 static ffi::Error TopkImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
                            int64_t k, int64_t num_threads, int64_t isa,
+                           int64_t split, int64_t items_per_thread,
                            ffi::ResultBuffer<ffi::S32> dist,
                            ffi::ResultBuffer<ffi::S32> idx) {
   const auto qd = q.dimensions();
@@ -51,8 +53,8 @@ static ffi::Error TopkImpl(ffi::Buffer<ffi::U8> q, ffi::Buffer<ffi::U8> g,
   if (dd.size() != 2 || dd[0] != qd[0] || dd[1] != k)
     return ffi::Error::InvalidArgument("jhash_hamming_topk: bad result shape");
   const char* err = jhn::no_throw([&]() -> const char* { return jhn::hamming_topk(q.typed_data(), qd[0], g.typed_data(), gd[0], qd[1], k,
-                                     (int)num_threads, (int)isa, dist->typed_data(),
-                                     idx->typed_data()); });
+                                     (int)num_threads, (int)isa, (int)split, items_per_thread,
+                                     dist->typed_data(), idx->typed_data()); });
   if (err) return FfiError("jhash_hamming_topk", err);
   return ffi::Error::Success();
 }
@@ -64,6 +66,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JhashHammingTopk, TopkImpl,
                                   .Attr<int64_t>("k")
                                   .Attr<int64_t>("num_threads")
                                   .Attr<int64_t>("isa")
+                                  .Attr<int64_t>("split")
+                                  .Attr<int64_t>("items_per_thread")
                                   .Ret<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>());
 
@@ -261,15 +265,17 @@ static PyObject* py_dist_kernel_name(PyObject*, PyObject* args) {
   return KernelNameOf(args, &jhn::dist_kernel_name);
 }
 
-// topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)
-// q, g: C-contiguous byte buffers; out_*: writable C-contiguous int32 buffers
-// of nq * k elements. Shapes are validated by the Python wrapper; sizes are
-// re-checked here. Releases the GIL while computing.
+// topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa, split,
+// items_per_thread): q, g: C-contiguous byte buffers; out_*: writable
+// C-contiguous int32 buffers of nq * k elements; split 0 auto, 1 queries,
+// 2 gallery; items_per_thread 0: default. Shapes are validated by the Python
+// wrapper; sizes are re-checked here. Releases the GIL while computing.
 static PyObject* py_topk_into(PyObject*, PyObject* args) {
   PyObject *qo, *go, *do_, *io;
-  long long nbytes, k;
-  int num_threads, isa;
-  if (!PyArg_ParseTuple(args, "OOLLOOii", &qo, &go, &nbytes, &k, &do_, &io, &num_threads, &isa))
+  long long nbytes, k, items_per_thread;
+  int num_threads, isa, split;
+  if (!PyArg_ParseTuple(args, "OOLLOOiiiL", &qo, &go, &nbytes, &k, &do_, &io, &num_threads, &isa, &split,
+                        &items_per_thread))
     return nullptr;
   if (nbytes < 1) {
     PyErr_SetString(PyExc_ValueError, "nbytes must be >= 1");
@@ -301,7 +307,7 @@ static PyObject* py_topk_into(PyObject*, PyObject* args) {
   } else {
     Py_BEGIN_ALLOW_THREADS
     err = jhn::no_throw([&]() -> const char* { return jhn::hamming_topk((const uint8_t*)qb.buf, nq, (const uint8_t*)gb.buf, ng, nbytes, k,
-                           num_threads, isa, (int32_t*)db.buf, (int32_t*)ib.buf); });
+                           num_threads, isa, split, items_per_thread, (int32_t*)db.buf, (int32_t*)ib.buf); });
     Py_END_ALLOW_THREADS
   }
   PyBuffer_Release(&qb);
@@ -497,7 +503,7 @@ static PyObject* py_build_info(PyObject*, PyObject*) {
 static PyMethodDef kMethods[] = {
     {"topk_capsule", py_topk_capsule, METH_NOARGS, "PyCapsule of the XLA FFI top-k handler."},
     {"topk_into", py_topk_into, METH_VARARGS,
-     "topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa)"},
+     "topk_into(q, g, nbytes, k, out_dist, out_idx, num_threads, isa, split, items_per_thread)"},
     {"distance_capsule", py_distance_capsule, METH_NOARGS,
      "PyCapsule of the XLA FFI dense distance handler."},
     {"gather_capsule", py_gather_capsule, METH_NOARGS,

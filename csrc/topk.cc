@@ -131,7 +131,8 @@ const char* kernel_name(int isa, int64_t nbytes) { return select_kernels(isa, nb
 
 static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
                              int64_t ng, int64_t nbytes, int64_t k,
-                             int num_threads, int isa, int32_t* out_dist,
+                             int num_threads, int isa, int split,
+                             int64_t items_per_thread, int32_t* out_dist,
                              int32_t* out_idx);
 
 // Self-test of an ISA's kernels against a byte-table reference on small
@@ -154,7 +155,8 @@ static std::string run_selftest(int isa) {
         for (int64_t j = 0; j < ng; j += 5) g[j * w] ^= 1;
       }
       std::vector<int32_t> d(nq * k), ix(nq * k);
-      if (const char* e = topk_impl(q.data(), nq, g.data(), ng, w, k, 1, isa, d.data(), ix.data()))
+      if (const char* e = topk_impl(q.data(), nq, g.data(), ng, w, k, 1, isa, SPLIT_AUTO, 0, d.data(),
+                                    ix.data()))
         return e;
       const DistFn dist = select_kernels(isa, w).dist;
       for (int64_t i = 0; i < nq; ++i) {
@@ -286,6 +288,8 @@ constexpr int64_t kMinQueriesPerItem = 8;
 // gallery costs CPU time.
 constexpr int64_t kItemsPerThread = 2;
 constexpr int64_t kWideCodeBytes = 64;
+// Gallery chunks per thread when the gallery is split.
+constexpr int64_t kChunksPerThread = 4;
 
 namespace {
 struct Plan {
@@ -384,8 +388,12 @@ static void merge_item(void* arg, int tid, int64_t item) {
 
 static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
                              int64_t ng, int64_t nbytes, int64_t k,
-                             int num_threads, int isa, int32_t* out_dist,
+                             int num_threads, int isa, int split,
+                             int64_t items_per_thread, int32_t* out_dist,
                              int32_t* out_idx) {
+  if (split != SPLIT_AUTO && split != SPLIT_QUERIES && split != SPLIT_GALLERY)
+    return "split must be 0 (automatic), 1 (queries) or 2 (gallery)";
+  if (items_per_thread < 0) return "items_per_thread must be >= 0 (0: the default)";
   if (nbytes < 1) return "code width must be at least 1 byte";
   if (nbytes > (int64_t(1) << 27)) return "code width too large (distances must fit int32)";
   if (ng < 1) return "gallery is empty";
@@ -445,15 +453,26 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
   // Query superblock: bounded so that per-thread scratch stays <= ~64 MiB.
   int64_t qs_max = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t(64) << 20) / state_bytes));
   P.n_qs = (nq + qs_max - 1) / qs_max;
+  // `split` and `items_per_thread` (topk.h) override the rule and the item
+  // counts; bench/search_threads.py times every setting against one thread.
+  // The result is the same whatever the split.
   int64_t n_gc = 1;
-  if (nt > 1 && nq >= (int64_t)nt * kMinQueriesPerItem) {
+  const bool auto_split = split == SPLIT_AUTO;
+  const bool by_queries =
+      auto_split ? nt > 1 && nq >= (int64_t)nt * kMinQueriesPerItem : split == SPLIT_QUERIES;
+  const bool by_gallery = auto_split ? nt > 1 && !by_queries : split == SPLIT_GALLERY;
+  if (by_queries) {
     // A multiple of the thread count, so that equal items divide evenly.
-    const int64_t items = nbytes >= kWideCodeBytes ? 1 : kItemsPerThread;
-    const int64_t per_thread = std::min<int64_t>(items, nq / ((int64_t)nt * kMinQueriesPerItem));
+    // (More than ceil(nq / nt) per thread would only be capped at nq below.)
+    int64_t per_thread = items_per_thread > 0 ? std::min<int64_t>(items_per_thread, (nq + nt - 1) / nt)
+                         : nbytes >= kWideCodeBytes ? 1 : kItemsPerThread;
+    if (auto_split) per_thread = std::min<int64_t>(per_thread, nq / ((int64_t)nt * kMinQueriesPerItem));
     P.n_qs = std::max<int64_t>(P.n_qs, per_thread * nt);
     P.n_qs = std::min<int64_t>(nq, (P.n_qs + nt - 1) / nt * nt);
-  } else if (nt > 1) {  // 4 gallery chunks per thread
-    const int64_t target_items = 4 * (int64_t)nt;
+  } else if (by_gallery) {
+    const int64_t per_thread =
+        items_per_thread > 0 ? std::min<int64_t>(items_per_thread, ng) : kChunksPerThread;
+    const int64_t target_items = per_thread * (int64_t)nt;
     n_gc = (target_items + P.n_qs - 1) / P.n_qs;
     n_gc = std::max<int64_t>(1, std::min<int64_t>(n_gc, ng / min_chunk));
   }
@@ -483,14 +502,16 @@ static const char* topk_impl(const uint8_t* q, int64_t nq, const uint8_t* g,
 
 const char* hamming_topk(const uint8_t* q, int64_t nq, const uint8_t* g,
                          int64_t ng, int64_t nbytes, int64_t k,
-                         int num_threads, int isa, int32_t* out_dist,
+                         int num_threads, int isa, int split,
+                         int64_t items_per_thread, int32_t* out_dist,
                          int32_t* out_idx) {
   if (isa == ISA_AUTO) {
     isa = default_isa();
   } else if (!isa_usable(isa)) {
     return "requested instruction set is not available on this CPU/build";
   }
-  return topk_impl(q, nq, g, ng, nbytes, k, num_threads, isa, out_dist, out_idx);
+  return topk_impl(q, nq, g, ng, nbytes, k, num_threads, isa, split, items_per_thread, out_dist,
+                   out_idx);
 }
 
 }  // namespace jhash_native

@@ -131,11 +131,27 @@ const char* no_throw(F&& f) noexcept {
   }
 }
 
+// How the exact top-k divides its work between threads (a tuning and
+// benchmarking knob: every setting gives the same result). SPLIT_AUTO: query
+// superblocks when there are at least 8 queries per thread and more than one
+// thread, else gallery chunks (one pass on one thread). SPLIT_QUERIES: query
+// superblocks, each scanning the whole gallery. SPLIT_GALLERY: gallery chunks
+// (each at least max(4096, 2k) rows) that share their thresholds and are
+// merged at the end.
+enum Split : int { SPLIT_AUTO = 0, SPLIT_QUERIES = 1, SPLIT_GALLERY = 2 };
+
 // Exact top-k. Returns nullptr on success, else a static error message.
-// Requirements (checked): nq >= 0, 1 <= k <= ng < 2^31, nbytes >= 1.
+// Requirements (checked): nq >= 0, 1 <= k <= ng < 2^31, nbytes >= 1,
+// split in Split, items_per_thread >= 0. items_per_thread: work items per
+// thread (query superblocks when the queries are split, gallery chunks when
+// the gallery is); 0 is the default (2 superblocks below 512 bits, 1 from 512
+// bits up; 4 gallery chunks). Under SPLIT_AUTO the query split keeps at least
+// 8 queries per superblock; a forced split is bounded only by the queries
+// (one per superblock) and the gallery (chunks of at least max(4096, 2k) rows).
 const char* hamming_topk(const uint8_t* q, int64_t nq, const uint8_t* g,
                          int64_t ng, int64_t nbytes, int64_t k,
-                         int num_threads, int isa, int32_t* out_dist,
+                         int num_threads, int isa, int split,
+                         int64_t items_per_thread, int32_t* out_dist,
                          int32_t* out_idx);
 
 // Dense distance matrix out[nq, ng] (row-major int32). Returns nullptr on

@@ -20,7 +20,9 @@ distance and the top-k selection into a single pass over the gallery:
 * threads: ``std::thread`` over gallery chunks and query blocks
   (``JHASH_NUM_THREADS`` or ``num_threads=``; default: the CPUs this process may
   use); the chunks of one query share their selection thresholds while they
-  scan, so splitting the gallery costs few extra accepted rows;
+  scan, so splitting the gallery costs few extra accepted rows (``split=`` and
+  ``items_per_thread=`` override the split, for benchmarks:
+  ``bench/search_threads.py``);
 * failures: a thread the system refuses to start raises ``RuntimeError``, a
   buffer that cannot be allocated ``MemoryError`` (inside ``jit``: XLA's
   runtime error, a ``RuntimeError``); the process is never aborted.
@@ -76,6 +78,8 @@ FFI_TARGET_DISTANCE = "jhash_hamming_distance"
 FFI_TARGET_GATHER = "jhash_hamming_distance_gather"
 _ISAS = {"auto": 0, "baseline": 1, "avx2": 2, "avx512": 3}
 _ISA_NAMES = {v: k for k, v in _ISAS.items()}
+# How the top-k divides its work between threads (csrc/topk.h, Split); None: the automatic rule.
+_SPLITS = {None: 0, "queries": 1, "gallery": 2}
 _MAX_ROWS = 2**31 - 1
 
 _ext: Any = None
@@ -232,20 +236,30 @@ def _isa_code(isa: str | None) -> int:
     return code
 
 
-def _threads(num_threads: int | None) -> int:
-    if num_threads is None:
+def _positive_or_none(name: str, value: int | None) -> int:
+    """``value`` as a positive int, 0 for None (the kernel's "default"); ValueError naming ``name`` otherwise."""
+    if value is None:
         return 0
-    if isinstance(num_threads, bool):
-        raise ValueError(f"num_threads: expected a positive int or None, got {num_threads!r}")
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
     try:
-        n = operator.index(num_threads)
+        n = operator.index(value)
     except TypeError:
-        raise ValueError(
-            f"num_threads: expected a positive int or None, got {num_threads!r}"
-        ) from None
+        raise ValueError(f"{name}: expected a positive int or None, got {value!r}") from None
     if n < 1:
-        raise ValueError(f"num_threads: expected a positive int or None, got {n}")
+        raise ValueError(f"{name}: expected a positive int or None, got {n}")
     return n
+
+
+def _threads(num_threads: int | None) -> int:
+    return _positive_or_none("num_threads", num_threads)
+
+
+def _split_codes(split: str | None, items_per_thread: int | None) -> tuple[int, int]:
+    """The kernel's codes for :func:`hamming_topk`'s ``split`` and ``items_per_thread`` (0: default)."""
+    if not (split is None or isinstance(split, str)) or split not in _SPLITS:
+        raise ValueError(f"split: expected 'queries', 'gallery' or None (automatic), got {split!r}")
+    return _SPLITS[split], _positive_or_none("items_per_thread", items_per_thread)
 
 
 def _validate_codes(q: Any, g: Any) -> tuple[Any, Any, int, int, int]:
@@ -305,6 +319,8 @@ def hamming_topk(
     *,
     num_threads: int | None = None,
     isa: str | None = None,
+    split: str | None = None,
+    items_per_thread: int | None = None,
 ) -> tuple[Any, Any]:
     """Exact Hamming top-k of packed codes on the CPU, as a JAX operation.
 
@@ -317,6 +333,18 @@ def hamming_topk(
         this process may use).
       isa: force an instruction set ("baseline", "avx2", "avx512"); default: the
         best available.
+      split: how the work is divided between threads, a tuning knob that never
+        changes the result: ``"queries"`` (superblocks of queries, each
+        scanning the whole gallery), ``"gallery"`` (gallery chunks of at least
+        ``max(4096, 2k)`` rows that share their selection thresholds, merged at
+        the end) or None, the automatic rule: queries with at least 8 per
+        thread and more than one thread, else the gallery (one pass on one
+        thread). A forced split applies on one thread too.
+      items_per_thread: work items per thread: query superblocks when the
+        queries are split (default 2 below 512-bit codes, 1 from 512 bits up;
+        the automatic rule keeps at least 8 queries per superblock), gallery
+        chunks when the gallery is (default 4); None: the default.
+        ``bench/search_threads.py`` times the settings.
 
     Returns:
       ``(distances, indices)``, both int32 ``[nq, k]`` jax arrays, each row
@@ -329,6 +357,7 @@ def hamming_topk(
     q, g, nq, ng, _, k = _validate(q, g, k)
     nt = _threads(num_threads)
     isa_code = _isa_code(isa)
+    split_code, items = _split_codes(split, items_per_thread)
     _register()
     import jax
     import jax.numpy as jnp
@@ -338,7 +367,8 @@ def hamming_topk(
         jax.ShapeDtypeStruct((nq, k), jnp.int32),
     )
     call = jax.ffi.ffi_call(FFI_TARGET, out, vmap_method="sequential")
-    dist, idx = call(q, g, k=np.int64(k), num_threads=np.int64(nt), isa=np.int64(isa_code))
+    dist, idx = call(q, g, k=np.int64(k), num_threads=np.int64(nt), isa=np.int64(isa_code),
+                     split=np.int64(split_code), items_per_thread=np.int64(items))
     return dist, idx
 
 
@@ -349,18 +379,21 @@ def hamming_topk_numpy(
     *,
     num_threads: int | None = None,
     isa: str | None = None,
+    split: str | None = None,
+    items_per_thread: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Same as :func:`hamming_topk` on numpy arrays, without JAX (releases the GIL)."""
     q, g, nq, _, w, k = _validate(q, g, k)
     nt = _threads(num_threads)
     isa_code = _isa_code(isa)
+    split_code, items = _split_codes(split, items_per_thread)
     ext = _require()
     q = np.ascontiguousarray(q, dtype=np.uint8)
     g = np.ascontiguousarray(g, dtype=np.uint8)
     dist = np.empty((nq, k), dtype=np.int32)
     idx = np.empty((nq, k), dtype=np.int32)
     if nq:
-        ext.topk_into(q, g, w, k, dist, idx, nt, isa_code)
+        ext.topk_into(q, g, w, k, dist, idx, nt, isa_code, split_code, items)
     return dist, idx
 
 

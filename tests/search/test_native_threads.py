@@ -4,14 +4,16 @@ merged; with >= 8 queries per thread the queries are split into superblocks, eac
 
 Whatever the thread timing, the result must be the exact first k of a stable sort of the distances. The
 reference here is written from the definition (per-byte popcount table, ``np.lexsort`` by (distance, index)).
-Gallery-split tests use >= 8192 rows, so that 2 or more threads get several chunks.
+Gallery-split tests use >= 8192 rows, so that 2 or more threads get several chunks (chunks have at least 4096
+rows). The split can also be forced (``split=`` / ``items_per_thread=``, the benchmark's knobs): every setting must
+give the same exact result.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jhash.search import native
@@ -130,3 +132,70 @@ def test_every_thread_count_gives_the_one_thread_result(isa, nbytes):
         got_d, got_i = native.hamming_topk_numpy(q, g, 50, num_threads=threads, isa=isa)
         np.testing.assert_array_equal(got_d, want_d, err_msg=f"{threads} threads")
         np.testing.assert_array_equal(got_i, want_i, err_msg=f"{threads} threads")
+
+
+def tied_batch(rng: np.random.Generator, nq: int, ng: int, nbytes: int, patterns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(q [nq, nbytes], g [ng, nbytes]): a patterned gallery (heavy ties) and queries, some equal to its patterns."""
+    base, g = patterned_gallery(rng, patterns, ng, nbytes, 0.03)
+    q = np.concatenate([base[: min(patterns, nq // 2)], rng.integers(0, 256, (nq, nbytes), dtype=np.uint8)])[:nq]
+    return q, g
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nbytes=st.sampled_from([1, 8, 16, 32, 64, 96]),
+    ng=st.one_of(st.integers(100, 3000), st.integers(8192, 16384)),
+    nq=st.integers(1, 40),
+    k=st.integers(1, 150),
+    patterns=st.integers(1, 30),
+    threads=st.integers(1, 3),
+    split=st.sampled_from([None, "queries", "gallery"]),
+    items=st.one_of(st.none(), st.integers(1, 4)),
+    isa=st.sampled_from(ISAS),
+    seed=st.integers(0, 2**32 - 1),
+)
+# the gallery in 4 chunks on 1 thread and in 4 (of 4 x 2 asked, chunks >= 4096 rows) on 2; 3 x 3 query superblocks
+# of 4-5 queries; few queries (below 8 per thread) split by queries
+@example(nbytes=32, ng=16384, nq=5, k=100, patterns=4, threads=1, split="gallery", items=4, isa=ISAS[-1], seed=1)
+@example(nbytes=16, ng=16384, nq=20, k=150, patterns=3, threads=2, split="gallery", items=4, isa=ISAS[-1], seed=2)
+@example(nbytes=64, ng=3000, nq=40, k=50, patterns=5, threads=3, split="queries", items=3, isa=ISAS[-1], seed=3)
+@example(nbytes=8, ng=2000, nq=7, k=20, patterns=2, threads=3, split="queries", items=2, isa=ISAS[-1], seed=4)
+def test_every_split_gives_the_exact_topk(nbytes, ng, nq, k, patterns, threads, split, items, isa, seed):
+    """1-3 threads, the automatic rule or a forced split of the queries or of the gallery, 1-4 items per thread,
+    batches below and above 8 queries per thread: always the first k of the stable sort, ties by index."""
+    rng = np.random.default_rng(seed)
+    k = min(k, ng)
+    q, g = tied_batch(rng, nq, ng, nbytes, patterns)
+    check(q, g, k, num_threads=threads, isa=isa, split=split, items_per_thread=items)
+
+
+def test_forced_split_inside_jit_gives_the_exact_topk():
+    """The JAX entry point (XLA FFI custom call) passes the split through."""
+    import jax
+
+    rng = np.random.default_rng(7)
+    q, g = tied_batch(rng, 24, 12000, 32, 6)
+    want_d, want_i = ref_topk(q, g, 60)
+    for split, items in (("gallery", 3), ("queries", 4), (None, 1)):
+        f = jax.jit(lambda a, b, s=split, n=items: native.hamming_topk(a, b, 60, num_threads=2, split=s,
+                                                                       items_per_thread=n))
+        d, i = f(q, g)
+        np.testing.assert_array_equal(np.asarray(d), want_d, err_msg=f"{split}:{items}")
+        np.testing.assert_array_equal(np.asarray(i), want_i, err_msg=f"{split}:{items}")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(split="rows"), r"split: expected 'queries', 'gallery' or None"),
+    (dict(split="Queries"), r"split: expected 'queries', 'gallery' or None"),
+    (dict(split=1), r"split: expected 'queries', 'gallery' or None"),
+    (dict(split=["queries"]), r"split: expected 'queries', 'gallery' or None"),
+    (dict(items_per_thread=0), r"items_per_thread: expected a positive int or None, got 0"),
+    (dict(items_per_thread=-2), r"items_per_thread: expected a positive int or None, got -2"),
+    (dict(items_per_thread=True), r"items_per_thread: expected a positive int or None, got True"),
+    (dict(items_per_thread=2.0), r"items_per_thread: expected a positive int or None, got 2.0"),
+])
+@pytest.mark.parametrize("entry", ["hamming_topk", "hamming_topk_numpy"])
+def test_bad_split_arguments_raise_naming_the_argument(entry, kw, match):
+    q = np.zeros((3, 4), np.uint8)
+    with pytest.raises(ValueError, match=match):
+        getattr(native, entry)(q, q, 1, **kw)
