@@ -98,14 +98,19 @@ class OtherWork:
     steal: float
 
 
-def process_cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads."""
+def process_cpu_seconds(*, children: bool = False) -> float:
+    """User + system CPU time of this process, all threads (plus its finished, waited-for child processes')."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    total = r.ru_utime + r.ru_stime
+    if children:
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += c.ru_utime + c.ru_stime
+    return total
 
 
-def cpu_snapshot() -> CpuSnapshot | None:
-    """Read the all-CPU line of /proc/stat and this process's CPU time (None where /proc/stat is missing)."""
+def cpu_snapshot(*, children: bool = False) -> CpuSnapshot | None:
+    """Read the all-CPU line of /proc/stat and this process's CPU time (None where /proc/stat is missing);
+    ``children``: the process's own work includes its waited-for child processes'."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = f.readline().split()
@@ -114,7 +119,7 @@ def cpu_snapshot() -> CpuSnapshot | None:
     if not fields or fields[0] != "cpu" or len(fields) < 9:
         return None
     t = [int(x) for x in fields[1:9]]
-    return CpuSnapshot(*t, own_seconds=process_cpu_seconds(), own_niced=os.getpriority(os.PRIO_PROCESS, 0) > 0)
+    return CpuSnapshot(*t, own_seconds=process_cpu_seconds(children=children), own_niced=os.getpriority(os.PRIO_PROCESS, 0) > 0)
 
 
 def other_work(before: CpuSnapshot | None, after: CpuSnapshot | None) -> OtherWork | None:

@@ -24,18 +24,28 @@ time was shared while it ran (other normal-priority processes, niced processes, 
 labels ``bench/search.py`` uses: LOADED (other normal-priority work above 5 % or steal above 2 %: quote the row
 only as "under load") and "niced background" (niced processes above 10 %).
 
+``--independent`` asks instead whether the CPUs are independent, the premise of any thread speed-up: per shape it
+times a 1-thread search alone, then two 1-thread searches at the same time in two separate processes (started
+together, each timing the same number of rounds), then alone again, and prints each process's median against
+the alone median. On a machine whose cores share nothing that matters, both stay within a few per cent; on a
+virtual machine whose two vCPUs the host sometimes places on one physical core (or shares with other guests), one
+or both slow down although no steal is recorded, and no split can then reach 2x.
+
 Usage:
   python bench/search_threads.py                        # 1M x 256 b, 500k x 512 b, 200k x 2048 b, 1M x 128 b
   python bench/search_threads.py --runs 9 --shapes 512,2048
   python bench/search_threads.py --settings auto,queries:1,queries:2,queries:3
+  python bench/search_threads.py --independent --shapes 64,2048   # are the two CPUs independent?
   python bench/search_threads.py --quick                # small shapes, correctness smoke test (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -180,6 +190,55 @@ def bench_shape(shape: Shape, settings: list[Setting], threads: int, runs: int, 
     return run
 
 
+def one_thread_times(shape: Shape, runs: int, gap: float, start_at: float | None = None) -> list[float]:
+    """Wall seconds of ``runs`` 1-thread searches of ``shape`` (after a warm-up), from ``start_at`` (epoch
+    seconds) if given."""
+    from jhash.search import native
+
+    q, g = make_data(shape.ng, shape.bits, shape.nq)
+    native.hamming_topk_numpy(q, g, K, num_threads=1)
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    out = []
+    for _ in range(runs):
+        out.append(timed(lambda: native.hamming_topk_numpy(q, g, K, num_threads=1))[0])
+        time.sleep(gap)
+    return out
+
+
+def independent_shape(shape: Shape, runs: int, gap: float, quick: bool) -> dict:
+    """1-thread search alone, then two at once in two processes, then alone again (module docstring)."""
+    alone = one_thread_times(shape, runs, gap)
+    snap = cpu_snapshot(children=True)  # the two child processes are this benchmark's own work
+    start_at = time.time() + 5.0  # both children load their data and warm up before it
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--pair-child", shape.label, "--runs", str(runs),
+           "--gap", str(gap), "--start-at", repr(start_at)] + (["--quick"] if quick else [])
+    children = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    pair = []
+    for child in children:
+        out, _ = child.communicate(timeout=600)
+        if child.returncode != 0:
+            raise RuntimeError(f"--independent: a child process failed (exit {child.returncode})")
+        pair.append(json.loads(out.strip().splitlines()[-1]))
+    other = other_work(snap, cpu_snapshot(children=True))
+    again = one_thread_times(shape, runs, gap)
+    return {"alone": statistics.median(alone + again) * 1e3, "pair": [statistics.median(x) * 1e3 for x in pair],
+            "other": other}
+
+
+def independent(labels: list[str], by_label: dict[str, Shape], runs: int, gap: float, quick: bool) -> None:
+    print("\n== are the CPUs independent? 1-thread search alone, then two at once in two processes ==")
+    print("| gallery | queries | alone ms (median, before and after) | two processes at once ms | slowdown | "
+          "CPU share of other work |")
+    print("|---|---|---|---|---|---|")
+    for label in labels:
+        shape = by_label[label]
+        r = independent_shape(shape, runs, gap, quick)
+        slow = " / ".join(f"{x / r['alone']:.2f}×" for x in r["pair"])
+        print(f"| {shape.ng:,} × {shape.bits} b | {shape.nq:,} | {r['alone']:.1f} | "
+              f"{' / '.join(f'{x:.1f}' for x in r['pair'])} | {slow} | {fmt_share(r['other'])} |", flush=True)
+
+
 def summary_table(runs: list[ShapeRun], threads: int) -> str:
     """Every (shape, setting) as a Markdown table."""
     t = threads
@@ -204,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"split settings (default {DEFAULT_SETTINGS})")
     ap.add_argument("--threads", type=int, default=None, help="'all threads' (default: the CPUs jhash uses)")
     ap.add_argument("--gap", type=float, default=0.1, help="seconds of sleep between timed calls (default 0.1)")
+    ap.add_argument("--independent", action="store_true",
+                    help="instead: two 1-thread searches at once in two processes against one alone")
+    ap.add_argument("--pair-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--start-at", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     runs = args.runs if args.runs is not None else (2 if args.quick else 9)
     if runs < 1:
@@ -226,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from jhash.search import native
 
+    if args.pair_child:
+        print(json.dumps(one_thread_times(by_label[args.pair_child], runs, args.gap, args.start_at)))
+        return 0
     if not native.is_available():
         print(f"jhash thread-split benchmark: skipped, the native kernel is unavailable: "
               f"{native.unavailable_reason()}")
@@ -247,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  WARNING: other work is running: the speed-ups will be noisy (rows measured while it runs are "
               "labelled LOADED); the CPU-time ratios hold up better")
 
+    if args.independent:
+        independent(labels, by_label, runs, args.gap, args.quick)
+        return 0
     results = [bench_shape(by_label[x], settings, threads, runs, args.gap, quick=args.quick) for x in labels]
     print("\n== summary (Markdown) ==")
     print(summary_table(results, threads))

@@ -63,3 +63,15 @@ def test_settings_and_shapes_from_the_command_line():
 def test_bad_arguments_exit_with_a_message(args, message):
     proc = run_bench("--quick", *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_independent_cpus_check_times_two_processes_against_one_alone():
+    proc = run_bench("--quick", "--independent", "--shapes", "256", "--runs", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 20,000 × 256 b")]
+    assert len(rows) == 1, proc.stdout
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    alone, pair, slowdown = float(cells[2]), [float(x) for x in cells[3].split(" / ")], cells[4].split(" / ")
+    assert alone > 0 and len(pair) == 2 and all(x > 0 for x in pair), rows[0]
+    # the slowdown is each process's median over the alone median (the printed times are rounded to 0.1 ms)
+    assert all(abs(float(x.rstrip("×")) - p / alone) < 0.1 * p / alone for x, p in zip(slowdown, pair)), rows[0]
