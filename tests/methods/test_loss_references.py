@@ -241,8 +241,8 @@ def _ctf_similarity_distillation(student_codes, teacher_codes):
     return sum((g(student_codes, i, j) - g(teacher_codes, i, j)) ** 2 for i in range(b) for j in range(b)) / b ** 2
 
 
-def _ctf_loss(outputs, labels, lengths, *, smoothing, margin, pairs, ce_weight=1.0, triplet_weight=1.0,
-              prob_weight=1.0, sim_weight=1000.0, temperature=10.0):
+def ctf_reference_loss(outputs, labels, lengths, *, smoothing, margin, pairs, ce_weight=1.0, triplet_weight=1.0,
+                       prob_weight=1.0, sim_weight=1000.0, temperature=10.0):
     """CtF's training loss (Wang et al. 2020, eq. 5, with the per-level sums of docs/methods.md):
     Σ_k [ce_weight · CE_ε(z_k, y) + triplet_weight · L_BH(u_k / sqrt(l_k); margin)]
     + prob_weight · 1/|pairs| Σ_(s,t) L_pro (eq. 3) + sim_weight · 1/|pairs| Σ_(s,t) L_sim (eq. 4), where
@@ -296,7 +296,7 @@ def test_ctf_loss_matches_the_paper_equations(lengths, method, ref, labels):
     c.method = ctf.method_config(lengths=lengths, **method)
     out = _ctf_outputs(lengths, seed=len(lengths) + len(method))
     total, logs = ctf.loss(out, {"label": jnp.asarray(labels)}, c, None)
-    want, terms = _ctf_loss(out, labels, lengths, **{"smoothing": 0.1, "margin": 0.3, **ref})
+    want, terms = ctf_reference_loss(out, labels, lengths, **{"smoothing": 0.1, "margin": 0.3, **ref})
     assert set(terms) <= set(logs) and ("prob_distill" in logs) == bool(ref["pairs"])
     for name, value in terms.items():
         np.testing.assert_allclose(float(logs[name]), value, rtol=1e-5, err_msg=name)
@@ -311,7 +311,8 @@ def _ssr_distillation(student, teacher, reduction):
     """SSR eqs. 1-2 for one teacher/student vector pair: the teacher quantised by eq. 1 (s' = 1 if s > 0, else -1)
     and ||S'^t - S^s||_1; ``reduction='sum'``: that L1 norm per image, averaged over the batch (eq. 2 literally);
     ``'mean'``: the mean absolute difference over all elements (docs/methods.md's choice)."""
-    rows = [sum(abs((1.0 if t > 0 else -1.0) - s) for s, t in zip(s_row, t_row)) for s_row, t_row in zip(student, teacher)]
+    rows = [sum(abs((1.0 if t > 0 else -1.0) - s) for s, t in zip(s_row, t_row))
+            for s_row, t_row in zip(student, teacher)]
     per_image = sum(rows) / len(rows)
     return per_image if reduction == "sum" else per_image / len(student[0])
 
@@ -325,18 +326,19 @@ def _ssr_attribute_loss(logits, attributes):
     return sum(nll) / max(len(nll), 1)
 
 
-def _ssr_loss(outputs, labels, attributes, parts, *, alpha, beta=0.3, margin=0.3, normalize=True, smoothing=0.0,
-              reduction="mean"):
+def ssr_reference_loss(outputs, labels, attributes, parts, *, alpha, beta=0.3, margin=0.3, normalize=True,
+                       smoothing=0.0, reduction="mean"):
     """SSR's total loss, eq. 14 (Jin et al. 2021):
     1/14 Σ_d L_Tri (eq. 11, batch-hard, on u / sqrt(dim) with ``normalize``) + 1/14 Σ_d L_ID (eqs. 12-13)
     + α/7 Σ_d L_d (eq. 2, teacher/student pairs) + β/2 Σ L_attr (eq. 4, the two global vectors; when the
-    model predicts attributes). 14 = the 2 × (parts + 1) vectors, 7 = their parts + 1 pairs. Returns the total
-    and its terms, keyed as the method logs them."""
+    model predicts attributes). 14 = the 2 × (parts + 1) vectors, 7 = their parts + 1 pairs. Eq. 11 as extracted
+    sums over the anchors and drops the hinge; this is the cited batch-hard loss, [·]_+ averaged over the anchors
+    (:func:`_batch_hard_triplet`). Returns the total and its terms, keyed as the method logs them."""
     names = [f"p{i}" for i in range(parts)] + ["g"]
     arr = lambda key: np.asarray(outputs[key], np.float64)  # noqa: E731
     vectors = [(b, v) for b in SSR_BRANCHES for v in names]
-    tri = [_batch_hard_triplet(arr(f"{b}/{v}/code") / (math.sqrt(arr(f"{b}/{v}/code").shape[1]) if normalize else 1.0),
-                               labels, margin) for b, v in vectors]
+    scale = lambda u: u / math.sqrt(u.shape[1]) if normalize else u  # noqa: E731
+    tri = [_batch_hard_triplet(scale(arr(f"{b}/{v}/code")), labels, margin) for b, v in vectors]
     ce = [_mean_ce(arr(f"{b}/{v}/logits"), labels, smoothing) for b, v in vectors]
     terms = {"triplet": sum(tri) / len(vectors), "ce": sum(ce) / len(vectors),
              "ssr_distill": sum(_ssr_distillation(arr(f"student/{v}/pre"), arr(f"teacher/{v}/pre"), reduction)
@@ -370,11 +372,12 @@ def _ssr_outputs(parts, num_attributes, seed, batch=8, classes=5, local_bits=2):
     # the paper's setting: 6 stripes, BN, α = 0.3, β = 0.3, margin 0.3
     (6, 5, {}, dict(alpha=0.3)),
     (6, 5, dict(bn=False), dict(alpha=0.7)),  # without BN the paper's α is 0.7
-    (6, 5, dict(ssr_reduction="sum", alpha=0.5, beta=0.2, triplet_normalize=False, label_smoothing=0.1, triplet_margin=0.5),
+    (6, 5, dict(ssr_reduction="sum", alpha=0.5, beta=0.2, triplet_normalize=False, label_smoothing=0.1,
+                triplet_margin=0.5),
      dict(alpha=0.5, beta=0.2, reduction="sum", normalize=False, smoothing=0.1, margin=0.5)),
     (6, 0, dict(attributes=False), dict(alpha=0.3)),  # a dataset without attributes: no L_attr
     (6, 5, dict(alpha=0.0), dict(alpha=0.0)),  # α = 0: no self-distillation
-    (3, 4, {}, dict(alpha=0.3)),  # 3 stripes: 8 vectors and 4 pairs in the denominators
+    (3, 3, {}, dict(alpha=0.3)),  # 3 stripes: 8 vectors and 4 pairs in the denominators
 ])
 def test_ssr_loss_matches_eq14(parts, num_attributes, method, ref):
     out = _ssr_outputs(parts, num_attributes, seed=parts + num_attributes)
@@ -387,7 +390,7 @@ def test_ssr_loss_matches_eq14(parts, num_attributes, method, ref):
     c = config_lib.base_config()
     c.method = ssr.method_config(parts=parts, **method)
     total, logs = ssr.loss(out, batch, c, None)
-    want, terms = _ssr_loss(out, PK_LABELS, attributes, parts, **ref)
+    want, terms = ssr_reference_loss(out, PK_LABELS, attributes, parts, **ref)
     assert set(terms) <= set(logs) and ("attr" in logs) == bool(num_attributes)
     for name, value in terms.items():
         np.testing.assert_allclose(float(logs[name]), value, rtol=1e-5, err_msg=name)
