@@ -241,22 +241,49 @@ def _ctf_similarity_distillation(student_codes, teacher_codes):
     return sum((g(student_codes, i, j) - g(teacher_codes, i, j)) ** 2 for i in range(b) for j in range(b)) / b ** 2
 
 
+def _symmetric_kl_distillation(student_logits, teacher_logits, temperature):
+    """The public code's variant of eq. 3: KL(p_t || p_s) + KL(p_s || p_t) of the softened distributions
+    p = softmax(z / T), averaged over the batch."""
+    total = 0.0
+    for zs, zt in zip(student_logits, teacher_logits):
+        log_s = _log_softmax([v / temperature for v in zs])
+        log_t = _log_softmax([v / temperature for v in zt])
+        total += sum((math.exp(a) - math.exp(b)) * (a - b) for a, b in zip(log_t, log_s))
+    return total / len(student_logits)
+
+
+def _gram_distillation(student, teacher):
+    """The public code's variant of eq. 4 (Tung & Mori 2019): 1/B² Σ_ij (G̃_s^ij - G̃_t^ij)², G̃ = X Xᵀ with every
+    row divided by its L2 norm."""
+    def rows(x):
+        b = len(x)
+        g = [[sum(float(x[i][k]) * float(x[j][k]) for k in range(len(x[i]))) for j in range(b)] for i in range(b)]
+        return [[v / math.sqrt(sum(w * w for w in row)) for v in row] for row in g]
+
+    gs, gt = rows(student), rows(teacher)
+    b = len(student)
+    return sum((gs[i][j] - gt[i][j]) ** 2 for i in range(b) for j in range(b)) / b ** 2
+
+
 def ctf_reference_loss(outputs, labels, lengths, *, smoothing, margin, pairs, ce_weight=1.0, triplet_weight=1.0,
-                       prob_weight=1.0, sim_weight=1000.0, temperature=10.0):
+                       prob_weight=1.0, sim_weight=1000.0, temperature=10.0, public_code=False):
     """CtF's training loss (Wang et al. 2020, eq. 5, with the per-level sums of docs/methods.md):
     Σ_k [ce_weight · CE_ε(z_k, y) + triplet_weight · L_BH(u_k / sqrt(l_k); margin)]
     + prob_weight · 1/|pairs| Σ_(s,t) L_pro (eq. 3) + sim_weight · 1/|pairs| Σ_(s,t) L_sim (eq. 4), where
     ``pairs`` lists (student, teacher) level indices (long to short; the paper: each code's teacher is the
-    next-longer one; none: no distillation). Returns the total and its terms, keyed as the method logs them."""
+    next-longer one; none: no distillation). ``public_code``: the light-reid distillation terms instead
+    (:func:`_symmetric_kl_distillation`, :func:`_gram_distillation`). Returns the total and its terms, keyed as
+    the method logs them."""
+    prob_fn = _symmetric_kl_distillation if public_code else _ctf_probability_distillation
+    sim_fn = _gram_distillation if public_code else _ctf_similarity_distillation
     codes = [np.asarray(outputs[f"l{n}/code"], np.float64) for n in lengths]
     logits = [np.asarray(outputs[f"l{n}/logits"], np.float64) for n in lengths]
     terms = {"ce": sum(_mean_ce(z, labels, smoothing) for z in logits),
              "triplet": sum(_batch_hard_triplet(u / math.sqrt(u.shape[1]), labels, margin) for u in codes)}
     total = ce_weight * terms["ce"] + triplet_weight * terms["triplet"]
     if pairs:
-        terms["prob_distill"] = sum(_ctf_probability_distillation(logits[s], logits[t], temperature)
-                                    for s, t in pairs) / len(pairs)
-        terms["sim_distill"] = sum(_ctf_similarity_distillation(codes[s], codes[t]) for s, t in pairs) / len(pairs)
+        terms["prob_distill"] = sum(prob_fn(logits[s], logits[t], temperature) for s, t in pairs) / len(pairs)
+        terms["sim_distill"] = sum(sim_fn(codes[s], codes[t]) for s, t in pairs) / len(pairs)
         total += prob_weight * terms["prob_distill"] + sim_weight * terms["sim_distill"]
     return total, terms
 
@@ -286,6 +313,9 @@ SINGLETON_LABELS = np.array([0, 0, 1, 1, 1, 2, 2, 4])  # identity 4 has no posit
           sim_weight=100.0, temperature=4.0)),
     ((64, 32, 16), dict(prob_weight=0.0), dict(pairs=[(1, 0), (2, 1)], prob_weight=0.0)),  # λ1 = 0: eq. 4 alone
     ((64, 32, 16), dict(teacher="first"), dict(pairs=[(1, 0), (2, 0)])),  # the longest code teaches every other
+    # the public code's options: the longest code teaches, symmetric KL at T = 1, row-normalised Gram MSE
+    ((64, 32, 16), dict(teacher="first", prob_kind="symmetric_kl", sim_kind="gram", temperature=1.0),
+     dict(pairs=[(1, 0), (2, 0)], temperature=1.0, public_code=True)),
     ((64, 32, 16), dict(variant="pyramid"), dict(pairs=[])),  # Table 5's CP: no self-distillation
     ((32, 8), dict(distill=False), dict(pairs=[])),
     ((16,), {}, dict(pairs=[])),  # one level: nothing to distil
