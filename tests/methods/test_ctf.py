@@ -12,9 +12,8 @@ from jhash import config as config_lib
 from jhash import methods
 from jhash.data.info import DatasetInfo
 from jhash.losses import distillation
-from jhash.losses.classification import softmax_cross_entropy
-from jhash.losses.metric import batch_hard_triplet_loss
 from tests.methods import run_config
+from tests.methods.test_loss_references import ctf_reference_loss
 
 ctf = methods.get("ctf")
 INFO = DatasetInfo(name="t", num_classes=5, image_size=(16, 8), num_train_images=40)
@@ -71,25 +70,24 @@ def test_model_outputs_and_structures(structure):
 
 
 def test_loss_equals_sum_of_its_terms():
+    """The loss of the real model's outputs, term by term, against the numpy loops of eqs. 3-5
+    (tests/methods/test_loss_references.py)."""
     c = _config(label_smoothing=0.1, prob_weight=0.5, sim_weight=100.0, temperature=4.0)
     _, _, _, out = _outputs_cached("pyramid")
-    labels = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
-    total, logs = ctf.loss(out, {"label": labels}, c, None)
-    ce = sum(softmax_cross_entropy(out[f"l{n}/logits"], labels, 0.1) for n in (64, 32, 16))
-    tri = sum(batch_hard_triplet_loss(out[f"l{n}/code"] / np.sqrt(n), labels, 0.3) for n in (64, 32, 16))
-    pairs = [("l32", "l64"), ("l16", "l32")]  # teacher = the next-longer code
-    prob = np.mean([distillation.probability_distillation_loss(out[f"{s}/logits"], out[f"{t}/logits"], 4.0) for s, t in pairs])
-    sim = np.mean([distillation.similarity_distillation_loss(out[f"{s}/code"], out[f"{t}/code"]) for s, t in pairs])
-    np.testing.assert_allclose(logs["ce"], ce, rtol=1e-5)
-    np.testing.assert_allclose(logs["triplet"], tri, rtol=1e-5)
-    np.testing.assert_allclose(logs["prob_distill"], prob, rtol=1e-5)
-    np.testing.assert_allclose(logs["sim_distill"], sim, rtol=1e-5)
-    np.testing.assert_allclose(total, ce + tri + 0.5 * prob + 100.0 * sim, rtol=1e-5)
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    total, logs = ctf.loss(out, {"label": jnp.asarray(labels)}, c, None)
+    want, terms = ctf_reference_loss(out, labels, (64, 32, 16), smoothing=0.1, margin=0.3,
+                                     pairs=[(1, 0), (2, 1)],  # teacher = the next-longer code
+                                     prob_weight=0.5, sim_weight=100.0, temperature=4.0)
+    for name in ("ce", "triplet", "prob_distill", "sim_distill"):
+        np.testing.assert_allclose(logs[name], terms[name], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(total, want, rtol=1e-5)
     # no distillation (the 'pyramid' ablation): CE + triplet only
     c2 = _config(variant="pyramid")
-    total2, logs2 = ctf.loss(out, {"label": labels}, c2, None)
+    total2, logs2 = ctf.loss(out, {"label": jnp.asarray(labels)}, c2, None)
     assert "prob_distill" not in logs2
-    np.testing.assert_allclose(total2, logs2["ce"] + logs2["triplet"], rtol=1e-6)
+    np.testing.assert_allclose(total2, ctf_reference_loss(out, labels, (64, 32, 16), smoothing=0.1, margin=0.3,
+                                                          pairs=[])[0], rtol=1e-5)
 
 
 def test_first_level_teacher_and_public_code_variants():

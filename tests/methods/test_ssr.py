@@ -9,11 +9,9 @@ import pytest
 from jhash import config as config_lib
 from jhash import methods
 from jhash.data.info import DatasetInfo
-from jhash.losses.attributes import binary_attribute_loss
-from jhash.losses.classification import softmax_cross_entropy
-from jhash.losses.metric import batch_hard_triplet_loss
-from jhash.losses.relaxations import dsh_regularizer, ssr_distillation_loss
+from jhash.losses.relaxations import dsh_regularizer
 from jhash.search import pack_codes
+from tests.methods.test_loss_references import ssr_reference_loss
 
 ssr = methods.get("ssr")
 INFO = DatasetInfo(name="t", num_classes=5, image_size=(16, 8), num_attributes=5, num_train_images=40)
@@ -65,17 +63,11 @@ def test_outputs_loss_eq14_and_encode():
             np.testing.assert_array_equal(out[f"{b}/{v}/code"], out[f"{b}/{v}/pre"])  # SSR: no squashing
         assert out[f"{b}/attr_logits"].shape == (8, 5, 2)
     total, logs = jax.jit(lambda o, b: ssr.loss(o, b, c, None))(out, {"label": LABELS, "attributes": ATTRS})
-    pairs = [(b, v) for b in ("teacher", "student") for v in VECTORS]
-    tri = np.mean([batch_hard_triplet_loss(out[f"{b}/{v}/code"] / np.sqrt(out[f"{b}/{v}/code"].shape[1]), LABELS, 0.3)
-                   for b, v in pairs])
-    ce = np.mean([softmax_cross_entropy(out[f"{b}/{v}/logits"], LABELS) for b, v in pairs])
-    ld = np.mean([ssr_distillation_loss(out[f"student/{v}/pre"], out[f"teacher/{v}/pre"]) for v in VECTORS])
-    la = np.mean([binary_attribute_loss(out[f"{b}/attr_logits"], ATTRS) for b in ("teacher", "student")])
-    np.testing.assert_allclose(logs["triplet"], tri, rtol=1e-5)
-    np.testing.assert_allclose(logs["ce"], ce, rtol=1e-5)
-    np.testing.assert_allclose(logs["ssr_distill"], ld, rtol=1e-5)
-    np.testing.assert_allclose(logs["attr"], la, rtol=1e-5)
-    np.testing.assert_allclose(total, tri + ce + 0.3 * ld + 0.3 * la, rtol=1e-5)
+    # term by term against the numpy loops of eq. 14 (tests/methods/test_loss_references.py), α = β = 0.3
+    want, terms = ssr_reference_loss(out, np.asarray(LABELS), np.asarray(ATTRS), 6, alpha=0.3, beta=0.3)
+    for name in ("triplet", "ce", "ssr_distill", "attr"):
+        np.testing.assert_allclose(logs[name], terms[name], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(total, want, rtol=1e-5)
     # the teacher descriptors get no gradient from the distillation term
     g = jax.jit(jax.grad(lambda o: ssr.loss(o, {"label": LABELS, "attributes": ATTRS}, c, None)[1]["ssr_distill"]))(out)
     assert all(float(jnp.abs(g[f"teacher/{v}/pre"]).sum()) == 0 for v in VECTORS)
