@@ -91,3 +91,13 @@ def test_faiss_export_of_odd_length_codes_gives_the_unpadded_distances():
     assert index.d == 24  # faiss binary indexes take whole bytes: the 4 padding bits are zero everywhere
     fd, _ = index.search(np.asarray(search.pack_codes(qb)), 200)
     np.testing.assert_array_equal(fd, np.sort(ref_distances(qb, gb), axis=1))
+
+
+@pytest.mark.parametrize("L", [5, 12, 33])
+def test_sharded_search_of_any_length(L):
+    rng = np.random.default_rng(100 + L)
+    qb, gb = random_bits(rng, 4, L), random_bits(rng, 120, L, n_distinct=25)
+    d, i = search.sharded_hamming_topk(search.pack_codes(qb), search.pack_codes(gb), 9)
+    wd, wi = ref_topk(ref_distances(qb, gb), 9)
+    np.testing.assert_array_equal(np.asarray(d), wd)
+    np.testing.assert_array_equal(np.asarray(i), wi)
