@@ -93,7 +93,7 @@ def weight_tables(bit_weights: Any, n_bytes: int) -> np.ndarray:
     if not np.all(np.isfinite(w)):
         raise ValueError("bit_weights: expected finite weights, got NaN or infinity")
     _check_weight_count(w.shape[0], n_bytes)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # inf * 0 where |w| overflows: reported below
         table = _tables(w.astype(np.float32), n_bytes, np)
     if not np.all(np.isfinite(table)):
         raise ValueError("bit_weights: the squared weights overflow float32; expected |w| below about 1e19")
