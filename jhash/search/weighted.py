@@ -26,19 +26,20 @@ outside the jitted function when the weights are fixed (a trained model), or wit
 inside it when the weights are traced (e.g. learnt in the same step). Its streaming rule: the gallery is read in
 blocks of ``block`` codes (a ``fori_loop``; the last block is shifted back to end at the gallery's end and the
 rows it shares with the previous block are masked, so no gallery copy is padded), ``query_block`` queries at a
-time (``lax.map``), so memory is ``O(query_block * block)``. Each block is merged into a running top-k:
+time (``lax.map``), so memory is ``O(query_block * (block + k))``. Each block is merged into a running top-k,
+exactly whatever order ``lax.top_k`` gives equal values:
 
-1. ``v`` = the ``k`` smallest distances among the running top-k and the block (``lax.top_k`` on the values
-   only: the multiset of the k smallest values does not depend on how equal values are ordered);
-2. every candidate gets the integer rank ``r = #{v_t < D}`` (``searchsorted``). On the k values that will be
-   kept ``r`` orders exactly as ``D`` (equal distances, equal ranks), every larger distance gets ``r = k``;
-3. the exact top-k by ``(r, gallery index)`` is the streamed integer merge of
-   :func:`jhash.search.hamming_topk` (unique composite keys ``r * M + position``, chunk-minimum levels), so
-   the result is ordered by ``(D, gallery index)`` and its distances are ``v``.
+1. ``t`` = the ``k``-th smallest distance among the running top-k and the block (``lax.top_k`` on the
+   values: the k smallest values, as a multiset, do not depend on how ties are ordered);
+2. each candidate gets the class ``c = [D >= t] + [D > t]`` (0: ``D < t``, all kept; 1: ``D = t``, the
+   lowest gallery indices kept; 2: dropped);
+3. the exact top-k by ``(c, gallery index)`` -- the same set as by ``(D, gallery index)`` -- is the streamed
+   integer merge of :func:`jhash.search.hamming_topk` (unique composite keys ``c * M + position``,
+   chunk-minimum levels), and the distances of the kept rows are recomputed from their codes (same byte
+   order, same floats). Kept in ``(c, index)`` order, the running list stays in index order within each
+   class of the next block, as the merge requires.
 
-The composite keys need ``(k + 1) * (k + block) < 2**31``; for ``k`` beyond about 46,000 (where the output is
-itself ``O(nq * ng)``) each query block is instead ranked in full by a stable sort of its ``[query_block, ng]``
-distances.
+At the end each query's ``k`` entries are sorted by ``(D, gallery index)``.
 """
 
 from __future__ import annotations
@@ -136,13 +137,20 @@ def _numpy_block(q: np.ndarray, g_t: np.ndarray, table: np.ndarray) -> np.ndarra
     return d
 
 
-def _table_distances(q: jax.Array, g: jax.Array, table: jax.Array) -> jax.Array:
-    """Traceable ``D [nq, ng]``: ``sum_j table[j, q_j XOR g_j]`` in byte order, like :func:`_numpy_block`."""
+def _byte_sums(qx: jax.Array, gx: jax.Array, table: jax.Array) -> jax.Array:
+    """Traceable ``D = sum_j table[j, qx[..., j] XOR gx[..., j]]`` over rows that broadcast against each other,
+    summed in byte order ``j = 0, 1, ...`` like :func:`_numpy_block` (so the same floats)."""
     def body(j, d):
-        x = jnp.bitwise_xor(q[:, j][:, None], g[:, j][None, :]).astype(jnp.int32)
+        x = jnp.bitwise_xor(qx[..., j], gx[..., j]).astype(jnp.int32)
         return d + jnp.take(table[j], x)
 
-    return lax.fori_loop(0, q.shape[1], body, jnp.zeros((q.shape[0], g.shape[0]), jnp.float32))
+    shape = jnp.broadcast_shapes(qx.shape[:-1], gx.shape[:-1])
+    return lax.fori_loop(0, qx.shape[-1], body, jnp.zeros(shape, jnp.float32))
+
+
+def _table_distances(q: jax.Array, g: jax.Array, table: jax.Array) -> jax.Array:
+    """Traceable all-pairs ``D [nq, ng]`` of packed codes ``q [nq, B]``, ``g [ng, B]``."""
+    return _byte_sums(q[:, None, :], g[None, :, :], table)
 
 
 _xla_block = jax.jit(_table_distances)
@@ -233,26 +241,23 @@ def weighted_hamming_topk(q: Any, g: Any, bit_weights: Any, k: int, *,
 
 
 def _key_room(k: int) -> int:
-    """The largest gallery block whose merge keys ``r * (k + block) + position`` (``r <= k``) stay below
-    ``_KMAX``: ``(k + 1) * (k + block) <= _KMAX``."""
-    return _KMAX // (k + 1) - k
+    """The largest gallery block whose merge keys ``class * (k + block) + position`` (``class <= 2``) stay
+    below ``_KMAX``: ``3 * (k + block) <= _KMAX``."""
+    return _KMAX // 3 - k
 
 
-def _plan(nq: int, ng: int, k: int, block: int | None, query_block: int | None) -> tuple[int, int | None]:
-    """``(query_block, gallery block)``; block ``None`` selects the full-sort path (``k`` too large to stream)."""
+def _plan(nq: int, ng: int, k: int, block: int | None, query_block: int | None) -> tuple[int, int]:
+    """``(query_block, gallery block)`` of :func:`weighted_hamming_topk_jax`; validates the sizes."""
     qb = min(max(nq, 1), _MAX_QB) if query_block is None else check_k(query_block, sys.maxsize, "query_block")
     room = _key_room(k)
+    if room < 1:
+        raise ValueError(f"k={k} is too large for the merge keys: expected 3 * (k + 1) < 2**31")
     if block is None:
-        if room < min(ng, 1024):
-            return qb, None
-        default = 1 << max(10, (_TILE_ELEMS // qb).bit_length() - 1)
-        return qb, max(1, min(default, _MAX_BLOCK, room, ng))
+        block = min(1 << max(10, (_TILE_ELEMS // qb).bit_length() - 1), _MAX_BLOCK)
     block = min(check_k(block, sys.maxsize, "block"), ng)
     if block > room:
-        raise ValueError(f"block={block} is too large for k={k}: the merge keys need (k + 1) * (k + block) "
-                         f"< 2**31; use block <= {room}" if room >= 1 else
-                         f"block: k={k} is too large to stream the gallery in blocks; pass block=None (the "
-                         f"full-sort path)")
+        raise ValueError(f"block={block} is too large for k={k}: the merge keys need 3 * (k + block) < 2**31; "
+                         f"use block <= {room}")
     return qb, block
 
 
@@ -266,18 +271,20 @@ def _check_tables(tables: Any, n_bytes: int) -> jax.Array:
     return jnp.asarray(t, jnp.float32)
 
 
-def _ranks(vals: jax.Array, x: jax.Array) -> jax.Array:
-    """``r[i, c] = #{t : vals[i, t] < x[i, c]}`` for ascending rows ``vals [qb, k]`` -> ``int32`` like ``x``."""
-    return jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="left"))(vals, x).astype(jnp.int32)
-
-
 def _merge_block(d: jax.Array, start: jax.Array, run_d: jax.Array, run_i: jax.Array, k: int,
-                 levels: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+                 levels: tuple[int, ...], distances_of: Callable) -> tuple[jax.Array, jax.Array]:
     """Merge a float block ``d [qb, B]`` (gallery indices ``start + c``, all above the running ones) into the
-    running top-k ``(run_d, run_i)`` ordered by ``(distance, index)``; steps 1-3 of the module docstring."""
-    vals = -lax.top_k(-jnp.concatenate([run_d, d], axis=1), k)[0]  # ascending; -(-0.0) is +0.0
-    _, new_i = _block_topk(_ranks(vals, d), start, _ranks(vals, run_d), run_i, k, levels)
-    return vals, new_i
+    running top-k ``(run_d, run_i)``, kept in (class, index) order; steps 1-3 of the module docstring.
+    ``distances_of(idx [qb, k])`` recomputes the distances of gallery rows (``+inf`` for index -1)."""
+    # The k-th smallest distance. (A min over the k values, not a slice of the last one: on the CPU, XLA turns
+    # a top_k whose last column alone is read into a full sort of the row, ~50x slower.)
+    t = -lax.top_k(-jnp.concatenate([run_d, d], axis=1), k)[0].min(axis=1, keepdims=True)
+
+    def cls(x):
+        return (x >= t).astype(jnp.int32) + (x > t).astype(jnp.int32)
+
+    _, new_i = _block_topk(cls(d), start, cls(run_d), run_i, k, levels)
+    return distances_of(new_i), new_i
 
 
 def _map_query_blocks(fn: Callable, q: jax.Array, qb: int) -> tuple[jax.Array, jax.Array]:
@@ -293,25 +300,20 @@ def _topk_streamed(q: jax.Array, g: jax.Array, table: jax.Array, *, k: int, bloc
     last_start = ng - block
 
     def one_query_block(qblk):
+        def distances_of(idx):
+            rows = g[jnp.maximum(idx, 0)]  # [qb, k, B]
+            return jnp.where(idx >= 0, _byte_sums(qblk[:, None, :], rows, table), jnp.inf)
+
         def body(i, carry):
             # The last block ends at the gallery's end; rows it shares with the previous block weigh +inf.
             start = jnp.minimum(i * block, last_start)
             d = _table_distances(qblk, lax.dynamic_slice_in_dim(g, start, block, axis=0), table)
             fresh = start + jnp.arange(block, dtype=jnp.int32) >= i * block
-            return _merge_block(jnp.where(fresh[None, :], d, jnp.inf), start, *carry, k, levels)
+            return _merge_block(jnp.where(fresh[None, :], d, jnp.inf), start, *carry, k, levels, distances_of)
 
         init = (jnp.full((qb, k), jnp.inf, jnp.float32), jnp.full((qb, k), -1, jnp.int32))
-        return lax.fori_loop(0, -(-ng // block), body, init)
-
-    return _map_query_blocks(one_query_block, q, qb)
-
-
-@functools.partial(jax.jit, static_argnames=("k", "qb"))
-def _topk_sorted(q: jax.Array, g: jax.Array, table: jax.Array, *, k: int, qb: int) -> tuple[jax.Array, jax.Array]:
-    def one_query_block(qblk):
-        d = _table_distances(qblk, g, table)
-        idx = jnp.argsort(d, axis=1, stable=True)[:, :k].astype(jnp.int32)
-        return jnp.take_along_axis(d, idx, axis=1), idx
+        dist, idx = lax.fori_loop(0, -(-ng // block), body, init)
+        return lax.sort((dist, idx), dimension=1, num_keys=2)  # (class, index) order -> (distance, index)
 
     return _map_query_blocks(one_query_block, q, qb)
 
@@ -333,7 +335,7 @@ def weighted_hamming_topk_jax(q: Any, g: Any, tables: Any, k: int, *, block: int
     Returns:
       ``(distances float32 [nq, k], indices int32 [nq, k])`` ordered by ``(distance, gallery index)``:
       bit-identical to ``weighted_hamming_topk(q, g, w, k, backend="numpy")`` for the same tables. Memory
-      ``O(query_block * block)`` besides the inputs and outputs (module docstring).
+      ``O(query_block * (block + k))`` besides the inputs and outputs (module docstring).
     """
     q, g = check_pair(q, g)
     nq, ng = int(q.shape[0]), int(g.shape[0])
@@ -342,9 +344,5 @@ def weighted_hamming_topk_jax(q: Any, g: Any, tables: Any, k: int, *, block: int
     qb, blk = _plan(nq, ng, k, block, query_block)
     if nq == 0:
         return jnp.zeros((0, k), jnp.float32), jnp.zeros((0, k), jnp.int32)
-    qp = pad_queries(q, qb)
-    if blk is None:
-        dist, idx = _topk_sorted(qp, g, table, k=k, qb=qb)
-    else:
-        dist, idx = _topk_streamed(qp, g, table, k=k, block=blk, qb=qb, levels=_plan_levels(blk, k))
+    dist, idx = _topk_streamed(pad_queries(q, qb), g, table, k=k, block=blk, qb=qb, levels=_plan_levels(blk, k))
     return dist[:nq], idx[:nq]

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jhash import search
-from jhash.search import weight_tables, weight_tables_jax, weighted_hamming_topk, weighted_hamming_topk_jax
+from jhash.search import weight_tables, weight_tables_jax, weighted, weighted_hamming_topk, weighted_hamming_topk_jax
 
 DYADIC = np.array([0.0, 0.5, 1.0, 1.5], np.float32)
 
@@ -81,19 +81,24 @@ def test_real_weights_equal_the_numpy_backend_bit_for_bit(L, ng, k, block):
         np.testing.assert_array_equal(np.asarray(d), want_d)
 
 
-def test_k_too_large_for_merge_keys_takes_the_full_sort_path_and_stays_exact():
+def test_k_equal_to_a_large_gallery_is_the_stable_ranking():
     rng = np.random.default_rng(1)
-    ng = 46_000  # (k + 1) * (k + 1024) >= 2**31 - 2**24: no block can be streamed
+    ng = 46_000
     qb, gb = rng.integers(0, 2, size=(2, 3)), rng.integers(0, 2, size=(ng, 3))
     w = np.array([0.5, 1.0, 0.5], np.float32)
     q, g = search.pack_codes(qb), search.pack_codes(gb)
-    d, i = weighted_hamming_topk_jax(q, g, weight_tables(w, 1), ng)
+    d, i = weighted_hamming_topk_jax(q, g, weight_tables(w, 1), ng, block=10_000)
     dist = ((qb[:, None, :] != gb[None, :, :]) * w**2).sum(-1)  # exact: quarter multiples
     want_i = np.array([sorted(range(ng), key=lambda j: (dist[r, j], j)) for r in range(2)])
     np.testing.assert_array_equal(np.asarray(i), want_i)
     np.testing.assert_array_equal(np.asarray(d), np.take_along_axis(dist, want_i, axis=1))
-    with pytest.raises(ValueError, match="block"):
-        weighted_hamming_topk_jax(q, g, weight_tables(w, 1), ng, block=512)
+
+
+def test_sizes_beyond_the_merge_keys_are_refused():
+    with pytest.raises(ValueError, match="k=800000000 is too large"):
+        weighted._plan(1, 10**9, 800_000_000, None, None)
+    with pytest.raises(ValueError, match="block=100000000 is too large for k=700000000"):
+        weighted._plan(1, 10**9, 700_000_000, 10**8, None)
 
 
 def test_runs_inside_jit_with_traced_weights():
