@@ -61,7 +61,6 @@ __all__ = ["weight_tables", "weight_tables_jax", "weighted_hamming_distance", "w
            "weighted_hamming_topk", "weighted_hamming_topk_jax", "weighted_hamming_matrix"]
 
 BACKENDS = ("auto", "numpy", "xla")
-_TILE = 1 << 22  # query rows x gallery columns per computed tile
 # _BYTE_BITS[v, i] = bit i of byte value v in np.packbits (big-endian) order.
 _BYTE_BITS = ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1).astype(np.float32)
 
@@ -165,7 +164,7 @@ def _rows_fn(q: np.ndarray, g: np.ndarray, table: np.ndarray, backend: str):
 
     def rows(s, e):
         qb = jnp.asarray(q[s:e])
-        step = max(1024, _TILE // max(e - s, 1))
+        step = max(1024, _TILE_ELEMS // max(e - s, 1))
         return np.concatenate([np.asarray(_xla_block(qb, g_dev[c:c + step], t_dev))
                                for c in range(0, g.shape[0], step)], axis=1)
 
@@ -173,7 +172,7 @@ def _rows_fn(q: np.ndarray, g: np.ndarray, table: np.ndarray, backend: str):
 
 
 def _query_block(ng: int) -> int:
-    return max(1, min(256, _TILE // max(ng, 1)))
+    return max(1, min(256, _TILE_ELEMS // max(ng, 1)))
 
 
 def weighted_hamming_distance(q: Any, g: Any, bit_weights: Any, *, backend: str = "auto") -> np.ndarray:
@@ -219,7 +218,7 @@ def weighted_hamming_topk(q: Any, g: Any, bit_weights: Any, k: int, *,
     Returns ``(distances float32 [nq, k], indices int32 [nq, k])`` (numpy) ordered by
     ``(distance, gallery index)``; ``backend="xla"`` runs :func:`weighted_hamming_topk_jax` on JAX's default
     device, ``"numpy"`` the host path (module docstring); both agree bit for bit. Memory ``O(block · ng)`` on
-    the numpy path (about ``2**22`` distances per block), ``O(query_block · block)`` on the XLA path.
+    the numpy path (about ``2**22`` distances per block), ``O(query_block · (block + k))`` on the XLA path.
     """
     backend = _backend(backend)
     if backend == "xla":
