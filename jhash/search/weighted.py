@@ -20,13 +20,17 @@ Backends of :func:`weighted_hamming_topk` (and the distance functions): ``"numpy
 the host) and ``"auto"`` (numpy when JAX's default backend is the CPU, XLA otherwise). Both give bit-identical
 distances and indices.
 
-Inside a user's ``jax.jit`` call :func:`weighted_hamming_topk_jax` itself (``k``, ``block`` and
-``query_block`` static). It takes the tables, not the weights: compute them once with :func:`weight_tables`
-outside the jitted function when the weights are fixed (a trained model), or with :func:`weight_tables_jax`
-inside it when the weights are traced (e.g. learnt in the same step). Its streaming rule: the gallery is read in
-blocks of ``block`` codes (a ``fori_loop``; the last block is shifted back to end at the gallery's end and the
-rows it shares with the previous block are masked, so no gallery copy is padded), ``query_block`` queries at a
-time (``lax.map``), so memory is ``O(query_block * (block + k))``. Each block is merged into a running top-k,
+Inside a user's ``jax.jit``, :func:`weighted_hamming_topk` (``"auto"`` or ``"xla"``) takes this path by itself
+and returns JAX arrays (tables from :func:`weight_tables` for concrete weights, :func:`weight_tables_jax` for
+traced ones). :func:`weighted_hamming_topk_jax` (``k``, ``block`` and ``query_block`` static) takes the tables
+instead: compute them once with :func:`weight_tables` when the weights are fixed (a trained model) and pass
+them in, or with :func:`weight_tables_jax` inside the jitted function when the weights are traced (e.g. learnt
+in the same step).
+
+Streaming rule of the XLA path: the gallery is read in blocks of ``block`` codes (a ``fori_loop``; the last
+block is shifted back to end at the gallery's end and the rows it shares with the previous block are masked, so
+the gallery is never padded), ``query_block`` queries at a time (``lax.map``), so memory is
+``O(query_block * (block + k))``. Each block is merged into a running top-k,
 exactly whatever order ``lax.top_k`` gives equal values:
 
 1. ``t`` = the ``k``-th smallest distance among the running top-k and the block (``lax.top_k`` on the
@@ -54,7 +58,7 @@ import numpy as np
 from jax import lax
 
 from jhash.search.hamming import _KMAX, _MAX_BLOCK, _MAX_QB, _TILE_ELEMS, _block_topk, _plan_levels, pad_queries
-from jhash.search.packing import _as_array, check_k, check_pair
+from jhash.search.packing import _as_array, _is_tracer, check_k, check_pair
 from jhash.search.streamed import LazyRows
 
 __all__ = ["weight_tables", "weight_tables_jax", "weighted_hamming_distance", "weighted_hamming_affinity",
@@ -219,16 +223,22 @@ def weighted_hamming_topk(q: Any, g: Any, bit_weights: Any, k: int, *,
     ``(distance, gallery index)``; ``backend="xla"`` runs :func:`weighted_hamming_topk_jax` on JAX's default
     device, ``"numpy"`` the host path (module docstring); both agree bit for bit. Memory ``O(block · ng)`` on
     the numpy path (about ``2**22`` distances per block), ``O(query_block · (block + k))`` on the XLA path.
+    Called inside a JAX trace (``jit``) it takes the XLA path whatever the device (``"auto"`` or ``"xla"``;
+    ``"numpy"`` is an error) and returns JAX arrays; traced weights get their tables from
+    :func:`weight_tables_jax`.
     """
-    backend = _backend(backend)
-    if backend == "xla":
+    resolved = _backend(backend)
+    traced = any(_is_tracer(x) for x in (q, g, bit_weights))
+    if traced and backend == "numpy":
+        raise ValueError("backend='numpy' cannot run inside a JAX trace (jit); use backend='xla' or 'auto'")
+    if traced or resolved == "xla":
         qd, gd = check_pair(q, g)
-        table = weight_tables(bit_weights, int(qd.shape[1]))
-        dist, idx = weighted_hamming_topk_jax(qd, gd, table, k)
-        return np.asarray(dist), np.asarray(idx)
+        tables = (weight_tables_jax if _is_tracer(bit_weights) else weight_tables)(bit_weights, int(qd.shape[1]))
+        dist, idx = weighted_hamming_topk_jax(qd, gd, tables, k)
+        return (dist, idx) if traced else (np.asarray(dist), np.asarray(idx))
     q, g, table = _prepare(q, g, bit_weights)
     k = check_k(k, g.shape[0])
-    rows = _rows_fn(q, g, table, backend)
+    rows = _rows_fn(q, g, table, resolved)
     nq = q.shape[0]
     dist = np.empty((nq, k), np.float32)
     idx = np.empty((nq, k), np.int32)

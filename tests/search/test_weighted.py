@@ -118,6 +118,23 @@ def test_runs_inside_jit_with_traced_weights():
     np.testing.assert_array_equal(np.asarray(d), want_d)
 
 
+def test_weighted_hamming_topk_inside_jit_takes_the_traceable_path():
+    rng = np.random.default_rng(4)
+    L = 10
+    q = search.pack_codes(rng.integers(0, 2, size=(4, L)))
+    g = search.pack_codes(rng.integers(0, 2, size=(30, L)))
+    w = rng.normal(size=L).astype(np.float32)
+    want_d, want_i = weighted_hamming_topk(q, g, w, 7, backend="numpy")
+    for fixed_weights in (True, False):  # concrete weights (host tables) or traced ones (weight_tables_jax)
+        f = (jax.jit(lambda q, g: weighted_hamming_topk(q, g, w, 7)) if fixed_weights
+             else jax.jit(lambda q, g, w: weighted_hamming_topk(q, g, w, 7)))
+        d, i = f(q, g) if fixed_weights else f(q, g, w)
+        np.testing.assert_array_equal(np.asarray(i), want_i)
+        np.testing.assert_array_equal(np.asarray(d), want_d)
+    with pytest.raises(ValueError, match="backend='numpy' cannot run inside a JAX trace"):
+        jax.jit(lambda q: weighted_hamming_topk(q, g, w, 7, backend="numpy"))(q)
+
+
 def test_exports_for_gpu_and_tpu_and_the_cpu_artifact_matches():
     rng = np.random.default_rng(3)
     L = 12
