@@ -101,38 +101,32 @@ def test_sizes_beyond_the_merge_keys_are_refused():
         weighted._plan(1, 10**9, 700_000_000, 10**8, None)
 
 
-def test_runs_inside_jit_with_traced_weights():
+W_JIT = np.random.default_rng(2).normal(size=21).astype(np.float32)
+JIT_CALLS = {
+    # weighted_hamming_topk_jax on the tables of traced weights
+    "topk_jax, traced weights": lambda q, g, w: weighted_hamming_topk_jax(
+        q, g, weight_tables_jax(w, q.shape[1]), 8, block=16),
+    # weighted_hamming_topk under a trace: the XLA path, tables from traced or from fixed (closed-over) weights
+    "topk, traced weights": lambda q, g, w: weighted_hamming_topk(q, g, w, 8),
+    "topk, fixed weights": lambda q, g, w: weighted_hamming_topk(q, g, np.asarray(W_JIT), 8),
+}
+
+
+@pytest.mark.parametrize("call", list(JIT_CALLS))
+def test_runs_inside_jit_and_equals_the_numpy_backend(call):
     rng = np.random.default_rng(2)
-    L = 21
-    q = search.pack_codes(rng.integers(0, 2, size=(5, L)))
-    g = search.pack_codes(rng.integers(0, 2, size=(70, L)))
-    w = rng.normal(size=L).astype(np.float32)
-
-    @jax.jit
-    def retrieve(q, g, w):
-        return weighted_hamming_topk_jax(q, g, weight_tables_jax(w, q.shape[1]), 8, block=16)
-
-    d, i = retrieve(jnp.asarray(q), jnp.asarray(g), jnp.asarray(w))
-    want_d, want_i = weighted_hamming_topk(q, g, w, 8, backend="numpy")
+    q = search.pack_codes(rng.integers(0, 2, size=(5, W_JIT.size)))
+    g = search.pack_codes(rng.integers(0, 2, size=(70, W_JIT.size)))
+    d, i = jax.jit(JIT_CALLS[call])(q, g, jnp.asarray(W_JIT))
+    want_d, want_i = weighted_hamming_topk(q, g, W_JIT, 8, backend="numpy")
     np.testing.assert_array_equal(np.asarray(i), want_i)
     np.testing.assert_array_equal(np.asarray(d), want_d)
 
 
-def test_weighted_hamming_topk_inside_jit_takes_the_traceable_path():
-    rng = np.random.default_rng(4)
-    L = 10
-    q = search.pack_codes(rng.integers(0, 2, size=(4, L)))
-    g = search.pack_codes(rng.integers(0, 2, size=(30, L)))
-    w = rng.normal(size=L).astype(np.float32)
-    want_d, want_i = weighted_hamming_topk(q, g, w, 7, backend="numpy")
-    for fixed_weights in (True, False):  # concrete weights (host tables) or traced ones (weight_tables_jax)
-        f = (jax.jit(lambda q, g: weighted_hamming_topk(q, g, w, 7)) if fixed_weights
-             else jax.jit(lambda q, g, w: weighted_hamming_topk(q, g, w, 7)))
-        d, i = f(q, g) if fixed_weights else f(q, g, w)
-        np.testing.assert_array_equal(np.asarray(i), want_i)
-        np.testing.assert_array_equal(np.asarray(d), want_d)
+def test_numpy_backend_inside_jit_is_a_clear_error():
+    q = np.zeros((2, 1), np.uint8)
     with pytest.raises(ValueError, match="backend='numpy' cannot run inside a JAX trace"):
-        jax.jit(lambda q: weighted_hamming_topk(q, g, w, 7, backend="numpy"))(q)
+        jax.jit(lambda q: weighted_hamming_topk(q, q, np.ones(8), 1, backend="numpy"))(q)
 
 
 def test_exports_for_gpu_and_tpu_and_the_cpu_artifact_matches():
