@@ -13,7 +13,9 @@ Codes at rest are ``uint8 [n, ceil(L/8)]`` (any ``L``: zero padding bits never c
 - :func:`select_bits`, :func:`top_weight_bits` — bit subsets for bit-scalable codes (DRSCH).
 - :func:`sharded_hamming_topk` — the gallery sharded over a ``jax.sharding.Mesh``; equals ``hamming_topk``.
 - :func:`weighted_hamming_topk`, :func:`weighted_hamming_distance`, :func:`weighted_hamming_affinity`,
-  :func:`weighted_hamming_matrix` — exact search by weighted Hamming distance (DRSCH's affinity ranking).
+  :func:`weighted_hamming_matrix` — exact search by weighted Hamming distance (DRSCH's affinity ranking);
+  :func:`weighted_hamming_topk_jax` is its traceable top-k (inside ``jit``, any device) over the per-byte
+  tables of :func:`weight_tables` / :func:`weight_tables_jax`.
 - :class:`LazyRows` — a ``[nq, ng]`` matrix computed block by block when read (streamed evaluation).
 - :func:`to_faiss` — ``faiss.IndexBinaryFlat`` over a packed gallery (extra ``jhash[faiss]``).
 - :func:`fit_thresholds` — Distance Threshold Optimisation for coarse-to-fine search (CtF eqs. 6-8).
@@ -57,10 +59,12 @@ from jhash.search.sharded import sharded_hamming_topk
 from jhash.search.streamed import LazyRows
 from jhash.search.weighted import (
     weight_tables,
+    weight_tables_jax,
     weighted_hamming_affinity,
     weighted_hamming_distance,
     weighted_hamming_matrix,
     weighted_hamming_topk,
+    weighted_hamming_topk_jax,
 )
 
 __all__ = [
@@ -103,8 +107,10 @@ __all__ = [
     "fit_recall_thresholds",
     "LazyRows",
     "weight_tables",
+    "weight_tables_jax",
     "weighted_hamming_affinity",
     "weighted_hamming_distance",
     "weighted_hamming_matrix",
     "weighted_hamming_topk",
+    "weighted_hamming_topk_jax",
 ]
