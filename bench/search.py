@@ -462,6 +462,17 @@ def summary_table(results: list[ShapeResult], threads: int) -> str:
     return "\n".join(lines)
 
 
+def report_idle_machine(consequence: str) -> None:
+    """Print the load average and the other work on the CPUs during one idle second before the first shape, and
+    a warning ending with ``consequence`` if that work would label a row LOADED."""
+    la, snap = load_average(), cpu_snapshot()
+    time.sleep(1.0)
+    idle = other_work(snap, cpu_snapshot())
+    print(f"  before the first shape (1 s idle): load average {fmt_load(la)}; {fmt_share(idle)}")
+    if is_loaded(idle):
+        print(f"  WARNING: other work is running: {consequence}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes, smoke test")
@@ -522,13 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     print(f"  'all threads' = {threads}; {runs} interleaved rounds per shape, {args.gap:.2f} s gap between calls")
-    la, snap = load_average(), cpu_snapshot()
-    time.sleep(1.0)
-    idle = other_work(snap, cpu_snapshot())
-    print(f"  before the first shape (1 s idle): load average {fmt_load(la)}; {fmt_share(idle)}")
-    if is_loaded(idle):
-        print("  WARNING: other work is running: timings will be noisy and multi-threaded figures unreliable; "
-              "rows measured while it runs are labelled LOADED")
+    report_idle_machine("timings will be noisy and multi-threaded figures unreliable; rows measured while it "
+                        "runs are labelled LOADED")
 
     results = [bench_shape(by_label[label], threads, runs, args.gap, xla=args.xla, memory=args.memory,
                            quick=args.quick) for label in labels]

@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OtherWork, cpu_snapshot, other_work, process_cpu_seconds  # noqa: E402  (bench/_common.py)
 from search import (  # noqa: E402  (bench/search.py: shapes, data, checks and labels shared with it)
     FULL_SHAPES, K, NICED_WARN, Shape, all_threads, cpu_model, fmt_load, fmt_share, is_loaded, load_average,
-    make_data, median_ratio, numpy_reference, verify)
+    make_data, median_ratio, numpy_reference, report_idle_machine, verify)
 
 DEFAULT_SHAPES = ["256", "512", "2048", "128"]
 DEFAULT_SETTINGS = "auto,queries:1,queries:2,gallery:2,gallery:4"
@@ -305,13 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  kernel per width: " + ", ".join(f"{b} b: {native.kernel_for(b // 8)}" for b in widths))
     print(f"  'all threads' = {threads}; settings at {threads} threads: {', '.join(s.label for s in settings)} "
           f"(against 1 thread, one pass); {runs} interleaved rounds per shape, {args.gap:.2f} s gap between calls")
-    la, snap = load_average(), cpu_snapshot()
-    time.sleep(1.0)
-    idle = other_work(snap, cpu_snapshot())
-    print(f"  before the first shape (1 s idle): load average {fmt_load(la)}; {fmt_share(idle)}")
-    if is_loaded(idle):
-        print("  WARNING: other work is running: the speed-ups will be noisy (rows measured while it runs are "
-              "labelled LOADED); the CPU-time ratios hold up better")
+    report_idle_machine("the speed-ups will be noisy (rows measured while it runs are labelled LOADED); the "
+                        "CPU-time ratios hold up better")
 
     if args.independent:
         independent(labels, by_label, runs, args.gap, args.quick)
