@@ -118,7 +118,9 @@ def weight_tables_jax(bit_weights: Any, n_bytes: int) -> jax.Array:
     return _tables(jnp.asarray(w, jnp.float32), n_bytes, jnp)
 
 
-def _backend(backend: str) -> str:
+def resolve_backend(backend: str) -> str:
+    """The backend ``backend`` runs on: ``"numpy"`` or ``"xla"`` (``"auto"``: numpy when JAX's default backend is
+    the CPU)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -200,7 +202,7 @@ def weighted_hamming_matrix(q: Any, g: Any, bit_weights: Any, *, backend: str = 
     """The weighted Hamming distances ``[nq, ng]`` as a :class:`jhash.search.streamed.LazyRows`: rows are
     computed when read (``m[s:e]``), so ``jhash.metrics.reid_metrics(distances=m, ...)`` streams them."""
     q, g, table = _prepare(q, g, bit_weights)
-    rows = _rows_fn(q, g, table, _backend(backend))
+    rows = _rows_fn(q, g, table, resolve_backend(backend))
     return LazyRows((q.shape[0], g.shape[0]), np.float32, rows, block_rows=_query_block(g.shape[0]))
 
 
@@ -227,7 +229,7 @@ def weighted_hamming_topk(q: Any, g: Any, bit_weights: Any, k: int, *,
     ``"numpy"`` is an error) and returns JAX arrays; traced weights get their tables from
     :func:`weight_tables_jax`.
     """
-    resolved = _backend(backend)
+    resolved = resolve_backend(backend)
     traced = any(_is_tracer(x) for x in (q, g, bit_weights))
     if traced and backend == "numpy":
         raise ValueError("backend='numpy' cannot run inside a JAX trace (jit); use backend='xla' or 'auto'")
