@@ -17,8 +17,9 @@ bit-identical distances and ties are real ties.
 Backends of :func:`weighted_hamming_topk` (and the distance functions): ``"numpy"`` (the exact CPU path: one
 ``[queries, gallery]`` table look-up per byte, then a partition and a stable sort of the candidates),
 ``"xla"`` (:func:`weighted_hamming_topk_jax` on JAX's default device: jitted end to end, no tile goes back to
-the host) and ``"auto"`` (numpy when JAX's default backend is the CPU, XLA otherwise). Both give bit-identical
-distances and indices.
+the host) and ``"auto"`` (XLA on every device: on a 2-core AVX2 CPU it was 1.2–3.3× faster than numpy for the
+top-k at 32–256 bits, 20k–100k codes, k = 10 and 100, and 2.5–7× for the distance rows the metrics stream,
+32–256 bits, 20k–500k codes, once compiled). Both give bit-identical distances and indices.
 
 Inside a user's ``jax.jit``, :func:`weighted_hamming_topk` (``"auto"`` or ``"xla"``) takes this path by itself
 and returns JAX arrays (tables from :func:`weight_tables` for concrete weights, :func:`weight_tables_jax` for
@@ -118,14 +119,12 @@ def weight_tables_jax(bit_weights: Any, n_bytes: int) -> jax.Array:
     return _tables(jnp.asarray(w, jnp.float32), n_bytes, jnp)
 
 
-def resolve_backend(backend: str) -> str:
-    """The backend ``backend`` runs on: ``"numpy"`` or ``"xla"`` (``"auto"``: numpy when JAX's default backend is
-    the CPU)."""
+def _backend(backend: str) -> str:
+    """The backend ``backend`` runs on: ``"numpy"`` or ``"xla"`` (``"auto"``: XLA, the faster one measured on the
+    CPU as well; module docstring)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "numpy" if jax.default_backend() == "cpu" else "xla"
-    return backend
+    return "xla" if backend == "auto" else backend
 
 
 def _prepare(q, g, bit_weights):
@@ -202,7 +201,7 @@ def weighted_hamming_matrix(q: Any, g: Any, bit_weights: Any, *, backend: str = 
     """The weighted Hamming distances ``[nq, ng]`` as a :class:`jhash.search.streamed.LazyRows`: rows are
     computed when read (``m[s:e]``), so ``jhash.metrics.reid_metrics(distances=m, ...)`` streams them."""
     q, g, table = _prepare(q, g, bit_weights)
-    rows = _rows_fn(q, g, table, resolve_backend(backend))
+    rows = _rows_fn(q, g, table, _backend(backend))
     return LazyRows((q.shape[0], g.shape[0]), np.float32, rows, block_rows=_query_block(g.shape[0]))
 
 
@@ -229,7 +228,7 @@ def weighted_hamming_topk(q: Any, g: Any, bit_weights: Any, k: int, *,
     ``"numpy"`` is an error) and returns JAX arrays; traced weights get their tables from
     :func:`weight_tables_jax`.
     """
-    resolved = resolve_backend(backend)
+    resolved = _backend(backend)
     traced = any(_is_tracer(x) for x in (q, g, bit_weights))
     if traced and backend == "numpy":
         raise ValueError("backend='numpy' cannot run inside a JAX trace (jit); use backend='xla' or 'auto'")
