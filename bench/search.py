@@ -311,6 +311,19 @@ def is_loaded(w: OtherWork | None) -> bool:
     return w is not None and (w.normal > OTHER_WARN or w.steal > STEAL_WARN)
 
 
+def is_niced_background(w: OtherWork | None) -> bool:
+    """Niced processes took more than ``NICED_WARN`` % of the CPUs (the "niced background" rule)."""
+    return w is not None and w.niced > NICED_WARN
+
+
+def load_flag(w: OtherWork | None) -> str:
+    """A row's label from the other work during it: " **LOADED**" (:func:`is_loaded`), " niced background"
+    (:func:`is_niced_background`), or ""."""
+    if is_loaded(w):
+        return " **LOADED**"
+    return " niced background" if is_niced_background(w) else ""
+
+
 def fmt_share(w: OtherWork | None) -> str:
     """Other work during a shape, as the summary table shows it."""
     if w is None:
@@ -337,11 +350,11 @@ class ShapeResult:
 
     @property
     def niced_background(self) -> bool:
-        return self.other is not None and self.other.niced > NICED_WARN
+        return is_niced_background(self.other)
 
     @property
     def flag(self) -> str:
-        return " **LOADED**" if self.loaded else (" niced background" if self.niced_background else "")
+        return load_flag(self.other)
 
 
 def bench_shape(shape: Shape, threads: int, runs: int, gap: float, *, xla: bool, memory: bool,

@@ -59,8 +59,8 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OtherWork, cpu_snapshot, other_work, process_cpu_seconds  # noqa: E402  (bench/_common.py)
 from search import (  # noqa: E402  (bench/search.py: shapes, data, checks and labels shared with it)
-    FULL_SHAPES, K, NICED_WARN, Shape, all_threads, cpu_model, fmt_load, fmt_share, is_loaded, load_average,
-    make_data, median_ratio, numpy_reference, report_idle_machine, verify)
+    FULL_SHAPES, K, Shape, all_threads, cpu_model, fmt_load, fmt_share, load_average, load_flag, make_data,
+    median_ratio, numpy_reference, report_idle_machine, verify)
 
 DEFAULT_SHAPES = ["256", "512", "2048", "128"]
 DEFAULT_SETTINGS = "auto,queries:1,queries:2,gallery:2,gallery:4"
@@ -124,9 +124,7 @@ class ShapeRun:
 
     @property
     def flag(self) -> str:
-        if is_loaded(self.other):
-            return " **LOADED**"
-        return " niced background" if self.other is not None and self.other.niced > NICED_WARN else ""
+        return load_flag(self.other)
 
 
 def timed(fn) -> tuple[float, float]:
